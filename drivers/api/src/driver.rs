@@ -1,0 +1,86 @@
+//! The low-level trait each driver crate implements. It only manages the
+//! storage of snapshots by [`SnapshotId`]; names, parents, labels, kinds,
+//! crash bookkeeping and locking live in [`crate::Snapshots`], which calls it.
+
+use std::path::Path;
+
+use crate::{CreateOptions, Kind, Mount, Result, SnapshotId, StatusLine, Usage};
+
+/// A snapshot's storage as the driver sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The snapshot's id; name every kernel object after it.
+    pub id: SnapshotId,
+    /// Active, view or committed.
+    pub kind: Kind,
+    /// Ids of the committed ancestors, nearest first (empty for a base snapshot).
+    pub parents: &'a [SnapshotId],
+}
+
+impl Target<'_> {
+    /// The direct parent, if any.
+    pub fn parent(&self) -> Option<SnapshotId> {
+        self.parents.first().copied()
+    }
+}
+
+/// Storage backend of snapshots.
+///
+/// Contract, relied on by [`crate::Snapshots`]:
+/// - `create` is called once per id, after the store has recorded the intent;
+///   on error the store calls `remove` for the same id, so `create` need not
+///   clean up after itself but `remove` must cope with half-made storage.
+/// - `remove` is idempotent: removing storage that is (partly) gone succeeds.
+/// - `commit` is idempotent and keeps the id: the storage becomes read-only.
+/// - Parents passed to `create`, `mounts` and `usage` are always committed.
+/// - Drivers never mount anything on behalf of callers: `mounts` returns
+///   specs. They may mount their own backing store (loop file, pool).
+pub trait Driver: Send + Sync + 'static {
+    /// Short name: `vfs`, `overlay2`, `btrfs`, `devmapper`, `blockfile`.
+    fn name(&self) -> &'static str;
+
+    /// Creates the storage of a new active or view snapshot.
+    fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()>;
+
+    /// Makes an active snapshot's storage read-only for use as a parent.
+    fn commit(&self, target: Target<'_>) -> Result<()>;
+
+    /// Deletes a snapshot's storage and every kernel object made for it.
+    fn remove(&self, id: SnapshotId) -> Result<()>;
+
+    /// The mounts that show the snapshot's merged view.
+    fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>>;
+
+    /// Space used by the snapshot alone.
+    fn usage(&self, target: Target<'_>) -> Result<Usage>;
+
+    /// Ids of every snapshot storage that exists on disk or in the kernel, so
+    /// `strata check` can find orphans after a crash.
+    fn stored_ids(&self) -> Result<Vec<SnapshotId>>;
+
+    /// Lines for `strata info`: backing, usage method, options in effect.
+    fn status(&self) -> Vec<StatusLine>;
+
+    /// Whether the driver stores OCI whiteouts in overlayfs' own form
+    /// (character device 0/0, `trusted.overlay.opaque`) instead of applying
+    /// deletions.
+    fn overlay_whiteouts(&self) -> bool {
+        false
+    }
+
+    /// Releases what `open` set up (backing mounts); called when the store
+    /// closes. Snapshots stay intact.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// How a driver is opened: its home directory under the store root and the
+/// `--opt key=value` options given at `strata init`.
+#[derive(Debug, Clone)]
+pub struct DriverConfig<'a> {
+    /// Directory the driver owns (`<root>/<driver name>`); created by the caller.
+    pub home: &'a Path,
+    /// Driver options, e.g. `btrfs.size=10G`.
+    pub options: &'a std::collections::BTreeMap<String, String>,
+}

@@ -1,0 +1,104 @@
+//! The error every snapshot operation returns. Variants follow containerd's
+//! errdefs so the gRPC plug-in can map them to status codes one to one.
+
+use std::path::PathBuf;
+
+/// Result alias for the driver interface.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of snapshot operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The snapshot (or its parent) does not exist.
+    #[error("snapshot {0} does not exist")]
+    NotFound(String),
+    /// The key or name is already used.
+    #[error("snapshot {0} already exists")]
+    AlreadyExists(String),
+    /// The operation is not allowed in the snapshot's current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The request itself is malformed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The host lacks something the driver needs.
+    #[error("driver {driver} is not supported here: {reason}")]
+    Unsupported {
+        /// Driver name.
+        driver: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A filesystem or kernel call failed on a path or device.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (`mkdir`, `mount`, `reflink`, ...).
+        op: &'static str,
+        /// The path or device involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external command failed (mkfs, ...).
+    #[error("{command} failed: {detail}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status and stderr.
+        detail: String,
+    },
+    /// The metadata store failed.
+    #[error("metadata store: {0}")]
+    Metadata(String),
+    /// A driver-specific failure.
+    #[error("{driver}: {message}")]
+    Driver {
+        /// Driver name.
+        driver: &'static str,
+        /// Description naming the object involved.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Io`] from a nix errno.
+    pub fn errno(op: &'static str, path: impl Into<PathBuf>, errno: nix::errno::Errno) -> Self {
+        Self::io(op, path, std::io::Error::from(errno))
+    }
+
+    /// The OS error number behind this error, if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Adds a path and operation to `std::io::Result`s.
+pub trait IoContext<T> {
+    /// Maps the error to [`Error::Io`] for `op` on `path`.
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::errno(op, path, e))
+    }
+}

@@ -1,0 +1,22 @@
+//! Strata's driver interface.
+//!
+//! Start with [`Driver`]: the small trait each driver crate implements (create,
+//! commit, remove storage by [`SnapshotId`], return [`Mount`] specs). Around it,
+//! [`Snapshots`] gives any driver containerd's full snapshotter semantics
+//! ([`Snapshotter`]): keys, parents, labels, kinds, filters, a transactional
+//! metadata store (redb) that records every intent before the kernel is
+//! touched, and locking. [`mount`] performs mount specs. With the `testing`
+//! and `conformance` features come loop-backed fixtures and the shared
+//! conformance suite every driver's tests run.
+
+mod driver;
+mod error;
+mod filter;
+mod snapshotter;
+mod types;
+
+pub use driver::{Driver, DriverConfig, Target};
+pub use error::{Error, IoContext, Result};
+pub use filter::Filters;
+pub use snapshotter::{Snapshotter, SnapshotterExt};
+pub use types::*;

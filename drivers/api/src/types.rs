@@ -1,0 +1,166 @@
+//! Plain data shared by every driver: keys, ids, kinds, infos, mount specs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// User-visible name of a snapshot. Active/view keys and committed names share
+/// one namespace. Treated as opaque (containerd prefixes `namespace/id/`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SnapshotKey(pub String);
+
+impl SnapshotKey {
+    /// The key as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SnapshotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for SnapshotKey {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for SnapshotKey {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// Store-assigned numeric id of a snapshot's storage. It stays the same when
+/// an active snapshot is committed, and drivers name their kernel objects
+/// (directories, subvolumes, thin devices, image files) after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SnapshotId(pub u64);
+
+impl fmt::Display for SnapshotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a snapshot is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Writable, from `prepare`. Cannot be a parent.
+    Active,
+    /// Read-only, from `view`. Cannot be a parent or committed.
+    View,
+    /// Read-only layer, from `commit`. May be a parent.
+    Committed,
+}
+
+impl Kind {
+    /// Lower-case name as containerd prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Active => "active",
+            Kind::View => "view",
+            Kind::Committed => "committed",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Labels attached to a snapshot.
+pub type Labels = BTreeMap<String, String>;
+
+/// Label that asks for a per-snapshot size limit in bytes (`strata create --size`).
+pub const LABEL_SIZE: &str = "strata.io/size";
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Public description of a snapshot (containerd's `snapshots.Info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// Key (active/view) or name (committed).
+    pub name: SnapshotKey,
+    /// Committed parent, if any.
+    pub parent: Option<SnapshotKey>,
+    /// Active, view or committed.
+    pub kind: Kind,
+    /// User labels.
+    pub labels: Labels,
+    /// Creation time, ns since the epoch.
+    pub created_ns: u64,
+    /// Last update time, ns since the epoch.
+    pub updated_ns: u64,
+}
+
+/// Space used by a snapshot alone (not its parents).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes of storage exclusive to this snapshot.
+    pub size: u64,
+    /// Inodes exclusive to this snapshot (0 when the driver cannot tell).
+    pub inodes: u64,
+}
+
+/// A mount the caller should perform to see a snapshot: like containerd's
+/// `mount.Mount`. Drivers return these; they never choose mount points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Filesystem type: `bind`, `overlay`, `btrfs`, `ext4`, `xfs`, ...
+    #[serde(rename = "type")]
+    pub fstype: String,
+    /// Source path or device. A regular file with the `loop` option is
+    /// attached to a loop device first.
+    pub source: String,
+    /// Options, as `mount -o` takes them (`ro`, `rbind`, `loop`, `lowerdir=..`).
+    pub options: Vec<String>,
+}
+
+impl Mount {
+    /// Whether the mount is read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.options.iter().any(|o| o == "ro")
+    }
+}
+
+/// Options for creating a snapshot's storage, derived from its labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// Size limit in bytes, from [`LABEL_SIZE`].
+    pub size: Option<u64>,
+}
+
+impl CreateOptions {
+    /// Reads the options a driver cares about from the labels.
+    pub fn from_labels(labels: &Labels) -> Result<Self, crate::Error> {
+        let size = match labels.get(LABEL_SIZE) {
+            None => None,
+            Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                crate::Error::InvalidArgument(format!(
+                    "label {LABEL_SIZE}={v:?} is not a byte count"
+                ))
+            })?),
+        };
+        Ok(Self { size })
+    }
+}
+
+/// One line of a driver's status, shown by `strata info`.
+pub type StatusLine = (String, String);

@@ -1,0 +1,1 @@
+//! The overlay2 driver (in progress).

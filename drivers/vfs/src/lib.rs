@@ -1,0 +1,1 @@
+//! The vfs driver (in progress).

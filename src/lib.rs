@@ -1,0 +1,1 @@
+//! Strata: container layers on copy-on-write block storage.
