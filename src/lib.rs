@@ -1,1 +1,4 @@
 //! Strata: container layers on copy-on-write block storage.
+
+pub mod archive;
+pub mod image;
