@@ -1,7 +1,7 @@
 //! Runs the conformance suite against a deliberately simple copy driver
 //! (`cp -a`), to check the suite and `Snapshots` themselves.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
