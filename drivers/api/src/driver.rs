@@ -84,3 +84,36 @@ pub struct DriverConfig<'a> {
     /// Driver options, e.g. `btrfs.size=10G`.
     pub options: &'a std::collections::BTreeMap<String, String>,
 }
+
+impl Driver for Box<dyn Driver> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
+        (**self).create(target, options)
+    }
+    fn commit(&self, target: Target<'_>) -> Result<()> {
+        (**self).commit(target)
+    }
+    fn remove(&self, id: SnapshotId) -> Result<()> {
+        (**self).remove(id)
+    }
+    fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {
+        (**self).mounts(target)
+    }
+    fn usage(&self, target: Target<'_>) -> Result<Usage> {
+        (**self).usage(target)
+    }
+    fn stored_ids(&self) -> Result<Vec<SnapshotId>> {
+        (**self).stored_ids()
+    }
+    fn status(&self) -> Vec<StatusLine> {
+        (**self).status()
+    }
+    fn overlay_whiteouts(&self) -> bool {
+        (**self).overlay_whiteouts()
+    }
+    fn close(&self) -> Result<()> {
+        (**self).close()
+    }
+}
