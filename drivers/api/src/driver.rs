@@ -68,8 +68,10 @@ pub trait Driver: Send + Sync + 'static {
         false
     }
 
-    /// Releases what `open` set up (backing mounts); called when the store
-    /// closes. Snapshots stay intact.
+    /// Releases what `open` set up (backing mounts, loop devices) if nothing
+    /// uses it any more; called when the store closes with no container
+    /// mounted. Must not detach lazily: use [`crate::mount::try_unmount`] and
+    /// leave a busy backing mounted. Snapshots stay intact.
     fn close(&self) -> Result<()> {
         Ok(())
     }
