@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod drivers;
 pub mod error;
+pub mod image;
 pub mod model;
 pub mod mounts;
 pub mod ops;
