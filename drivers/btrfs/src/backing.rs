@@ -6,7 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use strata_driver_api::mount::{attach_loop, mount_fs, run, try_unmount};
 use strata_driver_api::{Error, IoContext, Result};
 
 use crate::config::BtrfsConfig;
@@ -80,14 +80,15 @@ impl Backing {
     }
 
     /// Unmounts the loop file if `open` mounted it; the loop device detaches
-    /// itself (autoclear).
+    /// itself (autoclear). Snapshots still mounted elsewhere keep the
+    /// filesystem busy: then it stays mounted and a warning is logged.
     pub fn close(&self) -> Result<()> {
         if let Kind::LoopFile {
             mounted_here: true, ..
         } = self.kind
         {
-            if sys::is_btrfs(&self.root).unwrap_or(false) {
-                umount2(&self.root, MntFlags::empty()).ctx("umount", &self.root)?;
+            if sys::is_btrfs(&self.root).unwrap_or(false) && !try_unmount(&self.root)? {
+                tracing::warn!(mount = %self.root.display(), "backing filesystem busy; left mounted");
             }
         }
         Ok(())
@@ -132,45 +133,11 @@ fn make_image(home: &Path, image: &Path, cfg: &BtrfsConfig) -> Result<()> {
     fs::rename(&tmp, image).ctx("rename", image)
 }
 
-/// Attaches `image` to a loop device (autoclear) and mounts it at `mnt`.
+/// Attaches `image` to a loop device (autoclear) and mounts it at `mnt`;
+/// the mount then holds the device, which detaches on unmount.
 fn mount_image(image: &Path, mnt: &Path) -> Result<()> {
-    let dev = attach_loop(image)?;
-    mount(
-        Some(dev.as_path()),
-        mnt,
-        Some("btrfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .ctx("mount", mnt)
-}
-
-/// Attaches `file` to a free loop device that detaches itself on last close.
-fn attach_loop(file: &Path) -> Result<PathBuf> {
-    let out = run(Command::new("losetup")
-        .args(["--find", "--show", "--nooverlap"])
-        .arg(file))?;
-    Ok(PathBuf::from(out.trim()))
-}
-
-/// Runs a command, turning failure into [`Error::Command`] with its stderr.
-fn run(cmd: &mut Command) -> Result<String> {
-    let line = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| Error::Command {
-        command: line.clone(),
-        detail: e.to_string(),
-    })?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command: line,
-            detail: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let dev = attach_loop(image, false, true)?;
+    mount_fs(&dev.path, mnt, "btrfs", &[])
 }
 
 /// The source (device) of the btrfs mount whose mount point is the longest

@@ -29,8 +29,6 @@ pub struct BtrfsDriver {
     home: PathBuf,
     backing: Backing,
     snapshots: PathBuf,
-    /// An open directory of the filesystem, for ioctls.
-    fs_dir: File,
     quota: QuotaMode,
     /// Serialises updates of the pending-qgroups file.
     pending: Mutex<()>,
@@ -44,19 +42,20 @@ impl BtrfsDriver {
         let backing = Backing::open(cfg.home, &options)?;
         let snapshots = backing.root.join(SNAPSHOTS_DIR);
         fs::create_dir_all(&snapshots).ctx("mkdir", &snapshots)?;
-        let fs_dir = sys::open_dir(&backing.root).ctx("open", &backing.root)?;
-        let quota = match quota::open(&fs_dir, &backing.root, options.quota) {
+        let quota = match sys::open_dir(&backing.root)
+            .ctx("open", &backing.root)
+            .and_then(|dir| Ok(quota::open(&dir, &backing.root, options.quota)?))
+        {
             Ok(q) => q,
             Err(e) => {
                 let _ = backing.close();
-                return Err(e.into());
+                return Err(e);
             }
         };
         let driver = Self {
             home: cfg.home.to_owned(),
             backing,
             snapshots,
-            fs_dir,
             quota,
             pending: Mutex::new(()),
         };
@@ -72,6 +71,12 @@ impl BtrfsDriver {
     /// The root of the btrfs filesystem (or the home when on host btrfs).
     pub fn fs_root(&self) -> &Path {
         &self.backing.root
+    }
+
+    /// A directory fd on the filesystem for ioctls (opened per call so that
+    /// `close` can unmount).
+    fn fs_dir(&self) -> Result<File> {
+        sys::open_dir(&self.backing.root).ctx("open", &self.backing.root)
     }
 
     /// Path of snapshot `id`'s subvolume.
@@ -94,7 +99,7 @@ impl BtrfsDriver {
             return Ok(None);
         }
         let subvolid = self.subvolume_id(id)?;
-        Ok(quota::read(&self.fs_dir, &self.backing.root, subvolid)?)
+        Ok(quota::read(&self.fs_dir()?, &self.backing.root, subvolid)?)
     }
 
     fn make_subvolume(&self, target: &Target<'_>, path: &Path) -> Result<Subvolume> {
@@ -124,11 +129,12 @@ impl BtrfsDriver {
 
     /// Ids of `subvolid` and every subvolume nested in it, innermost first.
     fn nested_subvolumes(&self, subvolid: u64) -> Result<Vec<u64>> {
+        let dir = self.fs_dir()?;
         let mut out = Vec::new();
         let mut stack = vec![subvolid];
         while let Some(id) = stack.pop() {
             out.push(id);
-            let children = sys::child_subvolumes(&self.fs_dir, id).map_err(|e| {
+            let children = sys::child_subvolumes(&dir, id).map_err(|e| {
                 Error::io(
                     "list subvolumes nested in",
                     self.backing.root.join(format!("<subvolume {id}>")),
@@ -181,9 +187,10 @@ impl BtrfsDriver {
         let mut todo = self.read_pending()?;
         todo.extend_from_slice(ids);
         todo.dedup();
+        let dir = self.fs_dir()?;
         let mut left = Vec::new();
         for id in todo {
-            if !quota::destroy(&self.fs_dir, &self.backing.root, id, deadline)? {
+            if !quota::destroy(&dir, &self.backing.root, id, deadline)? {
                 tracing::warn!(qgroup = %format!("0/{id}"), "btrfs has not dropped the subvolume yet; qgroup kept for later");
                 left.push(id);
             }
@@ -217,7 +224,7 @@ impl Driver for BtrfsDriver {
         let path = self.subvolume_path(target.id);
         let sv = self.make_subvolume(&target, &path)?;
         if let Some(size) = options.size {
-            quota::limit(&self.fs_dir, &self.backing.root, sv.id(), size)?;
+            quota::limit(&self.fs_dir()?, &self.backing.root, sv.id(), size)?;
         }
         Ok(())
     }
