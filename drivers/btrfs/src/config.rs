@@ -18,16 +18,41 @@ pub struct BtrfsConfig {
     /// btrfs. `None` = 80% of the free space of the home's filesystem, at most
     /// 100 GiB, at least 128 MiB.
     pub size: Option<u64>,
-    /// `btrfs.quota`: enable quotas (simple quotas where the kernel has them,
-    /// else qgroups) for sizes and walk-free usage. Default on.
-    pub quota: bool,
+    /// `btrfs.quota`: quotas for sizes and walk-free usage. Default on.
+    pub quota: QuotaSetting,
+}
+
+/// Values of `btrfs.quota`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaSetting {
+    /// `on`: simple quotas where the kernel has them (6.7+), else qgroups.
+    On,
+    /// `simple`: simple quotas only.
+    Simple,
+    /// `qgroups`: full qgroup accounting.
+    Qgroups,
+    /// `off`: no quotas; usage walks the tree, sizes are refused.
+    Off,
+}
+
+impl QuotaSetting {
+    fn parse(v: &str) -> Option<Self> {
+        match v {
+            "on" | "true" | "1" | "yes" => Some(Self::On),
+            "simple" | "squota" => Some(Self::Simple),
+            "qgroups" | "qgroup" | "full" => Some(Self::Qgroups),
+            "off" | "false" | "0" | "no" => Some(Self::Off),
+            _ => None,
+        }
+    }
 }
 
 impl Default for BtrfsConfig {
     fn default() -> Self {
         Self {
             size: None,
-            quota: true,
+            quota: QuotaSetting::On,
         }
     }
 }
@@ -43,7 +68,7 @@ impl BtrfsConfig {
             };
             match name {
                 "size" => cfg.size = Some(parse_size(value).ok_or_else(|| bad(key, value))?),
-                "quota" => cfg.quota = parse_bool(value).ok_or_else(|| bad(key, value))?,
+                "quota" => cfg.quota = QuotaSetting::parse(value).ok_or_else(|| bad(key, value))?,
                 _ => return Err(BtrfsError::Option(format!("unknown option {key}"))),
             }
         }
@@ -67,14 +92,6 @@ impl BtrfsConfig {
 
 fn bad(key: &str, value: &str) -> BtrfsError {
     BtrfsError::Option(format!("invalid value {value:?} for {key}"))
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "true" | "on" | "1" | "yes" => Some(true),
-        "false" | "off" | "0" | "no" => Some(false),
-        _ => None,
-    }
 }
 
 /// Parses `1073741824`, `512M`, `10G`, `1T` (binary units, optional `B`/`iB`).
@@ -123,7 +140,9 @@ mod tests {
         ]))
         .expect("valid options");
         assert_eq!(cfg.size, Some(1 << 30));
-        assert!(!cfg.quota);
+        assert_eq!(cfg.quota, QuotaSetting::Off);
+        let cfg = BtrfsConfig::from_options(&opts(&[("btrfs.quota", "qgroups")])).expect("valid");
+        assert_eq!(cfg.quota, QuotaSetting::Qgroups);
         assert!(BtrfsConfig::from_options(&opts(&[("btrfs.size", "1M")])).is_err());
         assert!(BtrfsConfig::from_options(&opts(&[("btrfs.nope", "1")])).is_err());
     }

@@ -29,7 +29,7 @@ pub mod quota;
 pub mod sys;
 pub mod walk;
 
-pub use config::BtrfsConfig;
+pub use config::{BtrfsConfig, QuotaSetting};
 pub use driver::{home_is_btrfs, supported, BtrfsDriver, SNAPSHOTS_DIR};
 pub use error::BtrfsError;
 pub use quota::QuotaMode;

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::config::QuotaSetting;
 use crate::error::BtrfsError;
 use crate::sys::{self, QgroupInfo};
 
@@ -33,11 +34,11 @@ impl QuotaMode {
     }
 }
 
-/// Reads the filesystem's mode; with `enable`, turns quotas on first
-/// (simple quotas where the kernel has them, else full qgroups, then waits
-/// for the initial rescan).
-pub fn open(dir: &File, root: &Path, enable: bool) -> Result<QuotaMode, BtrfsError> {
-    if !enable {
+/// Turns quotas on as `setting` asks unless the filesystem already has them
+/// (its mode is then kept), waits for a full-qgroup rescan, and returns the
+/// mode in force.
+pub fn open(dir: &File, root: &Path, setting: QuotaSetting) -> Result<QuotaMode, BtrfsError> {
+    if setting == QuotaSetting::Off {
         return Ok(QuotaMode::Off);
     }
     let err = |op, e| BtrfsError::Qgroup {
@@ -50,9 +51,16 @@ pub fn open(dir: &File, root: &Path, enable: bool) -> Result<QuotaMode, BtrfsErr
         .map_err(|e| err("read status", e))?
         .is_none()
     {
-        match sys::quota_enable(dir, sys::QUOTA_CTL_ENABLE_SIMPLE) {
+        let simple = match setting {
+            QuotaSetting::Qgroups => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+            _ => sys::quota_enable(dir, sys::QUOTA_CTL_ENABLE_SIMPLE),
+        };
+        match simple {
             Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+            Err(e)
+                if setting != QuotaSetting::Simple
+                    && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) =>
+            {
                 sys::quota_enable(dir, sys::QUOTA_CTL_ENABLE).map_err(|e| err("enable", e))?;
             }
             Err(e) => return Err(err("enable simple quotas", e)),
