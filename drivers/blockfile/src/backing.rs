@@ -8,10 +8,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use strata_driver_api::mount::{attach_loop, is_mountpoint, mount_fs, run, unmount};
 use strata_driver_api::{IoContext, Result};
 
 use crate::config::{BackingMode, Config};
-use crate::host;
 use crate::sys;
 
 /// The store directory and how it is provided.
@@ -54,8 +54,10 @@ impl Backing {
             make_backing(&image, cfg.backing_size)?;
         }
         std::fs::create_dir_all(&mountpoint).ctx("mkdir", &mountpoint)?;
-        if !host::is_mountpoint(&mountpoint)? {
-            host::mount_fs(&image, &mountpoint, "xfs", &["loop".to_owned()])?;
+        if !is_mountpoint(&mountpoint)? {
+            // Autoclear: the device goes away when the store is unmounted.
+            let dev = attach_loop(&image, false, true)?;
+            mount_fs(&dev.path, &mountpoint, "xfs", &[])?;
         }
         Ok(Backing::Loop { image, mountpoint })
     }
@@ -73,8 +75,8 @@ impl Backing {
         match self {
             Backing::Direct { .. } => Ok(()),
             Backing::Loop { mountpoint, .. } => {
-                if host::is_mountpoint(mountpoint)? {
-                    host::unmount(mountpoint)?;
+                if is_mountpoint(mountpoint)? {
+                    unmount(mountpoint)?;
                 }
                 Ok(())
             }
@@ -107,7 +109,7 @@ fn make_backing(image: &Path, size: u64) -> Result<()> {
     let file = File::create(&part).ctx("create", &part)?;
     file.set_len(size).ctx("truncate", &part)?;
     drop(file);
-    host::run(
+    run(
         Command::new("mkfs.xfs")
             .args(["-q", "-f", "-m", "reflink=1"])
             .arg(&part),

@@ -12,7 +12,6 @@ use crate::backing::Backing;
 use crate::config::Config;
 use crate::error::BlockfileError;
 use crate::image::{self, Cloned};
-use crate::sys;
 
 /// Suffix of finished images.
 const IMG: &str = ".img";
@@ -166,9 +165,11 @@ impl Driver for BlockfileDriver {
         set_read_only(&self.image_path(target.id))
     }
 
+    /// Refuses while a loop device still holds the image (it is mounted
+    /// somewhere): deleting it would leave that device behind.
     fn remove(&self, id: SnapshotId) -> Result<()> {
         let img = self.image_path(id);
-        let devices = sys::loop_devices_backed_by(&img).ctx("scan loop devices for", &img)?;
+        let devices = strata_driver_api::mount::loops_backed_by(&img);
         if !devices.is_empty() {
             let devices: Vec<_> = devices.iter().map(|d| d.display().to_string()).collect();
             return Err(BlockfileError::Busy {

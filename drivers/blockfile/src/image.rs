@@ -6,11 +6,11 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use strata_driver_api::mount::{attach_loop, mount_fs, run, unmount};
 use strata_driver_api::{IoContext, Result};
 
 use crate::config::ImageFs;
 use crate::error::BlockfileError;
-use crate::host;
 use crate::sys;
 
 /// How a clone was made.
@@ -81,7 +81,7 @@ pub fn format(path: &Path, fs: ImageFs, size: u64) -> Result<()> {
             // Inode tables and journal are written now, once, in the scratch
             // image: lazy init would write them in every clone on first mount
             // and unshare those blocks.
-            host::run(
+            run(
                 Command::new("mkfs.ext4")
                     .args(["-q", "-F", "-m", "0"])
                     .args(["-E", "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0"])
@@ -89,14 +89,14 @@ pub fn format(path: &Path, fs: ImageFs, size: u64) -> Result<()> {
             )?;
             // A new snapshot's tree must be empty: drop lost+found (e2fsck
             // would recreate it, which is why resizes happen online).
-            host::run(
+            run(
                 Command::new("debugfs")
                     .args(["-w", "-R", "rmdir lost+found"])
                     .arg(path),
             )?;
         }
         ImageFs::Xfs => {
-            host::run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(path))?;
+            run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(path))?;
         }
     }
     Ok(())
@@ -139,16 +139,22 @@ pub fn grow(path: &Path, fs: ImageFs, size: u64, mountpoint: &Path) -> Result<()
         .set_len(size)
         .ctx("truncate", path)?;
     std::fs::create_dir_all(mountpoint).ctx("mkdir", mountpoint)?;
-    host::mount_fs(path, mountpoint, fs.as_str(), &mount_options(fs, false))?;
-    let grown = match fs {
-        ImageFs::Ext4 => host::mount_source(mountpoint)
-            .and_then(|dev| host::run(Command::new("resize2fs").arg(dev))),
-        ImageFs::Xfs => host::run(Command::new("xfs_growfs").arg(mountpoint)),
-    };
-    let unmounted = host::unmount(mountpoint);
+    let dev = attach_loop(path, false, true)?;
+    let options: Vec<String> = mount_options(fs, false)
+        .into_iter()
+        .filter(|o| o != "loop")
+        .collect();
+    let mounted = mount_fs(&dev.path, mountpoint, fs.as_str(), &options);
+    let grown = mounted.and_then(|()| {
+        let grown = match fs {
+            ImageFs::Ext4 => run(Command::new("resize2fs").arg(&dev.path)),
+            ImageFs::Xfs => run(Command::new("xfs_growfs").arg(mountpoint)),
+        };
+        unmount(mountpoint).and(grown)
+    });
+    drop(dev);
     let removed = std::fs::remove_dir(mountpoint).ctx("rmdir", mountpoint);
     grown?;
-    unmounted?;
     removed
 }
 

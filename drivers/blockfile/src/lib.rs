@@ -21,7 +21,6 @@ mod backing;
 mod config;
 mod driver;
 mod error;
-mod host;
 mod image;
 mod sys;
 
@@ -29,7 +28,7 @@ pub use backing::{supports_reflink, Backing};
 pub use config::{parse_size, BackingMode, Config, ImageFs};
 pub use driver::BlockfileDriver;
 pub use error::BlockfileError;
-pub use sys::{fiemap, loop_devices_backed_by, Extent};
+pub use sys::{fiemap, Extent};
 
 /// The driver's name, as `--driver` takes it.
 pub const NAME: &str = "blockfile";

@@ -1,11 +1,10 @@
 //! Kernel interface of the blockfile driver: the FICLONE and FIEMAP ioctls,
-//! SEEK_DATA/SEEK_HOLE and the loop devices' sysfs attributes. Every `unsafe`
+//! SEEK_DATA/SEEK_HOLE. Every `unsafe`
 //! line of the crate is here.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
 
 /// Makes `dst` share all of `src`'s blocks (`ioctl(dst, FICLONE, src)`).
 /// Fails with `EOPNOTSUPP`/`EXDEV`/`EINVAL` where the filesystem cannot reflink.
@@ -140,28 +139,6 @@ pub fn next_data(file: &File, offset: u64) -> io::Result<Option<(u64, u64)>> {
     };
     let hole = lseek(file, data, Whence::SeekHole)?;
     Ok(Some((data as u64, hole as u64)))
-}
-
-/// Loop devices whose backing file is `file` (from
-/// `/sys/block/loop*/loop/backing_file`), e.g. `/dev/loop3`.
-pub fn loop_devices_backed_by(file: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/sys/block")? {
-        let name = entry?.file_name();
-        let Some(name) = name.to_str().filter(|n| n.starts_with("loop")) else {
-            continue;
-        };
-        let attr = Path::new("/sys/block").join(name).join("loop/backing_file");
-        let Ok(backing) = std::fs::read_to_string(&attr) else {
-            continue;
-        };
-        let backing = backing.trim_end_matches('\n');
-        let backing = backing.strip_suffix(" (deleted)").unwrap_or(backing);
-        if Path::new(backing) == file {
-            found.push(Path::new("/dev").join(name));
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]
