@@ -89,7 +89,10 @@ impl Backing {
             Backing::Direct { dir, reflink: true } => {
                 format!("{} (its filesystem can reflink)", dir.display())
             }
-            Backing::Direct { dir, reflink: false } => format!(
+            Backing::Direct {
+                dir,
+                reflink: false,
+            } => format!(
                 "{} (no reflink there: every create is a full sparse copy)",
                 dir.display()
             ),
@@ -109,11 +112,9 @@ fn make_backing(image: &Path, size: u64) -> Result<()> {
     let file = File::create(&part).ctx("create", &part)?;
     file.set_len(size).ctx("truncate", &part)?;
     drop(file);
-    run(
-        Command::new("mkfs.xfs")
-            .args(["-q", "-f", "-m", "reflink=1"])
-            .arg(&part),
-    )?;
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-m", "reflink=1"])
+        .arg(&part))?;
     std::fs::rename(&part, image).ctx("rename", image)
 }
 

@@ -229,7 +229,10 @@ impl Driver for BlockfileDriver {
         vec![
             ("backing".into(), self.backing.describe()),
             ("image filesystem".into(), self.config.fs.to_string()),
-            ("image size".into(), format!("{} bytes (sparse)", self.config.size)),
+            (
+                "image size".into(),
+                format!("{} bytes (sparse)", self.config.size),
+            ),
             ("clone".into(), clone),
             (
                 "usage".into(),

@@ -37,7 +37,11 @@ pub fn clone_file(src: &Path, dst: &Path) -> Result<Cloned> {
         Ok(()) => Ok(Cloned::Reflink),
         Err(e) if sys::is_reflink_unsupported(&e) => {
             sparse_copy(&from, &to).ctx("copy", dst)?;
-            Ok(Cloned::Copied(format!("reflink {} -> {}: {e}", src.display(), dst.display())))
+            Ok(Cloned::Copied(format!(
+                "reflink {} -> {}: {e}",
+                src.display(),
+                dst.display()
+            )))
         }
         Err(e) => Err(e).ctx("reflink", dst),
     }
@@ -81,19 +85,18 @@ pub fn format(path: &Path, fs: ImageFs, size: u64) -> Result<()> {
             // Inode tables and journal are written now, once, in the scratch
             // image: lazy init would write them in every clone on first mount
             // and unshare those blocks.
-            run(
-                Command::new("mkfs.ext4")
-                    .args(["-q", "-F", "-m", "0"])
-                    .args(["-E", "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0"])
-                    .arg(path),
-            )?;
+            run(Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-m", "0"])
+                .args([
+                    "-E",
+                    "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0",
+                ])
+                .arg(path))?;
             // A new snapshot's tree must be empty: drop lost+found (e2fsck
             // would recreate it, which is why resizes happen online).
-            run(
-                Command::new("debugfs")
-                    .args(["-w", "-R", "rmdir lost+found"])
-                    .arg(path),
-            )?;
+            run(Command::new("debugfs")
+                .args(["-w", "-R", "rmdir lost+found"])
+                .arg(path))?;
         }
         ImageFs::Xfs => {
             run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(path))?;
@@ -129,8 +132,9 @@ pub fn mount_options(fs: ImageFs, read_only: bool) -> Vec<String> {
     opts
 }
 
-/// Grows the image file to `size` and its filesystem with it, online,
-/// through a private mount at `mountpoint` that is always undone.
+/// Grows the image file to `size` and its filesystem with it: ext4
+/// offline, xfs online through a private mount at `mountpoint` that is
+/// always undone.
 pub fn grow(path: &Path, fs: ImageFs, size: u64, mountpoint: &Path) -> Result<()> {
     OpenOptions::new()
         .write(true)
@@ -138,24 +142,37 @@ pub fn grow(path: &Path, fs: ImageFs, size: u64, mountpoint: &Path) -> Result<()
         .ctx("open", path)?
         .set_len(size)
         .ctx("truncate", path)?;
+    match fs {
+        ImageFs::Ext4 => grow_ext4(path),
+        ImageFs::Xfs => grow_xfs(path, mountpoint),
+    }
+}
+
+/// Offline ext4 resize. Online resize would need CAP_SYS_RESOURCE, which
+/// containers often lack. `e2fsck -f -n` checks without writing (a repairing
+/// e2fsck would recreate the lost+found we removed), then `resize2fs -f`
+/// skips its own "run e2fsck first" demand, which that check satisfied.
+fn grow_ext4(path: &Path) -> Result<()> {
+    run(Command::new("e2fsck").args(["-f", "-n"]).arg(path))?;
+    run(Command::new("resize2fs").arg("-f").arg(path)).map(drop)
+}
+
+/// Online xfs grow (xfs cannot grow offline).
+fn grow_xfs(path: &Path, mountpoint: &Path) -> Result<()> {
     std::fs::create_dir_all(mountpoint).ctx("mkdir", mountpoint)?;
     let dev = attach_loop(path, false, true)?;
-    let options: Vec<String> = mount_options(fs, false)
+    let options: Vec<String> = mount_options(ImageFs::Xfs, false)
         .into_iter()
         .filter(|o| o != "loop")
         .collect();
-    let mounted = mount_fs(&dev.path, mountpoint, fs.as_str(), &options);
-    let grown = mounted.and_then(|()| {
-        let grown = match fs {
-            ImageFs::Ext4 => run(Command::new("resize2fs").arg(&dev.path)),
-            ImageFs::Xfs => run(Command::new("xfs_growfs").arg(mountpoint)),
-        };
-        unmount(mountpoint).and(grown)
+    let grown = mount_fs(&dev.path, mountpoint, "xfs", &options).and_then(|()| {
+        let grown = run(Command::new("xfs_growfs").arg(mountpoint)).map(drop);
+        let unmounted = unmount(mountpoint);
+        grown.and(unmounted)
     });
     drop(dev);
     let removed = std::fs::remove_dir(mountpoint).ctx("rmdir", mountpoint);
-    grown?;
-    removed
+    grown.and(removed)
 }
 
 /// Bytes allocated to `image` that are not shared with `origin` (the image
@@ -209,7 +226,8 @@ mod tests {
 
     #[test]
     fn sparse_copy_keeps_data_and_holes() {
-        let dir = std::env::temp_dir().join(format!("strata-blockfile-unit-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("strata-blockfile-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let (src, dst) = (dir.join("src"), dir.join("dst"));
         let f = File::create(&src).expect("create src");
@@ -218,11 +236,17 @@ mod tests {
         f.write_all_at(b"tail", (64 << 20) - 4).expect("write");
         let to = File::create(&dst).expect("create dst");
         sparse_copy(&File::open(&src).expect("open"), &to).expect("copy");
-        let (a, b) = (std::fs::read(&src).expect("read"), std::fs::read(&dst).expect("read"));
+        let (a, b) = (
+            std::fs::read(&src).expect("read"),
+            std::fs::read(&dst).expect("read"),
+        );
         assert!(a == b, "copy differs");
         use std::os::unix::fs::MetadataExt;
         let blocks = std::fs::metadata(&dst).expect("stat").blocks();
-        assert!(blocks * 512 < 1 << 20, "copy is not sparse: {blocks} blocks");
+        assert!(
+            blocks * 512 < 1 << 20,
+            "copy is not sparse: {blocks} blocks"
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -69,11 +69,8 @@ struct FiemapBuf {
 }
 
 /// `FS_IOC_FIEMAP` = `_IOWR('f', 11, struct fiemap)`.
-const FS_IOC_FIEMAP: libc::c_ulong = nix::request_code_readwrite!(
-    b'f',
-    11,
-    std::mem::size_of::<FiemapHeader>()
-) as libc::c_ulong;
+const FS_IOC_FIEMAP: libc::c_ulong =
+    nix::request_code_readwrite!(b'f', 11, std::mem::size_of::<FiemapHeader>()) as libc::c_ulong;
 
 /// One mapped extent of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

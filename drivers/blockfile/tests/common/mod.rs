@@ -14,14 +14,24 @@ use strata_driver_api::{DriverConfig, Mount};
 /// Whether `test` can run: root plus the tools the driver calls.
 pub fn prerequisites(test: &str) -> bool {
     require_root(test)
-        && ["mkfs.xfs", "mkfs.ext4", "debugfs", "resize2fs", "xfs_growfs"]
-            .iter()
-            .all(|p| require_program(test, p))
+        && [
+            "mkfs.xfs",
+            "mkfs.ext4",
+            "debugfs",
+            "resize2fs",
+            "xfs_growfs",
+        ]
+        .iter()
+        .all(|p| require_program(test, p))
 }
 
 /// A loop filesystem of `fstype` (xfs gets `-m reflink=1`).
 pub fn loop_fs(fstype: &str, size: u64) -> LoopFs {
-    let args: &[&str] = if fstype == "xfs" { &["-m", "reflink=1"] } else { &[] };
+    let args: &[&str] = if fstype == "xfs" {
+        &["-m", "reflink=1"]
+    } else {
+        &[]
+    };
     LoopFs::new(fstype, size, args).expect("loop filesystem")
 }
 
