@@ -218,6 +218,18 @@ pub fn unmount(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Unmounts `target` only if nothing uses it: `Ok(false)` when busy (left
+/// mounted, never detached lazily). For backing filesystems that other
+/// mounts may still depend on.
+pub fn try_unmount(target: &Path) -> Result<bool> {
+    match nix::mount::umount2(target, MntFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EBUSY) => Ok(false),
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) if !is_mountpoint(target)? => Ok(true),
+        Err(e) => Err(Error::errno("umount", target, e)),
+    }
+}
+
 /// Unmounts every mount at or below `dir`, deepest first.
 pub fn unmount_below(dir: &Path) -> Result<()> {
     let mut points: Vec<PathBuf> = mount_points()?
