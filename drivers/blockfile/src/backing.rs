@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata_driver_api::mount::{attach_loop, is_mountpoint, mount_fs, run, unmount};
+use strata_driver_api::mount::{attach_loop, is_mountpoint, mount_fs, run, try_unmount};
 use strata_driver_api::{IoContext, Result};
 
 use crate::config::{BackingMode, Config};
@@ -70,13 +70,18 @@ impl Backing {
         }
     }
 
-    /// Unmounts the loop backing, if any (its loop device autoclears).
+    /// Unmounts the loop backing, if any and if nothing uses it (its loop
+    /// device autoclears); a busy backing stays mounted, never detached
+    /// lazily, and is logged.
     pub fn close(&self) -> Result<()> {
         match self {
             Backing::Direct { .. } => Ok(()),
             Backing::Loop { mountpoint, .. } => {
-                if is_mountpoint(mountpoint)? {
-                    unmount(mountpoint)?;
+                if !try_unmount(mountpoint)? {
+                    tracing::warn!(
+                        mountpoint = %mountpoint.display(),
+                        "blockfile: backing store busy, left mounted"
+                    );
                 }
                 Ok(())
             }
@@ -136,6 +141,7 @@ pub fn supports_reflink(dir: &Path) -> bool {
         sys::ficlone(&src, &dst)
     };
     let ok = probe().is_ok();
+    // Best effort: a probe file that was never created is not an error.
     let _ = std::fs::remove_file(&a);
     let _ = std::fs::remove_file(&b);
     ok

@@ -104,13 +104,13 @@ impl BlockfileDriver {
 
     /// Makes the image of `target` at `dst` (its `.part` name).
     fn build(&self, target: Target<'_>, options: &CreateOptions, dst: &Path) -> Result<()> {
-        let origin = match target.parent() {
-            Some(parent) => self.image_path(parent),
-            None if options.size.is_some_and(|s| s < self.config.size) => {
-                let fs = self.config.fs;
-                return image::format(dst, fs, options.size.unwrap_or(self.config.size));
+        let origin = match (target.parent(), options.size) {
+            (Some(parent), _) => self.image_path(parent),
+            // Smaller than the scratch image: format one of its own.
+            (None, Some(size)) if size < self.config.size => {
+                return image::format(dst, self.config.fs, size);
             }
-            None => self.scratch()?,
+            (None, _) => self.scratch()?,
         };
         let current = std::fs::metadata(&origin).ctx("stat", &origin)?.len();
         if let Some(size) = options.size.filter(|&s| s != current) {
