@@ -303,8 +303,14 @@ fn home_without_reflink_gets_a_loop_xfs_backing() {
         std::fs::read_to_string(m.path().join("f")).expect("read"),
         "kept"
     );
+    d.close().expect("close while a view is mounted");
+    assert!(
+        strata_driver_api::mount::is_mountpoint(&store).expect("mountinfo"),
+        "a busy backing must stay mounted"
+    );
     drop(m);
     d.close().expect("close");
+    assert!(!strata_driver_api::mount::is_mountpoint(&store).expect("mountinfo"));
 }
 
 #[test]
