@@ -120,3 +120,13 @@ fn uninitialised_store_and_bad_input_fail_clearly() {
     let err = strata_err(&root, &["mount", "nope"]);
     assert!(err.contains("no such container"), "{err}");
 }
+
+#[test]
+fn cli_end_to_end_btrfs() {
+    end_to_end("btrfs");
+}
+
+#[test]
+fn cli_end_to_end_blockfile() {
+    end_to_end("blockfile");
+}
