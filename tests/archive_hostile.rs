@@ -10,11 +10,7 @@ use common::{RawTar, Sandbox};
 use strata::archive::{apply_layer, decompress, ApplyOptions, ArchiveError};
 
 fn is_root() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    eprintln!("SKIP archive_hostile: needs root");
-    false
+    strata_driver_api::testing::require_root("archive_hostile")
 }
 
 /// Applies `tar` in a fresh sandbox, checks the outside is untouched and

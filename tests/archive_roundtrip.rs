@@ -18,11 +18,7 @@ use strata::archive::{
 };
 
 fn is_root() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    eprintln!("SKIP archive_roundtrip: needs root");
-    false
+    strata_driver_api::testing::require_root("archive_roundtrip")
 }
 
 fn scratch() -> tempfile::TempDir {

@@ -7,14 +7,13 @@ use std::path::Path;
 use crate::archive::decompress;
 use crate::error::{Result, StoreError};
 use crate::model::{Digest, ImageRecord, LayerRecord, Reference};
-use crate::ops::layer::apply_layer_snapshot;
 use crate::Store;
 
 /// Imports the tar at `file` (plain, gzip or zstd) as image `reference`.
 pub fn import(store: &Store, file: &Path, reference: &Reference) -> Result<ImageRecord> {
     let input = File::open(file).map_err(|e| StoreError::io("open", file, e))?;
     let tar = decompress(BufReader::new(input)).map_err(|e| StoreError::io("read", file, e))?;
-    let layer = apply_layer_snapshot(store, None, tar)?;
+    let layer = crate::ops::transfer::apply_and_keep(store, None, tar)?;
     let config = image_config(&[&layer], &format!("strata import {}", file.display()));
     let image = ImageRecord {
         id: Digest::of(&config),

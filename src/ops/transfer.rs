@@ -137,25 +137,38 @@ fn load_layer(
     layer: &crate::image::ArchiveLayer,
     parent: Option<&Digest>,
 ) -> Result<LayerRecord> {
+    apply_and_keep(store, parent, archive.open_layer(layer)?)
+}
+
+/// [`apply_layer_snapshot`] that also keeps the tar it applied (see the
+/// module docs), so `save` can reproduce the layer byte for byte. Every
+/// path that brings a foreign layer into the store (`load`, `import`)
+/// goes through here.
+pub fn apply_and_keep(
+    store: &Store,
+    parent: Option<&Digest>,
+    tar: impl Read,
+) -> Result<LayerRecord> {
     let tmp = store
         .temp_dir("layer-tars")?
-        .join(format!("{}.tar", layer.diff_id.hex()));
+        .join(format!("in-{}.tar", ContainerId::generate()));
     let out = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
-    let reader = Tee {
-        inner: archive.open_layer(layer)?,
+    let mut reader = Tee {
+        inner: tar,
         out: BufWriter::new(out),
     };
-    let result = apply_layer_snapshot(store, parent, reader);
-    match result {
-        Ok(record) => {
-            keep_tar(store, &tmp, &record.diff_id)?;
-            Ok(record)
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
+    let result = apply_layer_snapshot(store, parent, &mut reader).and_then(|record| {
+        reader
+            .out
+            .flush()
+            .map_err(|e| StoreError::io("write", &tmp, e))?;
+        keep_tar(store, &tmp, &record.diff_id)?;
+        Ok(record)
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
+    result
 }
 
 fn keep_tar(store: &Store, tmp: &Path, diff_id: &Digest) -> Result<()> {
