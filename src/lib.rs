@@ -1,1 +1,2 @@
 //! Strata: container layers on copy-on-write block storage.
+pub mod serve;
