@@ -2,7 +2,8 @@
 //! (server in-process on a vfs store, client = `GrpcSnapshotter`), plus the
 //! gRPC-specific behaviour: error codes, labels, filters, concurrency.
 
-mod common;
+mod serve_support;
+use serve_support as common;
 
 use std::sync::Arc;
 
