@@ -10,7 +10,11 @@ use strata_driver_api::{Driver, DriverConfig, Error};
 pub const DRIVER_NAMES: &[&str] = &["btrfs", "blockfile", "devmapper", "overlay2", "vfs"];
 
 /// Opens driver `name` with its home directory and options.
-pub fn open_driver(name: &str, home: &Path, options: &BTreeMap<String, String>) -> Result<Box<dyn Driver>, Error> {
+pub fn open_driver(
+    name: &str,
+    home: &Path,
+    options: &BTreeMap<String, String>,
+) -> Result<Box<dyn Driver>, Error> {
     let config = DriverConfig { home, options };
     Ok(match name {
         "vfs" => Box::new(strata_vfs::VfsDriver::open(&config)?),
