@@ -16,6 +16,9 @@ use crate::{disk_usage, spec, sys, Overlay2Config, Overlay2Error};
 /// Driver name.
 const NAME: &str = "overlay2";
 
+/// Most lower layers one overlay mount takes (the kernel's `OVL_MAX_STACK`).
+pub const MAX_LAYERS: usize = 500;
+
 /// The overlay2 driver. Layout under its home:
 /// - `snapshots/<id>/fs`: the snapshot's own changes (overlay upper dir);
 /// - `snapshots/<id>/work`: overlayfs' work directory;
@@ -81,6 +84,16 @@ impl Overlay2Driver {
     /// Lowerdir entries (short links) of `ids`, nearest first. A missing
     /// link (lost in a crash) is made again.
     fn lowers(&self, ids: &[SnapshotId]) -> Result<Vec<PathBuf>> {
+        if ids.len() > MAX_LAYERS {
+            return Err(Error::Driver {
+                driver: NAME,
+                message: format!(
+                    "a mount of {} lower layers (nearest: snapshot {}) is too deep: overlayfs stacks at most {MAX_LAYERS}",
+                    ids.len(),
+                    ids[0]
+                ),
+            });
+        }
         ids.iter()
             .map(|id| {
                 self.require(*id)?;

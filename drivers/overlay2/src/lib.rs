@@ -19,7 +19,7 @@ mod spec;
 mod sys;
 
 pub use config::Overlay2Config;
-pub use driver::Overlay2Driver;
+pub use driver::{Overlay2Driver, MAX_LAYERS};
 pub use du::disk_usage;
 pub use error::Overlay2Error;
 pub use layout::{link_name, parse_link_name};
