@@ -46,7 +46,8 @@ impl Overlay2Driver {
         }
         let backing = sys::fs_type_name(layout.home()).ctx("statfs", layout.home())?;
         let features = features(&config);
-        sys::probe_mount(&layout.home().join(".probe"), &features).map_err(|why| {
+        let probe = layout.home().join(format!(".probe-{}", std::process::id()));
+        sys::probe_mount(&probe, &features).map_err(|why| {
             unsupported(format!(
                 "the home {} ({backing}) cannot hold overlay upper directories: {why}",
                 layout.home().display()
@@ -124,6 +125,19 @@ impl Overlay2Driver {
             }
             many => Ok(spec::overlay(&self.lowers(many)?, None, &self.features)),
         }
+    }
+}
+
+impl Overlay2Driver {
+    /// How many lower layers fit in one page of classic mount(2) options,
+    /// with 4-character link names (ids below 36^4) and this home.
+    pub fn classic_mount_capacity(&self) -> usize {
+        let home = self.layout.home().as_os_str().len();
+        let per_layer = home + "/l/".len() + 4 + 1;
+        let fixed = self.features.iter().map(|f| f.len() + 1).sum::<usize>()
+            + 2 * (home + "workdir=/snapshots/1234567/work,".len())
+            + "lowerdir=".len();
+        4095usize.saturating_sub(fixed) / per_layer
     }
 }
 
@@ -263,7 +277,12 @@ impl Driver for Overlay2Driver {
             ),
             (
                 "lowerdir".into(),
-                format!("short links in {}", self.layout.links().display()),
+                format!(
+                    "short links in {}; about {} layers fit one 4 KiB mount(2) option string \
+                     (the fsconfig lowerdir+ path has no such limit, up to {MAX_LAYERS})",
+                    self.layout.links().display(),
+                    self.classic_mount_capacity()
+                ),
             ),
             (
                 "usage".into(),

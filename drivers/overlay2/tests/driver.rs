@@ -189,7 +189,12 @@ fn stored_ids_links_and_idempotent_remove() {
     }
     assert!(d.stored_ids().unwrap().is_empty());
     assert!(fs::read_dir(home.join("l")).unwrap().next().is_none());
-    assert!(!home.join(".probe").exists(), "probe directory left behind");
+    let left: Vec<_> = fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".probe"))
+        .collect();
+    assert!(left.is_empty(), "probe directory left behind: {left:?}");
 }
 
 #[test]
@@ -241,4 +246,9 @@ fn status_names_backing_and_options() {
     );
     assert!(status["mount options"].contains("index=off"), "{status:?}");
     assert!(status["native diff"].starts_with("yes"), "{status:?}");
+    // Classic mount(2) capacity: about 4 KiB over the per-layer link path.
+    let per_layer = scratch.path().as_os_str().len() + "/l/".len() + 5;
+    let n = d.classic_mount_capacity();
+    assert!(n < 4096 / per_layer && n > 4096 / per_layer - 10, "{n}");
+    println!("{status:?}");
 }
