@@ -102,13 +102,31 @@ fn uninitialised_store_and_bad_input_fail_clearly() {
     }
     let scratch = ScratchDir::new("cli-bad");
     let root = scratch.path().join("store");
+    let err = strata_err(&root, &["--driver", "bogus", "init"]);
+    assert!(err.contains("unknown driver"), "{err}");
+    assert!(
+        !root.join("strata.json").exists(),
+        "a failed init recorded a store"
+    );
     let err = strata_err(
         &root,
         &["--driver", "vfs", "import", "/nonexistent.tar", "x"],
     );
     assert!(err.contains("/nonexistent.tar"), "{err}");
+    let err = strata_err(&root, &["import", "/dev/null", "bad name"]);
+    assert!(err.contains("invalid image reference"), "{err}");
     let err = strata_err(&root, &["create", "--size", "ten", "x"]);
     assert!(err.contains("not a size"), "{err}");
-    let err = strata_err(&root, &["--driver", "bogus", "init"]);
-    assert!(err.contains("unknown driver"), "{err}");
+    let err = strata_err(&root, &["mount", "nope"]);
+    assert!(err.contains("no such container"), "{err}");
+}
+
+#[test]
+fn cli_end_to_end_btrfs() {
+    end_to_end("btrfs");
+}
+
+#[test]
+fn cli_end_to_end_blockfile() {
+    end_to_end("blockfile");
 }
