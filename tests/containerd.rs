@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use containerd_support::image::{write_busybox_image, BUSYBOX};
-use containerd_support::{Containerd, Strata, NAMESPACE};
+use containerd_support::{Containerd, Strata};
 use strata::serve::GrpcSnapshotter;
 use strata_driver_api::testing::{require_program, require_root, skip, ScratchDir};
 use strata_driver_api::{Kind, SnapshotterExt};
@@ -64,7 +64,7 @@ fn run_with_driver(driver: &str) {
         Ok(s) => s,
         Err(reason) => return skip(&test, &reason),
     };
-    let ctrd = Containerd::start(&scratch.path().join("containerd"), &strata_socket);
+    let ctrd = Containerd::start(&scratch.path().join("containerd"), &strata_socket, driver);
 
     let tar = scratch.path().join("busybox-oci.tar");
     let image = write_busybox_image(&tar, IMAGE);
@@ -122,7 +122,7 @@ fn snapshot_commands(ctrd: &Containerd, strata_socket: &Path, chain_id: &str) {
     );
     let in_strata = strata_names(strata_socket, "/probe");
     assert!(
-        matches!(in_strata.as_slice(), [(name, Kind::Active)] if name.starts_with(&format!("{NAMESPACE}/"))),
+        matches!(in_strata.as_slice(), [(name, Kind::Active)] if name.starts_with(&format!("{}/", ctrd.namespace))),
         "probe in strata: {in_strata:?}"
     );
     let usage = snap(&["usage", "probe"]);

@@ -16,8 +16,10 @@ use strata::serve::{self, ServerHandle};
 use strata::Store;
 use strata_driver_api::Snapshotter;
 
-/// Namespace the test's containerd objects live in.
-pub const NAMESPACE: &str = "strata-test";
+/// Prefix of the namespaces the tests' containerd objects live in. Each
+/// containerd gets its own namespace because runc's state directory
+/// (/run/containerd/runc/NAMESPACE/ID) is shared by every containerd on the host.
+pub const NAMESPACE_PREFIX: &str = "strata-test";
 
 /// Waits until `path` accepts connections.
 pub fn wait_for_socket(path: &Path, what: &str, child: Option<&mut Child>) {
@@ -174,6 +176,8 @@ impl Drop for Strata {
 /// CRI disabled, `strata` as a proxy snapshotter.
 pub struct Containerd {
     child: Child,
+    /// The containerd namespace this test uses.
+    pub namespace: String,
     /// Its gRPC socket.
     pub socket: PathBuf,
     log: PathBuf,
@@ -181,7 +185,8 @@ pub struct Containerd {
 
 impl Containerd {
     /// Starts containerd in `dir` with the proxy plug-in at `strata_socket`.
-    pub fn start(dir: &Path, strata_socket: &Path) -> Self {
+    pub fn start(dir: &Path, strata_socket: &Path, tag: &str) -> Self {
+        let namespace = format!("{NAMESPACE_PREFIX}-{tag}-{}", std::process::id());
         fs::create_dir_all(dir).expect("mkdir containerd dir");
         let socket = dir.join("ctrd.sock");
         let config = dir.join("config.toml");
@@ -196,7 +201,12 @@ impl Containerd {
             .spawn()
             .expect("spawn containerd");
         wait_for_socket(&socket, "containerd", Some(&mut child));
-        let me = Self { child, socket, log };
+        let me = Self {
+            child,
+            namespace,
+            socket,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !me.ctr(&["version"]).status.success() {
             assert!(
@@ -209,12 +219,12 @@ impl Containerd {
         me
     }
 
-    /// Runs `ctr -a SOCK -n NAMESPACE ARGS..`.
+    /// Runs `ctr -a SOCK -n NAMESPACE ARGS..` in the test's namespace.
     pub fn ctr(&self, args: &[&str]) -> Output {
         Command::new("ctr")
             .arg("-a")
             .arg(&self.socket)
-            .args(["-n", NAMESPACE])
+            .args(["-n", &self.namespace])
             .args(args)
             .stdin(Stdio::null())
             .output()
