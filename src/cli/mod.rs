@@ -5,6 +5,7 @@ mod containers;
 mod images;
 mod layers;
 mod output;
+mod serve;
 mod store_cmds;
 
 use std::path::PathBuf;
@@ -158,6 +159,14 @@ pub enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Serve the store as a containerd proxy snapshotter on a unix socket
+    /// (mode 0600) until SIGTERM or SIGINT. containerd names it in
+    /// `[proxy_plugins.strata]`; see contrib/containerd-config.toml.
+    Serve {
+        /// Socket path; a stale socket file from a crash is replaced.
+        #[arg(long, default_value = "/run/strata/strata.sock")]
+        socket: PathBuf,
+    },
 }
 
 /// Parses arguments and runs the command.
@@ -191,5 +200,6 @@ pub fn run() -> Result<()> {
         } => layers::commit(&cli, container, reference),
         Command::Export { container, output } => layers::export(&cli, container, output),
         Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
+        Command::Serve { socket } => serve::serve(&cli, socket),
     }
 }
