@@ -110,11 +110,22 @@ pub fn plots(results: &Results) -> Vec<Plot> {
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             pts
         };
-        let pts = points(&|c| (c.workload == workload && c.metric == "total" && c.write_size == Some(4 * KIB)).then_some(c.file_size? as f64));
+        let pts = points(&|c| {
+            (c.workload == workload && c.metric == "total" && c.write_size == Some(4 * KIB))
+                .then_some(c.file_size? as f64)
+        });
         push_line(&mut first, &label, pts);
         if !t.is_volume() {
-            push_line(&mut by_size, &label, points(&|c| (c.workload == "create").then_some(c.image_size? as f64)));
-            push_line(&mut by_depth, &label, points(&|c| (c.workload == "create").then_some(c.layers? as f64)));
+            push_line(
+                &mut by_size,
+                &label,
+                points(&|c| (c.workload == "create").then_some(c.image_size? as f64)),
+            );
+            push_line(
+                &mut by_depth,
+                &label,
+                points(&|c| (c.workload == "create").then_some(c.layers? as f64)),
+            );
         }
     }
     vec![first, by_size, by_depth]
@@ -136,7 +147,10 @@ pub fn write_plots(results: &Results, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for plot in plots(results).iter().filter(|p| !p.lines.is_empty()) {
         let png = dir.join(format!("{}.png", plot.name));
-        draw(BitMapBackend::new(&png, (900, 600)).into_drawing_area(), plot)?;
+        draw(
+            BitMapBackend::new(&png, (900, 600)).into_drawing_area(),
+            plot,
+        )?;
         written.push(png);
         let svg = dir.join(format!("{}.svg", plot.name));
         draw(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), plot)?;
@@ -146,7 +160,9 @@ pub fn write_plots(results: &Results, dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.filter(|v| *v > 0.0).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0)
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         return (1.0, 10.0);
     }
@@ -163,7 +179,8 @@ fn axis_bytes(v: f64) -> String {
 }
 
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, plot: &Plot) -> Result<()> {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing {}: {e:?}", plot.name);
+    let err =
+        |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing {}: {e:?}", plot.name);
     root.fill(&WHITE).map_err(err)?;
     let xs = bounds(plot.lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)));
     let ys = bounds(plot.lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)));
@@ -175,7 +192,13 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, plot: &Plot) -> Result
         .build_cartesian_2d((xs.0..xs.1).log_scale(), (ys.0..ys.1).log_scale())
         .map_err(err)?;
     let x_bytes = plot.x_bytes;
-    let x_fmt = move |v: &f64| if x_bytes { axis_bytes(*v) } else { format!("{v:.0}") };
+    let x_fmt = move |v: &f64| {
+        if x_bytes {
+            axis_bytes(*v)
+        } else {
+            format!("{v:.0}")
+        }
+    };
     chart
         .configure_mesh()
         .x_desc(plot.x_desc)
@@ -199,7 +222,11 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, plot: &Plot) -> Result
             .label(&line.label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         chart
-            .draw_series(line.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .draw_series(
+                line.points
+                    .iter()
+                    .map(|p| Circle::new(*p, 3, color.filled())),
+            )
             .map_err(err)?;
     }
     chart

@@ -44,8 +44,12 @@ impl HostInfo {
     /// Describes this host now.
     pub fn current() -> Self {
         Self {
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
-            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             temp_fs: super::rig::fs_type_name(&std::env::temp_dir()),
             started: strata_driver_api::now_ns() / 1_000_000_000,
             duration_s: 0.0,
@@ -140,7 +144,10 @@ impl TargetResult {
 
     /// The samples of the series matching `case`.
     pub fn samples(&self, case: &Case) -> &[f64] {
-        self.series.iter().find(|s| s.case == *case).map_or(&[], |s| &s.samples)
+        self.series
+            .iter()
+            .find(|s| s.case == *case)
+            .map_or(&[], |s| &s.samples)
     }
 
     /// Whether this is a volume baseline.
@@ -152,12 +159,16 @@ impl TargetResult {
 impl Results {
     /// The volume baseline measured on `backing`.
     pub fn volume(&self, backing: Option<Backing>) -> Option<&TargetResult> {
-        self.targets.iter().find(|t| t.is_volume() && t.backing_kind == backing)
+        self.targets
+            .iter()
+            .find(|t| t.is_volume() && t.backing_kind == backing)
     }
 
     /// Driver targets that ran.
     pub fn drivers(&self) -> impl Iterator<Item = &TargetResult> {
-        self.targets.iter().filter(|t| !t.is_volume() && t.skipped.is_none())
+        self.targets
+            .iter()
+            .filter(|t| !t.is_volume() && t.skipped.is_none())
     }
 
     /// Median of `case` on `target` divided by the median of the same
@@ -198,7 +209,11 @@ impl Results {
         self.headline_table(&mut md);
         self.copy_up_table(&mut md);
         self.latency_table(&mut md, "Create (prepare) latency", "create");
-        self.latency_table(&mut md, "Commit latency (container with a new 1 MiB file)", "commit");
+        self.latency_table(
+            &mut md,
+            "Commit latency (container with a new 1 MiB file)",
+            "commit",
+        );
         self.latency_table(&mut md, "Remove latency (the committed layer)", "remove");
         self.latency_table(&mut md, "Usage latency", "usage");
         self.read_table(&mut md);
@@ -207,15 +222,34 @@ impl Results {
     }
 
     fn targets_table(&self, md: &mut String) {
-        let _ = writeln!(md, "## Drivers\n\n| target | driver | backing | options | status |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "## Drivers\n\n| target | driver | backing | options | status |\n|---|---|---|---|---|"
+        );
         for t in &self.targets {
-            let backing = t.backing.as_ref().map_or_else(|| "-".into(), |b| {
-                let kind = if b.loop_size.is_some() { "loop " } else { "" };
-                format!("{kind}{} {}", b.fstype, b.mkfs_args.join(" ")).trim().to_owned()
-            });
+            let backing = t.backing.as_ref().map_or_else(
+                || "-".into(),
+                |b| {
+                    let kind = if b.loop_size.is_some() { "loop " } else { "" };
+                    format!("{kind}{} {}", b.fstype, b.mkfs_args.join(" "))
+                        .trim()
+                        .to_owned()
+                },
+            );
             let opts: Vec<String> = t.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let status = t.skipped.as_ref().map_or_else(|| "ran".into(), |r| format!("skipped: {r}"));
-            let _ = writeln!(md, "| {} | {} | {} | {} | {} |", t.label, t.driver, backing, opts.join(" "), status);
+            let status = t
+                .skipped
+                .as_ref()
+                .map_or_else(|| "ran".into(), |r| format!("skipped: {r}"));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                t.label,
+                t.driver,
+                backing,
+                opts.join(" "),
+                status
+            );
         }
         md.push('\n');
     }
@@ -238,7 +272,9 @@ impl Results {
             }
             let mut vcase = case("total");
             vcase.workload = "volume".into();
-            let vol = self.volume(t.backing_kind).and_then(|v| median(v.samples(&vcase)));
+            let vol = self
+                .volume(t.backing_kind)
+                .and_then(|v| median(v.samples(&vcase)));
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} |",
@@ -267,7 +303,11 @@ impl Results {
         rows.extend(self.drivers());
         for t in rows {
             let workload = if t.is_volume() { "volume" } else { "copy_up" };
-            for s in t.series.iter().filter(|s| s.case.workload == workload && s.case.metric == "total") {
+            for s in t
+                .series
+                .iter()
+                .filter(|s| s.case.workload == workload && s.case.metric == "total")
+            {
                 let c = |metric: &str| Case {
                     metric: metric.into(),
                     ..s.case.clone()
@@ -275,7 +315,10 @@ impl Results {
                 let (r1, r2) = if t.is_volume() {
                     (None, None)
                 } else {
-                    (self.ratio_to_volume(t, &c("total")), self.ratio_to_volume(t, &c("second")))
+                    (
+                        self.ratio_to_volume(t, &c("total")),
+                        self.ratio_to_volume(t, &c("second")),
+                    )
                 };
                 let _ = writeln!(
                     md,
@@ -290,7 +333,8 @@ impl Results {
                     ratio(r1),
                     ms(median(t.samples(&c("second")))),
                     ratio(r2),
-                    median(t.samples(&c("amplification"))).map_or_else(|| "-".into(), |a| format!("{a:.1}")),
+                    median(t.samples(&c("amplification")))
+                        .map_or_else(|| "-".into(), |a| format!("{a:.1}")),
                 );
             }
         }
@@ -298,7 +342,10 @@ impl Results {
     }
 
     fn latency_table(&self, md: &mut String, title: &str, workload: &str) {
-        let _ = writeln!(md, "## {title}\n\n| target | case | median | p95 | samples |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "## {title}\n\n| target | case | median | p95 | samples |\n|---|---|---|---|---|"
+        );
         for t in self.drivers() {
             for s in t.series.iter().filter(|s| s.case.workload == workload) {
                 let case = match (&s.case.image_size, &s.case.layers, &s.case.files) {
@@ -307,7 +354,14 @@ impl Results {
                     (_, _, Some(n)) => format!("container with {n} files"),
                     _ => "-".into(),
                 };
-                let _ = writeln!(md, "| {} | {case} | {} | {} | {} |", t.label, ms(median(&s.samples)), ms(p95(&s.samples)), s.samples.len());
+                let _ = writeln!(
+                    md,
+                    "| {} | {case} | {} | {} | {} |",
+                    t.label,
+                    ms(median(&s.samples)),
+                    ms(p95(&s.samples)),
+                    s.samples.len()
+                );
             }
         }
         md.push('\n');
@@ -322,8 +376,17 @@ impl Results {
         );
         for t in self.drivers() {
             for s in t.series.iter().filter(|s| s.case.workload == "read") {
-                let mibs = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{:.0}", v / (1u64 << 20) as f64));
-                let _ = writeln!(md, "| {} | {} | {} | {} |", t.label, s.case.layers.unwrap_or(0), mibs(median(&s.samples)), mibs(p95(&s.samples)));
+                let mibs = |v: Option<f64>| {
+                    v.map_or_else(|| "-".into(), |v| format!("{:.0}", v / (1u64 << 20) as f64))
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    t.label,
+                    s.case.layers.unwrap_or(0),
+                    mibs(median(&s.samples)),
+                    mibs(p95(&s.samples))
+                );
             }
         }
         md.push('\n');
@@ -366,7 +429,13 @@ fn ratio(r: Option<f64>) -> String {
 mod tests {
     use super::*;
 
-    fn target(label: &str, driver: &str, backing: Backing, workload: &str, total: &[f64]) -> TargetResult {
+    fn target(
+        label: &str,
+        driver: &str,
+        backing: Backing,
+        workload: &str,
+        total: &[f64],
+    ) -> TargetResult {
         let mut t = TargetResult {
             label: label.into(),
             driver: driver.into(),
@@ -390,9 +459,21 @@ mod tests {
             host: HostInfo::current(),
             plan: Plan::quick(),
             targets: vec![
-                target("volume-host", "volume", Backing::Host, "volume", &[1e6, 2e6, 3e6]),
+                target(
+                    "volume-host",
+                    "volume",
+                    Backing::Host,
+                    "volume",
+                    &[1e6, 2e6, 3e6],
+                ),
                 target("volume-xfs", "volume", Backing::Xfs, "volume", &[4e6]),
-                target("overlay2", "overlay2", Backing::Host, "copy_up", &[10e6, 20e6, 30e6]),
+                target(
+                    "overlay2",
+                    "overlay2",
+                    Backing::Host,
+                    "copy_up",
+                    &[10e6, 20e6, 30e6],
+                ),
                 target("overlay2-xfs", "overlay2", Backing::Xfs, "copy_up", &[8e6]),
             ],
         };
@@ -401,10 +482,19 @@ mod tests {
             write_size: Some(4 * KIB),
             ..Case::new("copy_up", "total")
         };
-        assert_eq!(results.ratio_to_volume(&results.targets[2], &case), Some(10.0));
-        assert_eq!(results.ratio_to_volume(&results.targets[3], &case), Some(2.0));
+        assert_eq!(
+            results.ratio_to_volume(&results.targets[2], &case),
+            Some(10.0)
+        );
+        assert_eq!(
+            results.ratio_to_volume(&results.targets[3], &case),
+            Some(2.0)
+        );
         let md = results.markdown();
-        assert!(md.contains("| overlay2 | - | - | 20.00 | 29.00 | 2.00 | 10.00× |"), "{md}");
+        assert!(
+            md.contains("| overlay2 | - | - | 20.00 | 29.00 | 2.00 | 10.00× |"),
+            "{md}"
+        );
         assert!(md.contains("| overlay2-xfs |"), "{md}");
     }
 }

@@ -62,10 +62,15 @@ impl Backing {
         let (fs, mkfs): (Option<LoopFs>, &[&str]) = match self {
             Backing::Host => (None, &[]),
             Backing::Btrfs => (Some(LoopFs::new("btrfs", LOOP_SIZE, &[])?), &[]),
-            Backing::Xfs => (Some(LoopFs::new("xfs", LOOP_SIZE, &["-m", "reflink=1"])?), &["-m", "reflink=1"]),
+            Backing::Xfs => (
+                Some(LoopFs::new("xfs", LOOP_SIZE, &["-m", "reflink=1"])?),
+                &["-m", "reflink=1"],
+            ),
         };
         let scratch = ScratchDir::new(&format!("bench-{tag}"));
-        let path = fs.as_ref().map_or_else(|| scratch.path().join("data"), |f| f.path().to_path_buf());
+        let path = fs
+            .as_ref()
+            .map_or_else(|| scratch.path().join("data"), |f| f.path().to_path_buf());
         std::fs::create_dir_all(&path).with_context(|| format!("mkdir {}", path.display()))?;
         let info = BackingInfo {
             kind: self,
@@ -142,7 +147,10 @@ impl BenchTarget {
             label: label.into(),
             driver: driver.into(),
             backing,
-            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -229,12 +237,20 @@ impl Rig {
 
     /// A key not used before in this rig.
     pub fn fresh_key(&self, prefix: &str) -> SnapshotKey {
-        SnapshotKey(format!("{prefix}-{}", self.counter.fetch_add(1, Ordering::SeqCst)))
+        SnapshotKey(format!(
+            "{prefix}-{}",
+            self.counter.fetch_add(1, Ordering::SeqCst)
+        ))
     }
 
     /// A fresh empty mount point on the host.
     fn fresh_mount_point(&self) -> Result<PathBuf> {
-        let dir = self.backing.scratch.path().join("mnt").join(self.counter.fetch_add(1, Ordering::SeqCst).to_string());
+        let dir = self
+            .backing
+            .scratch
+            .path()
+            .join("mnt")
+            .join(self.counter.fetch_add(1, Ordering::SeqCst).to_string());
         std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
         Ok(dir)
     }
@@ -254,7 +270,11 @@ impl Rig {
 
     /// Builds one layer on `parent`: prepare, mount, `fill` the root, sync,
     /// unmount, commit. Returns the committed name.
-    pub fn layer(&self, parent: Option<&SnapshotKey>, fill: impl FnOnce(&Path) -> Result<()>) -> Result<SnapshotKey> {
+    pub fn layer(
+        &self,
+        parent: Option<&SnapshotKey>,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<SnapshotKey> {
         let c = self.container(parent)?;
         fill(c.root()?)?;
         let name = self.fresh_key("layer");
@@ -272,7 +292,12 @@ impl Rig {
     /// A stack of `depth` layers: the bottom one holds `/bottom` (`bottom_size`
     /// bytes), each one above a small file of its own. Returns the top of
     /// each prefix: element `i` is the image of depth `i + 1`.
-    pub fn layer_stack(&self, depth: usize, bottom_size: u64, mut tick: impl FnMut()) -> Result<Vec<SnapshotKey>> {
+    pub fn layer_stack(
+        &self,
+        depth: usize,
+        bottom_size: u64,
+        mut tick: impl FnMut(),
+    ) -> Result<Vec<SnapshotKey>> {
         let mut tops: Vec<SnapshotKey> = Vec::with_capacity(depth);
         for level in 0..depth {
             let top = self.layer(tops.last(), |root| {
@@ -319,14 +344,17 @@ pub struct Container<'a> {
 impl Container<'_> {
     fn mount(&mut self, mounts: &[Mount]) -> Result<()> {
         let target = self.rig.fresh_mount_point()?;
-        mount_all(mounts, &target).with_context(|| format!("mounting {} at {}", self.key, target.display()))?;
+        mount_all(mounts, &target)
+            .with_context(|| format!("mounting {} at {}", self.key, target.display()))?;
         self.mount_point = Some(target);
         Ok(())
     }
 
     /// The merged root, while mounted.
     pub fn root(&self) -> Result<&Path> {
-        self.mount_point.as_deref().context("container is not mounted")
+        self.mount_point
+            .as_deref()
+            .context("container is not mounted")
     }
 
     /// Unmounts the merged root (idempotent).
@@ -402,9 +430,11 @@ pub fn write_file(path: &Path, size: u64) -> Result<()> {
     let mut left = size;
     while left > 0 {
         let n = left.min(buf.len() as u64) as usize;
-        f.write_all(&buf[..n]).with_context(|| format!("write {}", path.display()))?;
+        f.write_all(&buf[..n])
+            .with_context(|| format!("write {}", path.display()))?;
         left -= n as u64;
     }
-    f.sync_all().with_context(|| format!("fsync {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", path.display()))?;
     Ok(())
 }

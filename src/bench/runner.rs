@@ -16,10 +16,24 @@ use strata_driver_api::SnapshotKey;
 
 /// Samples to take for each workload, for sizing the progress bar.
 pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
-    let copy: usize = plan.file_sizes.iter().map(|&s| plan.copy_up_samples_for(s) * plan.write_sizes_for(s).len()).sum();
+    let copy: usize = plan
+        .file_sizes
+        .iter()
+        .map(|&s| plan.copy_up_samples_for(s) * plan.write_sizes_for(s).len())
+        .sum();
     let backings: std::collections::BTreeSet<Backing> = targets.iter().map(|t| t.backing).collect();
-    let create: usize = plan.image_sizes.iter().map(|&s| plan.create_samples_for(s)).sum::<usize>() + plan.depths.len() * plan.create_samples;
-    let per_target = copy + plan.max_depth() + create + plan.commit_samples + plan.usage_samples + 2 * plan.read_samples;
+    let create: usize = plan
+        .image_sizes
+        .iter()
+        .map(|&s| plan.create_samples_for(s))
+        .sum::<usize>()
+        + plan.depths.len() * plan.create_samples;
+    let per_target = copy
+        + plan.max_depth()
+        + create
+        + plan.commit_samples
+        + plan.usage_samples
+        + 2 * plan.read_samples;
     (backings.len() * copy + targets.len() * per_target) as u64
 }
 
@@ -31,7 +45,11 @@ pub fn run(plan: &Plan, targets: &[BenchTarget], progress: &ProgressBar) -> Resu
         plan: plan.clone(),
         targets: Vec::new(),
     };
-    let mut backings: Vec<Backing> = targets.iter().filter(|t| t.unavailable().is_none()).map(|t| t.backing).collect();
+    let mut backings: Vec<Backing> = targets
+        .iter()
+        .filter(|t| t.unavailable().is_none())
+        .map(|t| t.backing)
+        .collect();
     backings.sort();
     backings.dedup();
     for backing in backings {
@@ -41,7 +59,14 @@ pub fn run(plan: &Plan, targets: &[BenchTarget], progress: &ProgressBar) -> Resu
     }
     for target in targets {
         progress.set_message(target.label.clone());
-        progress.suspend(|| eprintln!("bench: {} ({} on {})", target.label, target.driver, target.backing.as_str()));
+        progress.suspend(|| {
+            eprintln!(
+                "bench: {} ({} on {})",
+                target.label,
+                target.driver,
+                target.backing.as_str()
+            )
+        });
         results.targets.push(run_target(plan, target, progress));
     }
     results.host.duration_s = started.elapsed().as_secs_f64();
@@ -49,11 +74,30 @@ pub fn run(plan: &Plan, targets: &[BenchTarget], progress: &ProgressBar) -> Resu
 }
 
 fn record(result: &mut TargetResult, case: &Case, s: &WriteSample, write_size: u64) {
-    for (metric, v) in [("open", s.open_ns), ("write", s.write_ns), ("total", s.total_ns), ("second", s.second_ns)] {
-        result.push(&Case { metric: metric.into(), ..case.clone() }, "ns", v);
+    for (metric, v) in [
+        ("open", s.open_ns),
+        ("write", s.write_ns),
+        ("total", s.total_ns),
+        ("second", s.second_ns),
+    ] {
+        result.push(
+            &Case {
+                metric: metric.into(),
+                ..case.clone()
+            },
+            "ns",
+            v,
+        );
     }
     if let Some(delta) = s.usage_delta {
-        result.push(&Case { metric: "amplification".into(), ..case.clone() }, "ratio", delta / write_size as f64);
+        result.push(
+            &Case {
+                metric: "amplification".into(),
+                ..case.clone()
+            },
+            "ratio",
+            delta / write_size as f64,
+        );
     }
 }
 
@@ -83,7 +127,10 @@ pub fn run_volume(plan: &Plan, backing: Backing, progress: &ProgressBar) -> Targ
     result.backing = Some(fs.info.clone());
     let t = Instant::now();
     let outcome = (|| -> Result<()> {
-        let volume = Volume::new(&fs.path.join("volume"), &fs.scratch.path().join("volume-mnt"))?;
+        let volume = Volume::new(
+            &fs.path.join("volume"),
+            &fs.scratch.path().join("volume-mnt"),
+        )?;
         for &size in &plan.file_sizes {
             let file = volume.file(size)?;
             for &write in plan.write_sizes_for(size) {
@@ -99,7 +146,9 @@ pub fn run_volume(plan: &Plan, backing: Backing, progress: &ProgressBar) -> Targ
     if let Err(e) = outcome {
         result.errors.push(format!("volume: {e:#}"));
     }
-    result.wall_s.insert("volume".into(), t.elapsed().as_secs_f64());
+    result
+        .wall_s
+        .insert("volume".into(), t.elapsed().as_secs_f64());
     result
 }
 
@@ -122,20 +171,33 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
     result.backing = Some(rig.backing.info.clone());
     result.status = rig.status.clone();
     let mut images = BTreeMap::new();
-    let mut sizes: Vec<u64> = plan.file_sizes.iter().chain(&plan.image_sizes).copied().collect();
+    let mut sizes: Vec<u64> = plan
+        .file_sizes
+        .iter()
+        .chain(&plan.image_sizes)
+        .copied()
+        .collect();
     sizes.sort();
     sizes.dedup();
     let t = Instant::now();
     for size in sizes {
-        progress.set_message(format!("{}: building a {} image", target.label, human_bytes(size)));
+        progress.set_message(format!(
+            "{}: building a {} image",
+            target.label,
+            human_bytes(size)
+        ));
         match rig.file_image(size) {
             Ok(image) => {
                 images.insert(size, image);
             }
-            Err(e) => result.errors.push(format!("building a {} image: {e:#}", human_bytes(size))),
+            Err(e) => result
+                .errors
+                .push(format!("building a {} image: {e:#}", human_bytes(size))),
         }
     }
-    result.wall_s.insert("images".into(), t.elapsed().as_secs_f64());
+    result
+        .wall_s
+        .insert("images".into(), t.elapsed().as_secs_f64());
     let steps: [(&str, Step); 5] = [
         ("copy-up", copy_up_step),
         ("create", create_step),
@@ -156,13 +218,17 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
         if let Err(e) = step(&mut ctx, &mut result) {
             result.errors.push(format!("{name}: {e:#}"));
         }
-        result.wall_s.insert(name.to_owned(), t.elapsed().as_secs_f64());
+        result
+            .wall_s
+            .insert(name.to_owned(), t.elapsed().as_secs_f64());
     }
     drop(ctx);
     progress.set_message(format!("{}: cleaning up", target.label));
     let t = Instant::now();
     drop(rig);
-    result.wall_s.insert("cleanup".into(), t.elapsed().as_secs_f64());
+    result
+        .wall_s
+        .insert("cleanup".into(), t.elapsed().as_secs_f64());
     result
 }
 
@@ -178,12 +244,17 @@ struct StepContext<'a> {
 
 impl StepContext<'_> {
     fn image(&self, size: u64) -> Result<&SnapshotKey> {
-        self.images.get(&size).ok_or_else(|| anyhow::anyhow!("the {} image could not be built", human_bytes(size)))
+        self.images
+            .get(&size)
+            .ok_or_else(|| anyhow::anyhow!("the {} image could not be built", human_bytes(size)))
     }
 
     /// The smallest image, used where the image hardly matters.
     fn small_image(&self) -> Result<&SnapshotKey> {
-        self.images.values().next().ok_or_else(|| anyhow::anyhow!("no image could be built"))
+        self.images
+            .values()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no image could be built"))
     }
 }
 
@@ -216,15 +287,25 @@ fn create_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<(
         }
     }
     let progress = ctx.progress;
-    ctx.progress.set_message(format!("{}: building a {}-layer stack", ctx.rig.target.label, ctx.plan.max_depth()));
-    ctx.stack = ctx.rig.layer_stack(ctx.plan.max_depth(), ctx.plan.read_size, || progress.inc(1))?;
+    ctx.progress.set_message(format!(
+        "{}: building a {}-layer stack",
+        ctx.rig.target.label,
+        ctx.plan.max_depth()
+    ));
+    ctx.stack = ctx
+        .rig
+        .layer_stack(ctx.plan.max_depth(), ctx.plan.read_size, || progress.inc(1))?;
     for &depth in &ctx.plan.depths {
         let case = Case {
             layers: Some(depth),
             ..Case::new("create", "latency")
         };
         for _ in 0..ctx.plan.create_samples {
-            result.push(&case, "ns", workloads::create(ctx.rig, &ctx.stack[depth - 1])?);
+            result.push(
+                &case,
+                "ns",
+                workloads::create(ctx.rig, &ctx.stack[depth - 1])?,
+            );
             ctx.progress.inc(1);
         }
     }
@@ -259,14 +340,25 @@ fn read_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()>
     if ctx.stack.is_empty() {
         anyhow::bail!("no layer stack (its build failed)");
     }
-    let deep = ctx.plan.depths.iter().copied().filter(|&d| d <= 128).max().unwrap_or(1);
+    let deep = ctx
+        .plan
+        .depths
+        .iter()
+        .copied()
+        .filter(|&d| d <= 128)
+        .max()
+        .unwrap_or(1);
     for depth in [1, deep] {
         let case = Case {
             layers: Some(depth),
             ..Case::new("read", "throughput")
         };
         for _ in 0..ctx.plan.read_samples {
-            result.push(&case, "bytes/s", workloads::read(ctx.rig, &ctx.stack[depth - 1])?);
+            result.push(
+                &case,
+                "bytes/s",
+                workloads::read(ctx.rig, &ctx.stack[depth - 1])?.throughput(),
+            );
             ctx.progress.inc(1);
         }
     }

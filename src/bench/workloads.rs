@@ -40,20 +40,31 @@ pub struct WriteSample {
 /// Opens `path` for writing, writes `size` bytes at offset 0 and fsyncs (timed),
 /// calls `between` (untimed), then writes `size` bytes at offset `size` and
 /// fsyncs (timed).
-fn timed_writes(path: &Path, size: u64, between: impl FnOnce() -> Result<()>) -> Result<WriteSample> {
+fn timed_writes(
+    path: &Path,
+    size: u64,
+    between: impl FnOnce() -> Result<()>,
+) -> Result<WriteSample> {
     let buf = &pattern()[..size as usize];
     sync_fs(path)?;
     let t0 = Instant::now();
-    let f = OpenOptions::new().write(true).open(path).with_context(|| format!("open {}", path.display()))?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("open {}", path.display()))?;
     let open_ns = ns_since(t0);
     let t1 = Instant::now();
-    f.write_all_at(buf, 0).with_context(|| format!("write {}", path.display()))?;
-    f.sync_all().with_context(|| format!("fsync {}", path.display()))?;
+    f.write_all_at(buf, 0)
+        .with_context(|| format!("write {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", path.display()))?;
     let write_ns = ns_since(t1);
     between()?;
     let t2 = Instant::now();
-    f.write_all_at(buf, size).with_context(|| format!("write {}", path.display()))?;
-    f.sync_all().with_context(|| format!("fsync {}", path.display()))?;
+    f.write_all_at(buf, size)
+        .with_context(|| format!("write {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", path.display()))?;
     let second_ns = ns_since(t2);
     Ok(WriteSample {
         open_ns,
@@ -130,7 +141,10 @@ impl Volume {
 impl Drop for Volume {
     fn drop(&mut self) {
         if let Err(e) = unmount(&self.mount_point) {
-            eprintln!("bench: unmounting volume {}: {e}", self.mount_point.display());
+            eprintln!(
+                "bench: unmounting volume {}: {e}",
+                self.mount_point.display()
+            );
         }
     }
 }
@@ -161,14 +175,19 @@ pub fn commit_remove(rig: &Rig, image: &SnapshotKey) -> Result<(f64, f64)> {
 }
 
 /// Fills a fresh container on `image` with `files` small files for the usage workload.
-pub fn usage_container<'r>(rig: &'r Rig, image: &SnapshotKey, files: usize) -> Result<super::rig::Container<'r>> {
+pub fn usage_container<'r>(
+    rig: &'r Rig,
+    image: &SnapshotKey,
+    files: usize,
+) -> Result<super::rig::Container<'r>> {
     let c = rig.container(Some(image))?;
     let root = c.root()?.to_path_buf();
     for dir in 0..files.div_ceil(1000) {
         let d = root.join(format!("dir-{dir}"));
         std::fs::create_dir(&d).with_context(|| format!("mkdir {}", d.display()))?;
         for i in 0..1000.min(files - dir * 1000) {
-            std::fs::write(d.join(format!("f-{i}")), &pattern()[..100]).with_context(|| format!("write in {}", d.display()))?;
+            std::fs::write(d.join(format!("f-{i}")), &pattern()[..100])
+                .with_context(|| format!("write in {}", d.display()))?;
         }
     }
     super::rig::sync_fs(&root)?;
@@ -188,9 +207,25 @@ pub fn drop_caches() -> Result<()> {
     std::fs::write("/proc/sys/vm/drop_caches", "3").context("writing /proc/sys/vm/drop_caches")
 }
 
-/// Read throughput (bytes/s) of `/bottom` in a fresh container on `image`,
-/// read sequentially in 1 MiB blocks after dropping caches.
-pub fn read(rig: &Rig, image: &SnapshotKey) -> Result<f64> {
+/// One cold sequential read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadSample {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Time taken.
+    pub ns: f64,
+}
+
+impl ReadSample {
+    /// Bytes per second.
+    pub fn throughput(&self) -> f64 {
+        self.bytes as f64 * 1e9 / self.ns.max(1.0)
+    }
+}
+
+/// Reads `/bottom` in a fresh container on `image` sequentially in 1 MiB
+/// blocks, after dropping caches.
+pub fn read(rig: &Rig, image: &SnapshotKey) -> Result<ReadSample> {
     let c = rig.container(Some(image))?;
     let path = c.root()?.join("bottom");
     drop_caches()?;
@@ -199,13 +234,15 @@ pub fn read(rig: &Rig, image: &SnapshotKey) -> Result<f64> {
     let mut buf = vec![0u8; super::MIB as usize];
     let mut total = 0u64;
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("read {}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("read {}", path.display()))?;
         if n == 0 {
             break;
         }
         total += n as u64;
     }
-    let secs = t.elapsed().as_secs_f64();
+    let ns = ns_since(t);
     drop(c);
-    Ok(total as f64 / secs.max(1e-9))
+    Ok(ReadSample { bytes: total, ns })
 }

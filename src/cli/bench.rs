@@ -17,7 +17,10 @@ pub fn run(drivers: &[String], quick: bool, out: &Path) -> Result<()> {
     let targets = rig::select_targets(drivers);
     if targets.is_empty() {
         let known: Vec<String> = rig::all_targets().into_iter().map(|t| t.label).collect();
-        bail!("no benchmark target matches {drivers:?}; known: {}", known.join(", "));
+        bail!(
+            "no benchmark target matches {drivers:?}; known: {}",
+            known.join(", ")
+        );
     }
     std::fs::create_dir_all(out).with_context(|| format!("mkdir {}", out.display()))?;
     let plan = if quick { Plan::quick() } else { Plan::full() };
@@ -47,9 +50,10 @@ pub fn run(drivers: &[String], quick: bool, out: &Path) -> Result<()> {
 fn progress_bar(len: u64) -> ProgressBar {
     if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(len);
-        let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(200));
         bar

@@ -156,6 +156,10 @@ pub fn run() -> Result<()> {
         Command::Mount { container } => containers::mount(&cli, container),
         Command::Umount { container } => containers::umount(&cli, container),
         Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
-        Command::Bench { drivers, quick, out } => bench::run(drivers, *quick, out),
+        Command::Bench {
+            drivers,
+            quick,
+            out,
+        } => bench::run(drivers, *quick, out),
     }
 }
