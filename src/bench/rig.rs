@@ -333,7 +333,8 @@ impl Drop for Rig {
     }
 }
 
-/// An active snapshot of a rig, mounted; unmounted and removed on drop.
+/// An active snapshot of a rig, mounted; unmounted on drop, and removed
+/// then when the rig's home is on the host filesystem.
 pub struct Container<'a> {
     rig: &'a Rig,
     /// Its key.
@@ -392,7 +393,10 @@ impl Drop for Container<'_> {
         if let Err(e) = self.unmount() {
             eprintln!("bench: unmounting {}: {e}", self.key);
         }
-        if !self.key.0.is_empty() {
+        // On a loop-backed home the snapshot is left for the filesystem to
+        // take with it: removing it costs time unrelated to the sample (btrfs
+        // waits for its cleaner to drop the subvolume before its qgroup goes).
+        if !self.key.0.is_empty() && self.rig.target.backing == Backing::Host {
             if let Err(e) = self.rig.snapshots.remove(&self.key) {
                 eprintln!("bench: removing {}: {e}", self.key);
             }
