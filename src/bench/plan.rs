@@ -60,7 +60,7 @@ impl Plan {
             usage_files: 10_000,
             usage_samples: 5,
             read_size: 16 * MIB,
-            read_samples: 3,
+            read_samples: 2,
         }
     }
 

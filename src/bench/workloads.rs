@@ -46,7 +46,11 @@ fn timed_writes(
     between: impl FnOnce() -> Result<()>,
 ) -> Result<WriteSample> {
     let buf = &pattern()[..size as usize];
+    // Flush the filesystem under test, then the host filesystem holding
+    // loop files: a loop device's flush writes back its whole backing file,
+    // so leftover dirty data there would land in the timed fsync.
     sync_fs(path)?;
+    sync_fs(&std::env::temp_dir())?;
     let t0 = Instant::now();
     let f = OpenOptions::new()
         .write(true)
