@@ -97,7 +97,16 @@ fn fill_and_commit(
         overlay_whiteouts: store.driver().overlay_whiteouts(),
     };
     let mut reader = HashingReader::new(tar);
-    {
+    // overlayfs refuses whiteout devices made through the merged view, so
+    // an overlay snapshot gets its layer written into its upper directory
+    // (as docker's overlay2 does); everything else through the mount.
+    let upper = options
+        .overlay_whiteouts
+        .then(|| crate::ops::transfer::overlay_upper(mounts))
+        .flatten();
+    if let Some(upper) = upper {
+        apply_layer(&upper, &mut reader, &options)?;
+    } else {
         let mount = TempMount::new(mounts, store.temp_dir("mounts")?.join(key.as_str()))?;
         apply_layer(mount.path(), &mut reader, &options)?;
     }

@@ -320,7 +320,7 @@ impl Drop for View<'_> {
 }
 
 /// The upper directory of an overlay mount spec, if that is what it is.
-fn overlay_upper(mounts: &[Mount]) -> Option<PathBuf> {
+pub(crate) fn overlay_upper(mounts: &[Mount]) -> Option<PathBuf> {
     let m = mounts.iter().find(|m| m.fstype == "overlay")?;
     m.options
         .iter()
