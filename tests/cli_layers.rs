@@ -272,6 +272,10 @@ fn hostile_archive_leaves_store_unchanged() {
     assert!(!dir.join("escape").exists() && !root.join("escape").exists());
     let info = json(&strata_ok(&root, &["--format", "json", "info"]));
     assert_eq!(info["snapshots"], 0, "partial layers left: {info}");
+    let kept = fs::read_dir(root.join("layer-tars"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(kept, 0, "layer tars of a failed load kept");
     assert_eq!(info["images"], 0, "{info}");
     assert_eq!(mounts_below(&root), Vec::<String>::new());
 }

@@ -49,13 +49,14 @@ impl<R: Read> Read for Tee<R> {
 /// created are removed again and no image is recorded.
 pub fn load(store: &Store, file: &Path) -> Result<Vec<ImageRecord>> {
     let archive = ImageArchive::open_with_temp(file, &store.temp_dir("load")?)?;
-    let mut created: Vec<SnapshotKey> = Vec::new();
+    let mut created: Vec<(SnapshotKey, Digest)> = Vec::new();
     let result = load_images(store, &archive, &mut created);
     if result.is_err() {
-        for key in created.iter().rev() {
+        for (key, diff_id) in created.iter().rev() {
             if let Err(e) = store.snapshots().remove(key) {
                 tracing::error!(%key, error = %e, "removing a failed load's layer");
             }
+            let _ = fs::remove_file(layer_tar_path(store, diff_id));
         }
     }
     result
@@ -64,7 +65,7 @@ pub fn load(store: &Store, file: &Path) -> Result<Vec<ImageRecord>> {
 fn load_images(
     store: &Store,
     archive: &ImageArchive,
-    created: &mut Vec<SnapshotKey>,
+    created: &mut Vec<(SnapshotKey, Digest)>,
 ) -> Result<Vec<ImageRecord>> {
     let known: Vec<LayerRecord> = store
         .meta()?
@@ -92,7 +93,7 @@ fn load_images(
                 continue;
             }
             let record = load_layer(store, archive, layer, layers.last().map(|l| &l.chain_id))?;
-            created.push(key);
+            created.push((key, record.diff_id.clone()));
             if record.chain_id != *chain {
                 return Err(StoreError::Invalid(format!(
                     "{}: applied layer has chain id {}, expected {chain}",
