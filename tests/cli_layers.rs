@@ -209,6 +209,11 @@ fn flow(
     strata_ok(root, &["umount", &c]);
     strata_ok(root, &["rm", &c]);
     assert_eq!(mounts_below(root), Vec::<String>::new());
+    for tag in ["demo/app:2", "demo/app:1", "demo/other:1"] {
+        strata_ok(root, &["rmi", tag]);
+    }
+    let kept = fs::read_dir(root.join("layer-tars")).unwrap().count();
+    assert_eq!(kept, 0, "rmi left kept layer tars");
     Some((app, committed))
 }
 

@@ -93,6 +93,7 @@ fn remove_unused_layers(store: &Store, image: &ImageRecord) -> Result<usize> {
             Err(e) => return Err(e.into()),
         }
     }
+    crate::ops::transfer::prune_layer_tars(store)?;
     Ok(removed)
 }
 

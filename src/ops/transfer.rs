@@ -30,6 +30,33 @@ pub fn layer_tar_path(store: &Store, diff_id: &Digest) -> PathBuf {
         .join(format!("{}.tar", diff_id.hex()))
 }
 
+/// Deletes kept layer tars that no recorded image uses any more (after
+/// `rmi`). Returns how many were deleted.
+pub fn prune_layer_tars(store: &Store) -> Result<usize> {
+    let dir = store.root().join("layer-tars");
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StoreError::io("read directory", &dir, e)),
+    };
+    let used: HashSet<String> = store
+        .meta()?
+        .images()?
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|l| format!("{}.tar", l.diff_id.hex())))
+        .collect();
+    let mut removed = 0;
+    for e in entries {
+        let e = e.map_err(|e| StoreError::io("read directory", &dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tar") && !used.contains(&name) {
+            fs::remove_file(e.path()).map_err(|err| StoreError::io("remove", e.path(), err))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Copies everything read into a file.
 struct Tee<R> {
     inner: R,
