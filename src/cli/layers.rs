@@ -1,5 +1,6 @@
 //! `load`, `save`, `diff`, `commit`, `export`.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
@@ -15,8 +16,14 @@ use super::{Cli, Format};
 /// the id for an untagged image), as docker does.
 pub fn load(cli: &Cli, file: &Path) -> Result<()> {
     let store = open(cli)?;
-    let images =
-        transfer::load(&store, file).with_context(|| format!("loading {}", file.display()))?;
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |msg: &str| {
+        if tty {
+            eprintln!("{msg}");
+        }
+    };
+    let images = transfer::load_with_progress(&store, file, &mut progress)
+        .with_context(|| format!("loading {}", file.display()))?;
     for image in images {
         if image.tags.is_empty() {
             println!("Loaded image ID: {}", image.id);

@@ -75,9 +75,19 @@ impl<R: Read> Read for Tee<R> {
 /// chain id is already stored are reused; on error the snapshots this load
 /// created are removed again and no image is recorded.
 pub fn load(store: &Store, file: &Path) -> Result<Vec<ImageRecord>> {
+    load_with_progress(store, file, &mut |_| {})
+}
+
+/// [`load`], reporting each layer as it is applied or found present
+/// (`progress` gets a one-line message, for a terminal).
+pub fn load_with_progress(
+    store: &Store,
+    file: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<ImageRecord>> {
     let archive = ImageArchive::open_with_temp(file, &store.temp_dir("load")?)?;
     let mut created: Vec<(SnapshotKey, Digest)> = Vec::new();
-    let result = load_images(store, &archive, &mut created);
+    let result = load_images(store, &archive, &mut created, progress);
     if result.is_err() {
         for (key, diff_id) in created.iter().rev() {
             if let Err(e) = store.snapshots().remove(key) {
@@ -93,6 +103,7 @@ fn load_images(
     store: &Store,
     archive: &ImageArchive,
     created: &mut Vec<(SnapshotKey, Digest)>,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
     let known: Vec<LayerRecord> = store
         .meta()?
@@ -104,7 +115,9 @@ fn load_images(
     for img in archive.images() {
         let chains = img.chain_ids();
         let mut layers: Vec<LayerRecord> = Vec::new();
-        for (layer, chain) in img.layers.iter().zip(&chains) {
+        let n = img.layers.len();
+        for (i, (layer, chain)) in img.layers.iter().zip(&chains).enumerate() {
+            let short = layer.diff_id.short();
             let key = layer_snapshot_key(chain);
             if store.snapshots().exists(&key)? {
                 let size = known
@@ -117,8 +130,14 @@ fn load_images(
                     chain_id: chain.clone(),
                     size,
                 });
+                progress(&format!("layer {}/{n} {short}: already present", i + 1));
                 continue;
             }
+            progress(&format!(
+                "layer {}/{n} {short}: applying ({} bytes)",
+                i + 1,
+                layer.size
+            ));
             let record = load_layer(store, archive, layer, layers.last().map(|l| &l.chain_id))?;
             created.push((key, record.diff_id.clone()));
             if record.chain_id != *chain {
