@@ -68,8 +68,10 @@ pub trait Driver: Send + Sync + 'static {
         false
     }
 
-    /// Releases what `open` set up (backing mounts); called when the store
-    /// closes. Snapshots stay intact.
+    /// Releases what `open` set up (backing mounts, loop devices) if nothing
+    /// uses it any more; called when the store closes with no container
+    /// mounted. Must not detach lazily: use [`crate::mount::try_unmount`] and
+    /// leave a busy backing mounted. Snapshots stay intact.
     fn close(&self) -> Result<()> {
         Ok(())
     }
@@ -83,4 +85,37 @@ pub struct DriverConfig<'a> {
     pub home: &'a Path,
     /// Driver options, e.g. `btrfs.size=10G`.
     pub options: &'a std::collections::BTreeMap<String, String>,
+}
+
+impl Driver for Box<dyn Driver> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
+        (**self).create(target, options)
+    }
+    fn commit(&self, target: Target<'_>) -> Result<()> {
+        (**self).commit(target)
+    }
+    fn remove(&self, id: SnapshotId) -> Result<()> {
+        (**self).remove(id)
+    }
+    fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {
+        (**self).mounts(target)
+    }
+    fn usage(&self, target: Target<'_>) -> Result<Usage> {
+        (**self).usage(target)
+    }
+    fn stored_ids(&self) -> Result<Vec<SnapshotId>> {
+        (**self).stored_ids()
+    }
+    fn status(&self) -> Vec<StatusLine> {
+        (**self).status()
+    }
+    fn overlay_whiteouts(&self) -> bool {
+        (**self).overlay_whiteouts()
+    }
+    fn close(&self) -> Result<()> {
+        (**self).close()
+    }
 }

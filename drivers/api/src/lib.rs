@@ -20,3 +20,12 @@ pub use error::{Error, IoContext, Result};
 pub use filter::Filters;
 pub use snapshotter::{Snapshotter, SnapshotterExt};
 pub use types::*;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod mount;
+mod store;
+mod sys;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use store::{Incomplete, Record, Snapshots, State};

@@ -1,0 +1,206 @@
+//! Every raw syscall and ioctl of the api crate: loop devices and the new
+//! mount API. Each `unsafe` block states why it is sound; callers stay safe.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+/// Loop flag: read-only device.
+pub const LO_FLAGS_READ_ONLY: u32 = 1;
+/// Loop flag: detach when the last user closes the device.
+pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_NAME_SIZE: usize = 64;
+
+/// `struct loop_info64` from `<linux/loop.h>`.
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; LO_NAME_SIZE],
+    lo_crypt_name: [u8; LO_NAME_SIZE],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// `struct loop_config` from `<linux/loop.h>`.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// Asks `/dev/loop-control` for a free loop device number.
+pub fn loop_get_free(control: &File) -> io::Result<u32> {
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and only returns an int;
+    // the fd is valid for the duration of the call because we borrow `control`.
+    let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as u32)
+}
+
+/// Binds `backing` to the loop device `dev` in one LOOP_CONFIGURE call.
+pub fn loop_configure(dev: &File, backing: &File, flags: u32, name: &[u8]) -> io::Result<()> {
+    let mut file_name = [0u8; LO_NAME_SIZE];
+    let len = name.len().min(LO_NAME_SIZE - 1);
+    file_name[..len].copy_from_slice(&name[..len]);
+    let config = LoopConfig {
+        fd: backing.as_raw_fd() as u32,
+        block_size: 0,
+        info: LoopInfo64 {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: 0,
+            lo_sizelimit: 0,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: flags,
+            lo_file_name: file_name,
+            lo_crypt_name: [0; LO_NAME_SIZE],
+            lo_encrypt_key: [0; 32],
+            lo_init: [0; 2],
+        },
+        reserved: [0; 8],
+    };
+    // SAFETY: `config` is a fully initialised `struct loop_config` that lives
+    // across the call; the kernel only reads it. Both fds are borrowed, so valid.
+    let rc = unsafe {
+        libc::ioctl(
+            dev.as_raw_fd(),
+            LOOP_CONFIGURE as _,
+            &config as *const LoopConfig,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Detaches whatever backs the loop device `dev`.
+pub fn loop_clear(dev: &File) -> io::Result<()> {
+    // SAFETY: LOOP_CLR_FD takes no argument; the fd is borrowed and valid.
+    let rc = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD as _, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+/// Mount attribute: read-only.
+pub const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+fn cstring(s: &str) -> io::Result<CString> {
+    CString::new(s)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string holds a NUL byte"))
+}
+
+fn owned_fd(rc: libc::c_long) -> io::Result<OwnedFd> {
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative return of fsopen/fsmount is a new fd that nothing
+    // else owns; wrapping it transfers ownership so it is closed exactly once.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}
+
+/// `fsopen(2)`: a filesystem context for `fstype`.
+pub fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
+    let name = cstring(fstype)?;
+    // SAFETY: `name` is a valid NUL-terminated string for the whole call.
+    let rc = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) };
+    owned_fd(rc)
+}
+
+/// `fsconfig(FSCONFIG_SET_STRING)` or, with no value, `FSCONFIG_SET_FLAG`.
+pub fn fsconfig_set(fs: &OwnedFd, key: &str, value: Option<&str>) -> io::Result<()> {
+    let key = cstring(key)?;
+    let value = value.map(cstring).transpose()?;
+    let (cmd, ptr) = match &value {
+        Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+        None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+    };
+    // SAFETY: the fd is borrowed and open; key and value are NUL-terminated
+    // strings alive for the call (value null only for SET_FLAG, as required).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            cmd,
+            key.as_ptr(),
+            ptr,
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fsconfig(FSCONFIG_CMD_CREATE)` then `fsmount(2)`: a detached mount.
+pub fn fsmount(fs: &OwnedFd, attr: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: CMD_CREATE takes no key or value; the fd is borrowed and open.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: plain integer arguments and a borrowed, open fd.
+    let rc = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attr) };
+    owned_fd(rc)
+}
+
+/// `move_mount(2)`: attaches a detached mount at `target`.
+pub fn move_mount(mnt: &OwnedFd, target: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    let empty = c"";
+    // SAFETY: both strings are NUL-terminated and alive for the call; the
+    // mount fd is borrowed and open.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! Layer tars in and out of a directory: the applier and the differ.
+//!
+//! Everything here works on plain directories (a mounted snapshot), readers
+//! and writers, so it knows nothing about the store or the drivers beyond one
+//! flag ([`ApplyOptions::overlay_whiteouts`]).
+//!
+//! - [`apply_layer`] unpacks an uncompressed layer tar into a root directory.
+//!   The tar is untrusted: every path is resolved inside the root with
+//!   `openat2(RESOLVE_IN_ROOT)` and entries are created with `*at()` calls
+//!   relative to resolved parent directories (see [`sys`](self) internals).
+//! - [`decompress`] detects gzip / zstd / plain streams by magic bytes.
+//! - [`changes`] and [`changes_overlay`] compute docker-style A/C/D changes.
+//! - [`write_layer`] and [`write_tree`] write reproducible tars.
+
+mod apply;
+mod changes;
+mod compress;
+mod error;
+mod path;
+mod sys;
+mod write;
+
+pub use apply::{apply_layer, ApplyOptions, ApplyStats};
+pub use changes::{changes, changes_overlay, Change, ChangeKind};
+pub use compress::{decompress, detect_compression, Compression};
+pub use error::{ArchiveError, Result};
+pub use write::{write_layer, write_tree};
+
+/// Prefix of an OCI whiteout file name: `.wh.NAME` deletes `NAME`.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the OCI opaque-directory marker.
+pub const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
+/// Xattr overlayfs uses to mark an opaque directory.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";

@@ -1,0 +1,154 @@
+//! The few raw syscalls the applier needs that nix does not wrap the way we
+//! need them. Every `unsafe` block is here, each with its `SAFETY:` comment.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens `path` (relative, `/`-separated) beneath the directory `root`,
+/// resolving every component as if `root` were `/`: `..` and absolute
+/// symlinks cannot climb out, and magic links (`/proc/self/fd/*`) are
+/// refused. `flags` are `open(2)` flags; `O_CLOEXEC` is always added.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
+    let path = if path.is_empty() { &b"."[..] } else { path };
+    let cpath = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: `cpath` is a valid NUL-terminated string and `how` a fully
+        // initialised `open_how` that outlive the call; the size passed is
+        // that of the struct. The kernel only reads both.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                cpath.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if ret >= 0 {
+            // SAFETY: openat2 returned a new descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(ret as libc::c_int) });
+        }
+        let err = io::Error::last_os_error();
+        // EAGAIN: a concurrent rename raced the in-root resolution; retry.
+        if err.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(err);
+        }
+    }
+}
+
+/// Sets an extended attribute on the inode behind `fd`, which may be an
+/// `O_PATH` descriptor of any file type (including a symlink). Goes through
+/// `/proc/self/fd/N`, which names the inode itself, not a path.
+pub fn set_xattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let proc = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: both strings are valid and NUL-terminated, `value` is a live
+    // slice whose pointer and length are passed together; the kernel only
+    // reads them.
+    let ret = unsafe {
+        libc::setxattr(
+            proc.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Builds a `dev_t` from major and minor numbers.
+pub fn makedev(major: u32, minor: u32) -> libc::dev_t {
+    libc::makedev(major, minor)
+}
+
+/// Reads all extended attributes of `path` without following a final
+/// symlink, sorted by name. Filesystems without xattr support give none.
+pub fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let names = loop {
+        // SAFETY: a null buffer with size 0 asks only for the needed size.
+        let size = unsafe { libc::llistxattr(cpath.as_ptr(), std::ptr::null_mut(), 0) };
+        if size < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOTSUP) {
+                return Ok(Vec::new());
+            }
+            return Err(err);
+        }
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: `buf` is a live, writable buffer of exactly the length passed.
+        let got = unsafe { libc::llistxattr(cpath.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got >= 0 {
+            buf.truncate(got as usize);
+            break buf;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ERANGE) {
+            return Err(err);
+        }
+    };
+    let mut out = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        if let Some(value) = get_xattr(&cpath, &cname)? {
+            out.push((name.to_vec(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn get_xattr(path: &CString, name: &CString) -> io::Result<Option<Vec<u8>>> {
+    loop {
+        // SAFETY: a null buffer with size 0 asks only for the needed size.
+        let size =
+            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        if size < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::ENODATA) => Ok(None),
+                _ => Err(err),
+            };
+        }
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: `buf` is a live, writable buffer of exactly the length passed.
+        let got = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(Some(buf));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ERANGE) {
+            return Err(err);
+        }
+    }
+}

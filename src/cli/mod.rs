@@ -1,0 +1,137 @@
+//! The `strata` command line: argument parsing and dispatch. Each group of
+//! verbs sits in its own file; the work is done in [`strata::ops`].
+
+mod containers;
+mod images;
+mod output;
+mod store_cmds;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Container layers on copy-on-write block storage (btrfs, dm-thin,
+/// reflinked loop images), with overlay2 and vfs as the baseline.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, propagate_version = true)]
+pub struct Cli {
+    /// Store root directory.
+    #[arg(long, global = true, env = "STRATA_ROOT", default_value = "/var/lib/strata")]
+    pub root: PathBuf,
+    /// Storage driver: auto, btrfs, blockfile, devmapper, overlay2 or vfs.
+    /// Chosen when the store is created and remembered; `auto` picks the
+    /// best the host supports (see `strata info` for why).
+    #[arg(long, global = true, env = "STRATA_DRIVER", default_value = "auto")]
+    pub driver: String,
+    /// Output format of listings.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How listings are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+/// The verbs, as docker's storage commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a store (loop-backed by default for btrfs/blockfile/devmapper).
+    Init {
+        /// Driver option KEY=VALUE (e.g. btrfs.size=20G, dm.fs=xfs); repeatable.
+        #[arg(long = "opt", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
+    /// Show the driver, why it was chosen, its backing, space and counts.
+    Info,
+    /// Import a flat rootfs tar (plain, gzip or zstd) as a one-layer image.
+    Import {
+        /// The tar file.
+        file: PathBuf,
+        /// NAME[:TAG] for the new image.
+        reference: String,
+    },
+    /// List images.
+    Images,
+    /// Add a tag to an image.
+    Tag {
+        /// Existing image (tag or id).
+        source: String,
+        /// New NAME[:TAG].
+        target: String,
+    },
+    /// Remove an image tag, or the image and its unshared layers.
+    Rmi {
+        /// Image (tag or id).
+        image: String,
+    },
+    /// Show an image's layers and the steps that made them.
+    History {
+        /// Image (tag or id).
+        image: String,
+    },
+    /// Create a container (a writable layer on an image); prints its id.
+    Create {
+        /// Container name (default: generated).
+        #[arg(long)]
+        name: Option<String>,
+        /// Size limit of the writable layer, e.g. 10G (driver support varies).
+        #[arg(long, value_parser = output::parse_size)]
+        size: Option<u64>,
+        /// Image (tag or id).
+        image: String,
+    },
+    /// List containers.
+    Ps,
+    /// Describe a container as JSON, with its driver's mount data.
+    Inspect {
+        /// Container (id, id prefix or name).
+        container: String,
+    },
+    /// Mount a container's merged rootfs; prints the path.
+    Mount {
+        /// Container (id, id prefix or name).
+        container: String,
+    },
+    /// Unmount a container's merged rootfs.
+    Umount {
+        /// Container (id, id prefix or name).
+        container: String,
+    },
+    /// Remove a container and its writable layer.
+    Rm {
+        /// Unmount first if mounted.
+        #[arg(short, long)]
+        force: bool,
+        /// Containers (id, id prefix or name).
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+}
+
+/// Parses arguments and runs the command.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Init { options } => store_cmds::init(&cli, options),
+        Command::Info => store_cmds::info(&cli),
+        Command::Import { file, reference } => images::import(&cli, file, reference),
+        Command::Images => images::list(&cli),
+        Command::Tag { source, target } => images::tag(&cli, source, target),
+        Command::Rmi { image } => images::rmi(&cli, image),
+        Command::History { image } => images::history(&cli, image),
+        Command::Create { name, size, image } => containers::create(&cli, image, name.as_deref(), *size),
+        Command::Ps => containers::list(&cli),
+        Command::Inspect { container } => containers::inspect(&cli, container),
+        Command::Mount { container } => containers::mount(&cli, container),
+        Command::Umount { container } => containers::umount(&cli, container),
+        Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
+    }
+}

@@ -1,0 +1,72 @@
+//! `init` and `info`, and opening the store for every other verb.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use strata::Store;
+
+use super::output::{human_size, print_json, Table};
+use super::{Cli, Format};
+
+/// Opens the store, creating it with `--driver` on first use.
+pub fn open(cli: &Cli) -> Result<Store> {
+    Store::init(&cli.root, &cli.driver, BTreeMap::new())
+        .with_context(|| format!("opening the store at {}", cli.root.display()))
+}
+
+fn parse_options(options: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for opt in options {
+        let Some((k, v)) = opt.split_once('=') else {
+            bail!("driver option {opt:?} is not KEY=VALUE");
+        };
+        out.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    Ok(out)
+}
+
+/// `strata init`.
+pub fn init(cli: &Cli, options: &[String]) -> Result<()> {
+    let store = Store::init(&cli.root, &cli.driver, parse_options(options)?)
+        .with_context(|| format!("creating the store at {}", cli.root.display()))?;
+    println!(
+        "store {} uses driver {} ({})",
+        store.root().display(),
+        store.config().driver,
+        store.config().driver_reason
+    );
+    Ok(())
+}
+
+/// `strata info`.
+pub fn info(cli: &Cli) -> Result<()> {
+    let store = open(cli)?;
+    let info = strata::ops::info::info(&store)?;
+    if cli.format == Format::Json {
+        return print_json(&info);
+    }
+    let mut t = Table::new(&["", ""]);
+    t.row(vec!["Root".into(), info.root.clone()]);
+    t.row(vec!["Driver".into(), format!("{} ({})", info.driver, info.driver_reason)]);
+    for (k, v) in &info.options {
+        t.row(vec![format!("Option {k}"), v.clone()]);
+    }
+    for (k, v) in &info.driver_status {
+        t.row(vec![format!(" {k}"), v.clone()]);
+    }
+    t.row(vec![
+        "Space".into(),
+        format!("{} free of {}", human_size(info.space_free), human_size(info.space_total)),
+    ]);
+    t.row(vec!["Images".into(), info.images.to_string()]);
+    t.row(vec!["Containers".into(), info.containers.to_string()]);
+    t.row(vec!["Snapshots".into(), info.snapshots.to_string()]);
+    if info.incomplete_operations > 0 {
+        t.row(vec![
+            "Incomplete operations".into(),
+            format!("{} (run `strata check --repair`)", info.incomplete_operations),
+        ]);
+    }
+    t.print_without_header();
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The layer/image/container model: content-addressed ids and records.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// A `sha256:<hex>` digest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Digest(pub String);
+
+impl Digest {
+    /// Digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    /// Digest from a finished hasher.
+    pub fn from_hasher(hasher: Sha256) -> Self {
+        Self(format!("sha256:{}", hex(&hasher.finalize())))
+    }
+
+    /// The hex part.
+    pub fn hex(&self) -> &str {
+        self.0.strip_prefix("sha256:").unwrap_or(&self.0)
+    }
+
+    /// The first 12 hex characters, as docker prints ids.
+    pub fn short(&self) -> &str {
+        let h = self.hex();
+        &h[..h.len().min(12)]
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a layer's uncompressed tar.
+pub type DiffId = Digest;
+/// Identity of a stack of layers: chain(1) = diff(1), chain(n) = sha256(chain(n-1) + " " + diff(n)).
+pub type ChainId = Digest;
+/// sha256 of an image's config: the same image has the same id in every store.
+pub type ImageId = Digest;
+
+/// Chain ids of a stack of diff ids, bottom first.
+pub fn chain_ids(diff_ids: &[DiffId]) -> Vec<ChainId> {
+    let mut out: Vec<ChainId> = Vec::with_capacity(diff_ids.len());
+    for diff in diff_ids {
+        let next = match out.last() {
+            None => diff.clone(),
+            Some(prev) => Digest::of(format!("{prev} {diff}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// A container's id: 64 hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContainerId(pub String);
+
+impl ContainerId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        let mut seed = [0u8; 32];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read;
+            let _ = f.read_exact(&mut seed);
+        }
+        let mut h = Sha256::new_with_prefix(seed);
+        h.update(crate::now_ns().to_le_bytes());
+        h.update(std::process::id().to_le_bytes());
+        Self(hex(&h.finalize()))
+    }
+
+    /// The first 12 characters.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(12)]
+    }
+}
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `name:tag` reference; the tag defaults to `latest`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Reference(pub String);
+
+impl Reference {
+    /// Parses `NAME[:TAG]`, adding `:latest`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let valid = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+        if text.is_empty() || !text.chars().all(valid) || text.starts_with(['-', ':', '/']) {
+            return Err(format!("invalid image reference {text:?}: use NAME[:TAG] with letters, digits and ._-/"));
+        }
+        let last = text.rsplit('/').next().unwrap_or(text);
+        Ok(if last.contains(':') {
+            Self(text.to_owned())
+        } else {
+            Self(format!("{text}:latest"))
+        })
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// sha256 of the uncompressed tar.
+    pub diff_id: DiffId,
+    /// Chain id; also the key of the committed snapshot holding it.
+    pub chain_id: ChainId,
+    /// Bytes of the uncompressed tar.
+    pub size: u64,
+}
+
+/// An image: its config, layers bottom first, and tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// sha256 of `config`.
+    pub id: ImageId,
+    /// The OCI image config, byte for byte.
+    pub config: Vec<u8>,
+    /// Layers, bottom first.
+    pub layers: Vec<LayerRecord>,
+    /// Tags pointing at it.
+    pub tags: Vec<Reference>,
+    /// When it entered this store, ns.
+    pub created_ns: u64,
+}
+
+impl ImageRecord {
+    /// Key of the snapshot a container of this image starts from.
+    pub fn top_snapshot(&self) -> Option<strata_driver_api::SnapshotKey> {
+        self.layers.last().map(|l| layer_snapshot_key(&l.chain_id))
+    }
+
+    /// The parsed config.
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.config).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Snapshot key of a committed layer: its chain id.
+pub fn layer_snapshot_key(chain: &ChainId) -> strata_driver_api::SnapshotKey {
+    strata_driver_api::SnapshotKey(chain.0.clone())
+}
+
+/// A container: one writable snapshot on top of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Id.
+    pub id: ContainerId,
+    /// Unique name.
+    pub name: String,
+    /// The image it was made from.
+    pub image: ImageId,
+    /// The reference the user gave.
+    pub image_ref: String,
+    /// Key of its active snapshot.
+    pub snapshot: strata_driver_api::SnapshotKey,
+    /// Size limit asked for, bytes.
+    pub size_limit: Option<u64>,
+    /// Where its merged rootfs is mounted, if it is.
+    pub mounted_at: Option<std::path::PathBuf>,
+    /// Creation time, ns.
+    pub created_ns: u64,
+}
+
+/// Snapshot key of a container's writable layer.
+pub fn container_snapshot_key(id: &ContainerId) -> strata_driver_api::SnapshotKey {
+    strata_driver_api::SnapshotKey(format!("container-{id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_rule() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let chain = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chain[0], a);
+        assert_eq!(chain[1], Digest::of(format!("{a} {b}").as_bytes()));
+    }
+
+    #[test]
+    fn references_get_latest() {
+        assert_eq!(Reference::parse("busybox").unwrap().0, "busybox:latest");
+        assert_eq!(Reference::parse("reg:5000/x/busybox").unwrap().0, "reg:5000/x/busybox:latest");
+        assert_eq!(Reference::parse("busybox:1.36").unwrap().0, "busybox:1.36");
+        assert!(Reference::parse("bad name").is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! Containers: create, mount, umount, rm, inspect.
+
+use std::path::PathBuf;
+
+use strata_driver_api::{Labels, Snapshotter, LABEL_SIZE};
+
+use crate::error::{Result, StoreError};
+use crate::model::{container_snapshot_key, ContainerId, ContainerRecord};
+use crate::mounts::{mount_persistent, unmount_persistent};
+use crate::Store;
+
+/// Label naming the container an active snapshot belongs to.
+pub const LABEL_CONTAINER: &str = "strata.io/container";
+
+/// What `strata create` takes.
+#[derive(Debug, Default)]
+pub struct CreateRequest<'a> {
+    /// Image reference or id.
+    pub image: &'a str,
+    /// Container name; generated when absent.
+    pub name: Option<&'a str>,
+    /// Size limit in bytes.
+    pub size: Option<u64>,
+}
+
+/// Creates a container: a writable snapshot on the image's top layer.
+pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord> {
+    let image = store.resolve_image(req.image)?;
+    let meta = store.meta()?;
+    let id = ContainerId::generate();
+    let name = match req.name {
+        Some(n) => validate_name(n)?,
+        None => format!("strata_{}", &id.0[..8]),
+    };
+    if meta.containers()?.iter().any(|c| c.name == name) {
+        return Err(StoreError::Conflict(format!("container name {name}")));
+    }
+    let key = container_snapshot_key(&id);
+    let mut labels: Labels = [(LABEL_CONTAINER.to_owned(), id.0.clone())].into();
+    if let Some(size) = req.size {
+        labels.insert(LABEL_SIZE.to_owned(), size.to_string());
+    }
+    store.snapshots().prepare(&key, image.top_snapshot().as_ref(), labels)?;
+    let record = ContainerRecord {
+        id,
+        name,
+        image: image.id.clone(),
+        image_ref: req.image.to_owned(),
+        snapshot: key.clone(),
+        size_limit: req.size,
+        mounted_at: None,
+        created_ns: crate::now_ns(),
+    };
+    if let Err(e) = meta.put_container(&record) {
+        let _ = store.snapshots().remove(&key);
+        return Err(e);
+    }
+    Ok(record)
+}
+
+fn validate_name(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        return Err(StoreError::Invalid(format!(
+            "invalid container name {name:?}: use letters, digits and _.- starting with a letter or digit"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// Where `strata mount` mounts a container's merged rootfs.
+pub fn rootfs_path(store: &Store, id: &ContainerId) -> PathBuf {
+    store.root().join("containers").join(&id.0).join("rootfs")
+}
+
+/// Mounts the container's merged view and returns its path (idempotent).
+pub fn mount(store: &Store, text: &str) -> Result<PathBuf> {
+    let mut record = store.resolve_container(text)?;
+    if let Some(path) = &record.mounted_at {
+        if strata_driver_api::mount::is_mountpoint(path)? {
+            return Ok(path.clone());
+        }
+    }
+    let target = rootfs_path(store, &record.id);
+    let mounts = store.snapshots().mounts(&record.snapshot)?;
+    mount_persistent(&mounts, &target)?;
+    record.mounted_at = Some(target.clone());
+    if let Err(e) = store.meta()?.put_container(&record) {
+        let _ = unmount_persistent(&target);
+        return Err(e);
+    }
+    Ok(target)
+}
+
+/// Unmounts the container's merged view (idempotent).
+pub fn umount(store: &Store, text: &str) -> Result<ContainerRecord> {
+    let mut record = store.resolve_container(text)?;
+    let target = rootfs_path(store, &record.id);
+    unmount_persistent(&target)?;
+    record.mounted_at = None;
+    store.meta()?.put_container(&record)?;
+    Ok(record)
+}
+
+/// Removes a container and its writable layer. A mounted one is refused
+/// unless `force`, which unmounts it first.
+pub fn remove(store: &Store, text: &str, force: bool) -> Result<ContainerRecord> {
+    let record = store.resolve_container(text)?;
+    if let Some(path) = &record.mounted_at {
+        if !force {
+            return Err(StoreError::StillMounted {
+                id: record.id.short().to_owned(),
+                path: path.clone(),
+            });
+        }
+        umount(store, &record.id.0)?;
+    }
+    match store.snapshots().remove(&record.snapshot) {
+        Ok(()) | Err(strata_driver_api::Error::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    store.meta()?.delete_container(&record.id)?;
+    let dir = store.root().join("containers").join(&record.id.0);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(record)
+}
+
+/// `docker inspect`-like description, with the driver's mount specs as
+/// GraphDriver data.
+pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
+    let record = store.resolve_container(text)?;
+    let sn = store.snapshots();
+    let mounts = sn.mounts(&record.snapshot)?;
+    let info = sn.stat(&record.snapshot)?;
+    let usage = sn.usage(&record.snapshot).ok();
+    let mut data = serde_json::Map::new();
+    for (i, m) in mounts.iter().enumerate() {
+        let prefix = if mounts.len() > 1 { format!("{i}.") } else { String::new() };
+        data.insert(format!("{prefix}Type"), m.fstype.clone().into());
+        data.insert(format!("{prefix}Source"), m.source.clone().into());
+        for opt in &m.options {
+            if let Some((k, v)) = opt.split_once('=') {
+                let name = match k {
+                    "lowerdir" => "LowerDir",
+                    "upperdir" => "UpperDir",
+                    "workdir" => "WorkDir",
+                    other => other,
+                };
+                data.insert(format!("{prefix}{name}"), v.into());
+            }
+        }
+    }
+    data.insert("MergedDir".into(), rootfs_path(store, &record.id).display().to_string().into());
+    Ok(serde_json::json!({
+        "Id": record.id.0,
+        "Name": record.name,
+        "Image": record.image.0,
+        "ImageRef": record.image_ref,
+        "Created": crate::ops::import::rfc3339(record.created_ns / 1_000_000_000),
+        "Mounted": record.mounted_at.is_some(),
+        "SizeLimit": record.size_limit,
+        "SizeRw": usage.map(|u| u.size),
+        "Snapshot": { "Key": info.name.0, "Parent": info.parent.map(|p| p.0), "Labels": info.labels },
+        "GraphDriver": { "Name": store.config().driver, "Data": data },
+        "Mounts": mounts,
+    }))
+}

@@ -1,0 +1,138 @@
+//! Images: list, tag, rmi, history.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use strata_driver_api::Snapshotter;
+
+use crate::error::{Result, StoreError};
+use crate::model::{layer_snapshot_key, ChainId, ImageRecord, Reference};
+use crate::Store;
+
+/// Points `target` at the image `source` resolves to.
+pub fn tag(store: &Store, source: &str, target: &Reference) -> Result<ImageRecord> {
+    let mut image = store.resolve_image(source)?;
+    if !image.tags.contains(target) {
+        image.tags.push(target.clone());
+    }
+    store.meta()?.put_image(&image)?;
+    Ok(image)
+}
+
+/// What `rmi` did.
+#[derive(Debug, Serialize)]
+pub enum Removed {
+    /// Only a tag went away; the image has others.
+    Untagged(String),
+    /// The image and the layers no other image uses.
+    Deleted {
+        /// Image id.
+        image: String,
+        /// Layers removed.
+        layers: usize,
+    },
+}
+
+/// Removes a tag, or the image with its unshared layers when it was the
+/// last tag (or the image was named by id). Refused while containers use it.
+pub fn remove(store: &Store, text: &str) -> Result<Removed> {
+    let mut image = store.resolve_image(text)?;
+    let meta = store.meta()?;
+    let by_tag = Reference::parse(text).ok().filter(|r| image.tags.contains(r));
+    if let Some(reference) = by_tag.filter(|_| image.tags.len() > 1) {
+        image.tags.retain(|t| *t != reference);
+        meta.delete_image(&ImageRecord {
+            tags: vec![reference.clone()],
+            ..image.clone()
+        })?;
+        meta.put_image(&image)?;
+        return Ok(Removed::Untagged(reference.0));
+    }
+    let users: Vec<String> = meta
+        .containers()?
+        .iter()
+        .filter(|c| c.image == image.id)
+        .map(|c| c.id.short().to_owned())
+        .collect();
+    if !users.is_empty() {
+        return Err(StoreError::ImageInUse {
+            image: text.to_owned(),
+            containers: users.join(", "),
+        });
+    }
+    meta.delete_image(&image)?;
+    let layers = remove_unused_layers(store, &image)?;
+    Ok(Removed::Deleted {
+        image: image.id.0,
+        layers,
+    })
+}
+
+/// Removes `image`'s layer snapshots, top first, that no remaining image needs.
+fn remove_unused_layers(store: &Store, image: &ImageRecord) -> Result<usize> {
+    let needed: HashSet<ChainId> = store
+        .meta()?
+        .images()?
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|l| l.chain_id.clone()))
+        .collect();
+    let mut removed = 0;
+    for layer in image.layers.iter().rev() {
+        if needed.contains(&layer.chain_id) {
+            break;
+        }
+        match store.snapshots().remove(&layer_snapshot_key(&layer.chain_id)) {
+            Ok(()) => removed += 1,
+            Err(strata_driver_api::Error::NotFound(_)) => {}
+            Err(strata_driver_api::Error::FailedPrecondition(_)) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(removed)
+}
+
+/// One line of `strata history`.
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    /// Layer diff id, or `<missing>` for an empty-layer step.
+    pub layer: String,
+    /// Creation time as recorded.
+    pub created: String,
+    /// The command that made it.
+    pub created_by: String,
+    /// Uncompressed size of the layer.
+    pub size: u64,
+    /// Comment.
+    pub comment: String,
+}
+
+/// The image's history, newest first, with each non-empty step matched to its layer.
+pub fn history(store: &Store, text: &str) -> Result<Vec<HistoryEntry>> {
+    let image = store.resolve_image(text)?;
+    let config = image.config_json();
+    let steps = config["history"].as_array().cloned().unwrap_or_default();
+    let mut layers = image.layers.iter();
+    let mut out = Vec::new();
+    for step in &steps {
+        let empty = step["empty_layer"].as_bool().unwrap_or(false);
+        let layer = if empty { None } else { layers.next() };
+        out.push(HistoryEntry {
+            layer: layer.map(|l| l.diff_id.0.clone()).unwrap_or_else(|| "<missing>".into()),
+            created: step["created"].as_str().unwrap_or("").to_owned(),
+            created_by: step["created_by"].as_str().unwrap_or("").to_owned(),
+            size: layer.map(|l| l.size).unwrap_or(0),
+            comment: step["comment"].as_str().unwrap_or("").to_owned(),
+        });
+    }
+    for layer in layers {
+        out.push(HistoryEntry {
+            layer: layer.diff_id.0.clone(),
+            created: String::new(),
+            created_by: String::new(),
+            size: layer.size,
+            comment: String::new(),
+        });
+    }
+    out.reverse();
+    Ok(out)
+}

@@ -1,0 +1,55 @@
+//! `strata info`: driver, why it was chosen, backing, space, counts.
+
+use serde::Serialize;
+use strata_driver_api::SnapshotterExt;
+
+use crate::error::Result;
+use crate::Store;
+
+/// What `info` prints.
+#[derive(Debug, Serialize)]
+pub struct StoreInfo {
+    /// Store root.
+    pub root: String,
+    /// Driver name.
+    pub driver: String,
+    /// Why this driver.
+    pub driver_reason: String,
+    /// Driver options given at init.
+    pub options: std::collections::BTreeMap<String, String>,
+    /// The driver's own status lines (backing, usage method, ...).
+    pub driver_status: Vec<(String, String)>,
+    /// Bytes free on the root's filesystem.
+    pub space_free: u64,
+    /// Bytes total on the root's filesystem.
+    pub space_total: u64,
+    /// Image count.
+    pub images: usize,
+    /// Container count.
+    pub containers: usize,
+    /// Snapshot count.
+    pub snapshots: usize,
+    /// Half-finished operations waiting for `check --repair`.
+    pub incomplete_operations: usize,
+}
+
+/// Gathers [`StoreInfo`].
+pub fn info(store: &Store) -> Result<StoreInfo> {
+    let meta = store.meta()?;
+    let (free, total) = nix::sys::statvfs::statvfs(store.root())
+        .map(|s| (s.blocks_available() * s.fragment_size(), s.blocks() * s.fragment_size()))
+        .unwrap_or((0, 0));
+    Ok(StoreInfo {
+        root: store.root().display().to_string(),
+        driver: store.config().driver.clone(),
+        driver_reason: store.config().driver_reason.clone(),
+        options: store.config().options.clone(),
+        driver_status: store.driver().status(),
+        space_free: free,
+        space_total: total,
+        images: meta.images()?.len(),
+        containers: meta.containers()?.len(),
+        snapshots: store.snapshots().list(&[])?.len(),
+        incomplete_operations: store.snapshots().incomplete()?.len(),
+    })
+}

@@ -1,0 +1,107 @@
+//! Turning a layer tar into a committed snapshot keyed by its chain id.
+
+use std::io::{Read, Write};
+
+use sha2::{Digest as _, Sha256};
+use strata_driver_api::{Labels, SnapshotKey, Snapshotter, SnapshotterExt};
+
+use crate::archive::{apply_layer, ApplyOptions};
+use crate::error::Result;
+use crate::model::{layer_snapshot_key, ChainId, ContainerId, Digest, LayerRecord};
+use crate::mounts::TempMount;
+use crate::Store;
+
+/// Label on snapshots being filled by an import, so `check` can spot a
+/// dead one.
+pub const LABEL_EXTRACT: &str = "strata.io/extract";
+
+/// A reader that hashes and counts what passes through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Reads the rest and returns the digest and byte count of everything read.
+    pub fn finish(mut self) -> std::io::Result<(Digest, u64)> {
+        std::io::copy(&mut self.inner, &mut HashSink(&mut self.hasher, &mut self.count))?;
+        Ok((Digest::from_hasher(self.hasher), self.count))
+    }
+}
+
+struct HashSink<'a>(&'a mut Sha256, &'a mut u64);
+
+impl Write for HashSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        *self.1 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Applies the uncompressed layer `tar` on top of `parent` and commits it
+/// under its chain id. If that chain already exists the new copy is dropped
+/// and the existing one reused. On any error nothing is left behind.
+pub fn apply_layer_snapshot(store: &Store, parent: Option<&ChainId>, tar: impl Read) -> Result<LayerRecord> {
+    let sn = store.snapshots();
+    let key = SnapshotKey(format!("extract-{}", ContainerId::generate()));
+    let parent_key = parent.map(layer_snapshot_key);
+    let labels: Labels = [(LABEL_EXTRACT.to_owned(), "1".to_owned())].into();
+    let mounts = sn.prepare(&key, parent_key.as_ref(), labels)?;
+    let result = fill_and_commit(store, &key, &mounts, parent, tar);
+    if result.is_err() || sn.exists(&key).unwrap_or(false) {
+        if let Err(e) = sn.remove(&key) {
+            tracing::error!(%key, error = %e, "removing a failed import's snapshot; `strata check --repair` will");
+        }
+    }
+    result
+}
+
+fn fill_and_commit(
+    store: &Store,
+    key: &SnapshotKey,
+    mounts: &[strata_driver_api::Mount],
+    parent: Option<&ChainId>,
+    tar: impl Read,
+) -> Result<LayerRecord> {
+    let options = ApplyOptions {
+        overlay_whiteouts: store.driver().overlay_whiteouts(),
+    };
+    let mut reader = HashingReader::new(tar);
+    {
+        let mount = TempMount::new(mounts, store.temp_dir("mounts")?.join(key.as_str()))?;
+        apply_layer(mount.path(), &mut reader, &options)?;
+    }
+    let (diff_id, size) = reader.finish().map_err(|e| crate::StoreError::io("read layer", key.as_str(), e))?;
+    let chain_id = match parent {
+        None => diff_id.clone(),
+        Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
+    };
+    let name = layer_snapshot_key(&chain_id);
+    if !store.snapshots().exists(&name)? {
+        store.snapshots().commit(&name, key, Labels::new())?;
+    }
+    Ok(LayerRecord { diff_id, chain_id, size })
+}

@@ -1,0 +1,258 @@
+//! Helpers shared by the archive and image tests: raw tar building (the
+//! tar crate's builder refuses the hostile names we need) and tree checks;
+//! running the strata binary and building small images locally.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Builds tars entry by entry with raw, unchecked names.
+#[derive(Default)]
+pub struct RawTar {
+    pub buf: Vec<u8>,
+}
+
+impl RawTar {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn header(
+        &mut self,
+        name: &[u8],
+        kind: tar::EntryType,
+        size: u64,
+        link: &[u8],
+        mode: u32,
+    ) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        let u = h.as_ustar_mut().unwrap();
+        u.name[..name.len()].copy_from_slice(name);
+        u.linkname[..link.len()].copy_from_slice(link);
+        h.set_cksum();
+        h
+    }
+
+    fn push(&mut self, h: tar::Header, data: &[u8]) {
+        self.buf.extend_from_slice(h.as_bytes());
+        self.buf.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.buf.extend(std::iter::repeat_n(0u8, pad));
+    }
+
+    pub fn file(mut self, name: &str, data: &[u8]) -> Self {
+        let h = self.header(
+            name.as_bytes(),
+            tar::EntryType::Regular,
+            data.len() as u64,
+            b"",
+            0o644,
+        );
+        self.push(h, data);
+        self
+    }
+
+    pub fn dir(mut self, name: &str) -> Self {
+        let h = self.header(name.as_bytes(), tar::EntryType::Directory, 0, b"", 0o755);
+        self.push(h, b"");
+        self
+    }
+
+    pub fn symlink(mut self, name: &str, target: &str) -> Self {
+        let h = self.header(
+            name.as_bytes(),
+            tar::EntryType::Symlink,
+            0,
+            target.as_bytes(),
+            0o777,
+        );
+        self.push(h, b"");
+        self
+    }
+
+    pub fn hardlink(mut self, name: &str, target: &str) -> Self {
+        let h = self.header(
+            name.as_bytes(),
+            tar::EntryType::Link,
+            0,
+            target.as_bytes(),
+            0o644,
+        );
+        self.push(h, b"");
+        self
+    }
+
+    /// A file header that declares `declared` bytes but carries `data`.
+    pub fn lying_file(mut self, name: &str, declared: u64, data: &[u8]) -> Self {
+        let h = self.header(
+            name.as_bytes(),
+            tar::EntryType::Regular,
+            declared,
+            b"",
+            0o644,
+        );
+        self.buf.extend_from_slice(h.as_bytes());
+        self.buf.extend_from_slice(data);
+        self
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend(std::iter::repeat_n(0u8, 1024));
+        self.buf
+    }
+}
+
+/// A scratch area: `root/` (the apply target) and `canary/` beside it.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-test-archive-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir(dir.path().join("root")).unwrap();
+        fs::create_dir(dir.path().join("canary")).unwrap();
+        fs::write(dir.path().join("canary/file"), b"precious").unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn canary(&self) -> PathBuf {
+        self.dir.path().join("canary")
+    }
+
+    /// Everything outside `root`: path -> (mode, size, nlink, mtime, content).
+    pub fn outside(&self) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        snapshot(self.dir.path(), &self.root(), &mut out);
+        out
+    }
+}
+
+fn snapshot(dir: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p == skip {
+            continue;
+        }
+        let m = fs::symlink_metadata(&p).unwrap();
+        let content = if m.is_file() {
+            fs::read(&p).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.insert(
+            p.clone(),
+            format!(
+                "{:o} {} {} {} {:?}",
+                m.mode(),
+                m.len(),
+                m.nlink(),
+                m.mtime(),
+                content
+            ),
+        );
+        if m.is_dir() {
+            snapshot(&p, skip, out);
+        }
+    }
+}
+
+
+/// Runs `strata --root ROOT ARGS...`.
+pub fn strata(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("STRATA_LOG", "warn")
+        .output()
+        .expect("run strata")
+}
+
+/// Runs strata and returns stdout, panicking with stderr on failure.
+pub fn strata_ok(root: &Path, args: &[&str]) -> String {
+    let out = strata(root, args);
+    assert!(
+        out.status.success(),
+        "strata {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs strata expecting failure; returns stderr.
+pub fn strata_err(root: &Path, args: &[&str]) -> String {
+    let out = strata(root, args);
+    assert!(!out.status.success(), "strata {args:?} succeeded but should have failed");
+    String::from_utf8(out.stderr).expect("utf-8 stderr")
+}
+
+/// The last line of a command's output (docker's id convention).
+pub fn last_line(text: &str) -> String {
+    text.lines().last().unwrap_or("").trim().to_owned()
+}
+
+/// Writes a tar of a tiny rootfs: busybox (or a stand-in script when
+/// busybox-static is missing), a few symlinks and /etc/motd.
+pub fn busybox_rootfs_tar(path: &Path, motd: &str) {
+    let file = std::fs::File::create(path).expect("create tar");
+    let mut b = tar::Builder::new(file);
+    let dir = |b: &mut tar::Builder<std::fs::File>, name: &str| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, name, std::io::empty()).expect("dir");
+    };
+    let file_entry = |b: &mut tar::Builder<std::fs::File>, name: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, name, data).expect("file");
+    };
+    for d in ["bin", "etc", "tmp"] {
+        dir(&mut b, d);
+    }
+    let busybox = std::fs::read("/bin/busybox").unwrap_or_else(|_| b"#!/bin/sh\n".to_vec());
+    file_entry(&mut b, "bin/busybox", &busybox, 0o755);
+    for app in ["sh", "ls", "cat", "echo"] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_link(&mut h, format!("bin/{app}"), "busybox").expect("symlink");
+    }
+    file_entry(&mut b, "etc/motd", motd.as_bytes(), 0o644);
+    b.finish().expect("finish tar");
+}
+
+/// Mount points at or below `dir`.
+pub fn mounts_below(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .map(str::to_owned)
+        .collect()
+}
