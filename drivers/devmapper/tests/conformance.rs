@@ -16,7 +16,7 @@ fn make(fs: &str) -> Option<Fixture> {
     let store = common::Store::new("dm-conformance");
     let driver = common::open(
         store.home(),
-        &common::small_pool(&[("dm.fs", fs), ("dm.basesize", "320M")]),
+        &common::small_pool(&[("dm.fs", fs), ("dm.basesize", "128M")]),
     )
     .expect("open driver");
     let db = redb::Database::create(store.scratch.path().join("meta.redb")).expect("redb");
