@@ -28,8 +28,6 @@ pub enum Kind {
     LoopFile {
         /// The image file.
         image: PathBuf,
-        /// Whether this open mounted it (and close must unmount it).
-        mounted_here: bool,
     },
 }
 
@@ -59,34 +57,26 @@ impl Backing {
         let image = home.join(IMAGE_FILE);
         let mnt = home.join(MOUNT_DIR);
         fs::create_dir_all(&mnt).ctx("mkdir", &mnt)?;
-        let mounted_here = if sys::is_btrfs(&mnt).ctx("statfs", &mnt)? {
-            false
-        } else {
+        if !sys::is_btrfs(&mnt).ctx("statfs", &mnt)? {
             if !image.exists() {
                 make_image(&home, &image, cfg)?;
             }
             mount_image(&image, &mnt)?;
-            true
-        };
+        }
         let device = mount_source(&mnt)?;
         Ok(Self {
             root: mnt,
             device,
-            kind: Kind::LoopFile {
-                image,
-                mounted_here,
-            },
+            kind: Kind::LoopFile { image },
         })
     }
 
-    /// Unmounts the loop file if `open` mounted it; the loop device detaches
-    /// itself (autoclear). Snapshots still mounted elsewhere keep the
-    /// filesystem busy: then it stays mounted and a warning is logged.
+    /// Unmounts the loop file, whichever process mounted it (the store lock
+    /// makes this process its only user); the loop device detaches itself
+    /// (autoclear). Snapshots still mounted elsewhere keep the filesystem
+    /// busy: then it stays mounted and a warning is logged.
     pub fn close(&self) -> Result<()> {
-        if let Kind::LoopFile {
-            mounted_here: true, ..
-        } = self.kind
-        {
+        if let Kind::LoopFile { .. } = self.kind {
             if sys::is_btrfs(&self.root).unwrap_or(false) && !try_unmount(&self.root)? {
                 tracing::warn!(mount = %self.root.display(), "backing filesystem busy; left mounted");
             }

@@ -106,27 +106,53 @@ fn small_write_into_big_lower_file(test: &str, quota: &str, mode: QuotaMode) {
     assert_eq!(s.driver.quota_mode(), mode);
     let none = CreateOptions::default();
     let base = [SnapshotId(1)];
-    s.driver.create(target(1, Kind::Active, &[]), &none).expect("create base");
+    s.driver
+        .create(target(1, Kind::Active, &[]), &none)
+        .expect("create base");
     let lower = mount(&s, target(1, Kind::Active, &[]), "base");
     write_pattern(&lower.join("big"), 256 << 20);
     unmount(&lower).expect("unmount base");
-    s.driver.commit(target(1, Kind::Committed, &[])).expect("commit");
+    s.driver
+        .commit(target(1, Kind::Committed, &[]))
+        .expect("commit");
 
     let parent_file = s.driver.subvolume_path(SnapshotId(1)).join("big");
     assert!(pattern_intact(&parent_file, 256 << 20));
-    let parent_before = s.driver.qgroup_info(SnapshotId(1)).expect("qgroup").expect("numbers");
+    let parent_before = s
+        .driver
+        .qgroup_info(SnapshotId(1))
+        .expect("qgroup")
+        .expect("numbers");
 
-    s.driver.create(target(2, Kind::Active, &base), &none).expect("create child");
-    let child_before = s.driver.qgroup_info(SnapshotId(2)).expect("qgroup").expect("numbers");
+    s.driver
+        .create(target(2, Kind::Active, &base), &none)
+        .expect("create child");
+    let child_before = s
+        .driver
+        .qgroup_info(SnapshotId(2))
+        .expect("qgroup")
+        .expect("numbers");
     let upper = mount(&s, target(2, Kind::Active, &base), "child");
-    let f = OpenOptions::new().write(true).open(upper.join("big")).expect("open big");
-    f.write_all_at(&[0xAB; 4096], 100 << 20).expect("write 4 KiB");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(upper.join("big"))
+        .expect("open big");
+    f.write_all_at(&[0xAB; 4096], 100 << 20)
+        .expect("write 4 KiB");
     f.sync_all().expect("fsync");
     drop(f);
     unmount(&upper).expect("unmount child");
 
-    let child_after = s.driver.qgroup_info(SnapshotId(2)).expect("qgroup").expect("numbers");
-    let parent_after = s.driver.qgroup_info(SnapshotId(1)).expect("qgroup").expect("numbers");
+    let child_after = s
+        .driver
+        .qgroup_info(SnapshotId(2))
+        .expect("qgroup")
+        .expect("numbers");
+    let parent_after = s
+        .driver
+        .qgroup_info(SnapshotId(1))
+        .expect("qgroup")
+        .expect("numbers");
     let grew = child_after.exclusive - child_before.exclusive;
     eprintln!(
         "mode {:?}: child exclusive {} -> {} (+{grew}); parent {:?} -> {:?}",
@@ -137,9 +163,15 @@ fn small_write_into_big_lower_file(test: &str, quota: &str, mode: QuotaMode) {
         parent_after
     );
     assert!(grew >= 4096, "the 4 KiB write must be charged to the child");
-    assert!(grew < 1 << 20, "child grew by {grew} bytes for a 4 KiB write: a copy-up");
+    assert!(
+        grew < 1 << 20,
+        "child grew by {grew} bytes for a 4 KiB write: a copy-up"
+    );
     assert_eq!(parent_after.referenced, parent_before.referenced);
-    assert!(pattern_intact(&parent_file, 256 << 20), "parent data changed");
+    assert!(
+        pattern_intact(&parent_file, 256 << 20),
+        "parent data changed"
+    );
     let usage = s
         .driver
         .usage(target(2, Kind::Active, &base))
@@ -223,16 +255,30 @@ fn removing_everything_leaves_nothing(test: &str, quota: &str) {
     };
     let none = CreateOptions::default();
     let base = [SnapshotId(1)];
-    s.driver.create(target(1, Kind::Active, &[]), &none).expect("base");
-    std::fs::write(s.driver.subvolume_path(SnapshotId(1)).join("f"), b"x").expect("write");
-    s.driver.commit(target(1, Kind::Committed, &[])).expect("commit");
-    s.driver.create(target(2, Kind::Active, &base), &none).expect("container");
     s.driver
-        .create(target(3, Kind::View, &base), &CreateOptions { size: Some(1 << 30) })
+        .create(target(1, Kind::Active, &[]), &none)
+        .expect("base");
+    std::fs::write(s.driver.subvolume_path(SnapshotId(1)).join("f"), b"x").expect("write");
+    s.driver
+        .commit(target(1, Kind::Committed, &[]))
+        .expect("commit");
+    s.driver
+        .create(target(2, Kind::Active, &base), &none)
+        .expect("container");
+    s.driver
+        .create(
+            target(3, Kind::View, &base),
+            &CreateOptions {
+                size: Some(1 << 30),
+            },
+        )
         .expect("view");
     // The container makes nested subvolumes inside itself.
     let inner = mount(&s, target(2, Kind::Active, &base), "c");
-    run(Command::new("btrfs").args(["subvolume", "create"]).arg(inner.join("nested"))).expect("nested");
+    run(Command::new("btrfs")
+        .args(["subvolume", "create"])
+        .arg(inner.join("nested")))
+    .expect("nested");
     run(Command::new("btrfs")
         .args(["subvolume", "create"])
         .arg(inner.join("nested/deeper")))
@@ -272,7 +318,10 @@ fn reopen_remounts_the_loop_file() {
     })
     .expect("reopen");
     assert_eq!(again.stored_ids().expect("ids"), vec![SnapshotId(7)]);
-    assert!(again.status().iter().any(|(k, v)| k == "backing" && v.contains("btrfs.img")));
+    assert!(again
+        .status()
+        .iter()
+        .any(|(k, v)| k == "backing" && v.contains("btrfs.img")));
     again.close().expect("close again");
 }
 
@@ -283,13 +332,24 @@ fn quotas_off_falls_back_to_a_walk() {
     };
     assert_eq!(s.driver.quota_mode(), QuotaMode::Off);
     let t = target(1, Kind::Active, &[]);
-    s.driver.create(t, &CreateOptions::default()).expect("create");
-    std::fs::write(s.driver.subvolume_path(SnapshotId(1)).join("f"), vec![1u8; 1 << 20]).expect("write");
+    s.driver
+        .create(t, &CreateOptions::default())
+        .expect("create");
+    std::fs::write(
+        s.driver.subvolume_path(SnapshotId(1)).join("f"),
+        vec![1u8; 1 << 20],
+    )
+    .expect("write");
     let usage = s.driver.usage(t).expect("usage");
     assert!(usage.size >= 1 << 20 && usage.inodes == 2, "{usage:?}");
     assert!(s
         .driver
-        .create(target(2, Kind::Active, &[]), &CreateOptions { size: Some(1 << 20) })
+        .create(
+            target(2, Kind::Active, &[]),
+            &CreateOptions {
+                size: Some(1 << 20)
+            }
+        )
         .is_err());
     assert!(s.driver.status().iter().any(|(_, v)| v.contains("walk")));
 }
@@ -338,7 +398,9 @@ fn usage_of_10k_files(test: &str, quota: &str) {
         return;
     };
     let t = target(1, Kind::Active, &[]);
-    s.driver.create(t, &CreateOptions::default()).expect("create");
+    s.driver
+        .create(t, &CreateOptions::default())
+        .expect("create");
     let root = s.driver.subvolume_path(SnapshotId(1));
     for d in 0..100 {
         let dir = root.join(format!("d{d}"));
@@ -375,4 +437,3 @@ fn usage_of_10k_files(test: &str, quota: &str) {
         s.driver.quota_mode()
     );
 }
-
