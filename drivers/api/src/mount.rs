@@ -225,7 +225,11 @@ pub fn try_unmount(target: &Path) -> Result<bool> {
     match nix::mount::umount2(target, MntFlags::empty()) {
         Ok(()) => Ok(true),
         Err(nix::errno::Errno::EBUSY) => Ok(false),
-        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) if !is_mountpoint(target)? => Ok(true),
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT)
+            if !is_mountpoint(target)? =>
+        {
+            Ok(true)
+        }
         Err(e) => Err(Error::errno("umount", target, e)),
     }
 }
