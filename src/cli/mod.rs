@@ -1,6 +1,7 @@
 //! The `strata` command line: argument parsing and dispatch. Each group of
 //! verbs sits in its own file; the work is done in [`strata::ops`].
 
+mod check;
 mod containers;
 mod images;
 mod output;
@@ -114,6 +115,15 @@ pub enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Compare metadata with the driver's storage, mounts and files; exit 1 on damage.
+    Check {
+        /// Finish or undo half-done operations, remove what Strata left behind.
+        #[arg(long)]
+        repair: bool,
+        /// Also re-read every committed layer against its CRC32 manifest.
+        #[arg(long)]
+        data: bool,
+    },
 }
 
 /// Parses arguments and runs the command.
@@ -133,5 +143,6 @@ pub fn run() -> Result<()> {
         Command::Mount { container } => containers::mount(&cli, container),
         Command::Umount { container } => containers::umount(&cli, container),
         Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
+        Command::Check { repair, data } => check::check(&cli, *repair, *data),
     }
 }
