@@ -10,9 +10,15 @@ use strata_driver_api::{Driver, DriverConfig, Error};
 pub const DRIVER_NAMES: &[&str] = &["btrfs", "blockfile", "devmapper", "overlay2", "vfs"];
 
 /// Opens driver `name` with its home directory and options.
-pub fn open_driver(name: &str, home: &Path, options: &BTreeMap<String, String>) -> Result<Box<dyn Driver>, Error> {
+pub fn open_driver(
+    name: &str,
+    home: &Path,
+    options: &BTreeMap<String, String>,
+) -> Result<Box<dyn Driver>, Error> {
     let config = DriverConfig { home, options };
     Ok(match name {
+        "btrfs" => Box::new(strata_btrfs::BtrfsDriver::open(&config)?),
+        "blockfile" => Box::new(strata_blockfile::BlockfileDriver::open(&config)?),
         "vfs" => Box::new(strata_vfs::VfsDriver::open(&config)?),
         other => {
             return Err(Error::InvalidArgument(format!(
@@ -30,11 +36,27 @@ pub fn kernel_has_fs(fs: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The driver `auto` picks for a store at `root`, and why.
+/// The driver `auto` picks for a store at `root` (which exists), and why.
 pub fn choose_auto(root: &Path) -> (&'static str, String) {
-    let _ = root;
-    if kernel_has_fs("overlay") {
-        return ("overlay2", "the kernel has overlayfs".into());
+    if strata_btrfs::home_is_btrfs(root) {
+        return (
+            "btrfs",
+            "the store root is on btrfs: subvolume snapshots in place".into(),
+        );
     }
-    ("vfs", "nothing better is available: no overlayfs".into())
+    if strata_blockfile::supports_reflink(root) {
+        return (
+            "blockfile",
+            "the store root is on a reflink-capable filesystem: reflinked image files in place"
+                .into(),
+        );
+    }
+    match strata_btrfs::supported(root) {
+        Ok(()) => (
+            "btrfs",
+            "the kernel has btrfs; the store root is not on btrfs or reflink xfs, so a loop-backed btrfs file is used".into(),
+        ),
+        Err(why) if kernel_has_fs("overlay") => ("overlay2", format!("no block CoW driver available ({why}); overlayfs is")),
+        Err(why) => ("vfs", format!("neither btrfs ({why}) nor overlayfs is available")),
+    }
 }

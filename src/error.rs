@@ -21,7 +21,9 @@ pub enum StoreError {
     #[error("no store at {0}: run `strata init` first")]
     NotInitialized(PathBuf),
     /// `strata init` on an existing store with a different driver.
-    #[error("store at {root} already uses driver {existing}; remove it or pick --driver {existing}")]
+    #[error(
+        "store at {root} already uses driver {existing}; remove it or pick --driver {existing}"
+    )]
     DriverMismatch {
         /// Store root.
         root: PathBuf,

@@ -105,7 +105,9 @@ impl Reference {
     pub fn parse(text: &str) -> Result<Self, String> {
         let valid = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
         if text.is_empty() || !text.chars().all(valid) || text.starts_with(['-', ':', '/']) {
-            return Err(format!("invalid image reference {text:?}: use NAME[:TAG] with letters, digits and ._-/"));
+            return Err(format!(
+                "invalid image reference {text:?}: use NAME[:TAG] with letters, digits and ._-/"
+            ));
         }
         let last = text.rsplit('/').next().unwrap_or(text);
         Ok(if last.contains(':') {
@@ -207,7 +209,10 @@ mod tests {
     #[test]
     fn references_get_latest() {
         assert_eq!(Reference::parse("busybox").unwrap().0, "busybox:latest");
-        assert_eq!(Reference::parse("reg:5000/x/busybox").unwrap().0, "reg:5000/x/busybox:latest");
+        assert_eq!(
+            Reference::parse("reg:5000/x/busybox").unwrap().0,
+            "reg:5000/x/busybox:latest"
+        );
         assert_eq!(Reference::parse("busybox:1.36").unwrap().0, "busybox:1.36");
         assert!(Reference::parse("bad name").is_err());
     }

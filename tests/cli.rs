@@ -22,7 +22,10 @@ fn end_to_end(driver: &str) {
     let root = root.as_path();
 
     strata_ok(root, &["--driver", driver, "init"]);
-    let image_id = last_line(&strata_ok(root, &["import", tar.to_str().unwrap(), "demo/busybox"]));
+    let image_id = last_line(&strata_ok(
+        root,
+        &["import", tar.to_str().unwrap(), "demo/busybox"],
+    ));
     assert!(image_id.starts_with("sha256:"), "import printed {image_id}");
     let images = json(&strata_ok(root, &["--format", "json", "images"]));
     assert_eq!(images[0]["id"], image_id.as_str());
@@ -33,12 +36,21 @@ fn end_to_end(driver: &str) {
     assert_eq!(a.len(), 64);
     let ma = last_line(&strata_ok(root, &["mount", &a]));
     let mb = last_line(&strata_ok(root, &["mount", &b[..12]]));
-    assert_eq!(std::fs::read_to_string(format!("{mb}/etc/motd")).unwrap(), "from the image\n");
+    assert_eq!(
+        std::fs::read_to_string(format!("{mb}/etc/motd")).unwrap(),
+        "from the image\n"
+    );
     std::fs::write(format!("{ma}/etc/motd"), "written in a\n").unwrap();
     std::fs::write(format!("{ma}/new-file"), "x").unwrap();
-    assert_eq!(std::fs::read_to_string(format!("{mb}/etc/motd")).unwrap(), "from the image\n");
+    assert_eq!(
+        std::fs::read_to_string(format!("{mb}/etc/motd")).unwrap(),
+        "from the image\n"
+    );
     assert!(!std::path::Path::new(&format!("{mb}/new-file")).exists());
-    assert!(std::fs::symlink_metadata(format!("{mb}/bin/sh")).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(format!("{mb}/bin/sh"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 
     let ps = json(&strata_ok(root, &["--format", "json", "ps"]));
     assert_eq!(ps.as_array().unwrap().len(), 2);
@@ -66,7 +78,11 @@ fn end_to_end(driver: &str) {
     assert_eq!(images.as_array().unwrap().len(), 0);
     let info = json(&strata_ok(root, &["--format", "json", "info"]));
     assert_eq!(info["snapshots"], 0, "layers left after rmi: {info}");
-    assert_eq!(mounts_below(root), Vec::<String>::new(), "mounts left under the store");
+    assert_eq!(
+        mounts_below(root),
+        Vec::<String>::new(),
+        "mounts left under the store"
+    );
 }
 
 #[test]
@@ -88,8 +104,14 @@ fn uninitialised_store_and_bad_input_fail_clearly() {
     let root = scratch.path().join("store");
     let err = strata_err(&root, &["--driver", "bogus", "init"]);
     assert!(err.contains("unknown driver"), "{err}");
-    assert!(!root.join("strata.json").exists(), "a failed init recorded a store");
-    let err = strata_err(&root, &["--driver", "vfs", "import", "/nonexistent.tar", "x"]);
+    assert!(
+        !root.join("strata.json").exists(),
+        "a failed init recorded a store"
+    );
+    let err = strata_err(
+        &root,
+        &["--driver", "vfs", "import", "/nonexistent.tar", "x"],
+    );
     assert!(err.contains("/nonexistent.tar"), "{err}");
     let err = strata_err(&root, &["import", "/dev/null", "bad name"]);
     assert!(err.contains("invalid image reference"), "{err}");
@@ -97,4 +119,14 @@ fn uninitialised_store_and_bad_input_fail_clearly() {
     assert!(err.contains("not a size"), "{err}");
     let err = strata_err(&root, &["mount", "nope"]);
     assert!(err.contains("no such container"), "{err}");
+}
+
+#[test]
+fn cli_end_to_end_btrfs() {
+    end_to_end("btrfs");
+}
+
+#[test]
+fn cli_end_to_end_blockfile() {
+    end_to_end("blockfile");
 }

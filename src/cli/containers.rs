@@ -93,7 +93,10 @@ pub fn remove(cli: &Cli, texts: &[String], force: bool) -> Result<()> {
         }
     }
     if failed > 0 {
-        anyhow::bail!("{failed} of {} container(s) could not be removed", texts.len());
+        anyhow::bail!(
+            "{failed} of {} container(s) could not be removed",
+            texts.len()
+        );
     }
     Ok(())
 }

@@ -19,7 +19,8 @@ fn reference(text: &str) -> Result<Reference> {
 pub fn import(cli: &Cli, file: &Path, name: &str) -> Result<()> {
     let reference = reference(name)?;
     let store = open(cli)?;
-    let image = ops::import::import(&store, file, &reference).with_context(|| format!("importing {}", file.display()))?;
+    let image = ops::import::import(&store, file, &reference)
+        .with_context(|| format!("importing {}", file.display()))?;
     println!("{}", image.id);
     Ok(())
 }
@@ -109,8 +110,18 @@ pub fn history(cli: &Cli, image: &str) -> Result<()> {
     }
     let mut t = Table::new(&["LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"]);
     for e in &entries {
-        let layer = e.layer.strip_prefix("sha256:").map(|h| h[..12].to_owned()).unwrap_or(e.layer.clone());
-        t.row(vec![layer, e.created.clone(), e.created_by.clone(), human_size(e.size), e.comment.clone()]);
+        let layer = e
+            .layer
+            .strip_prefix("sha256:")
+            .map(|h| h[..12].to_owned())
+            .unwrap_or(e.layer.clone());
+        t.row(vec![
+            layer,
+            e.created.clone(),
+            e.created_by.clone(),
+            human_size(e.size),
+            e.comment.clone(),
+        ]);
     }
     t.print();
     Ok(())

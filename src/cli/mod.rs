@@ -18,7 +18,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "strata", version, propagate_version = true)]
 pub struct Cli {
     /// Store root directory.
-    #[arg(long, global = true, env = "STRATA_ROOT", default_value = "/var/lib/strata")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_ROOT",
+        default_value = "/var/lib/strata"
+    )]
     pub root: PathBuf,
     /// Storage driver: auto, btrfs, blockfile, devmapper, overlay2 or vfs.
     /// Chosen when the store is created and remembered; `auto` picks the
@@ -137,7 +142,9 @@ pub fn run() -> Result<()> {
         Command::Tag { source, target } => images::tag(&cli, source, target),
         Command::Rmi { image } => images::rmi(&cli, image),
         Command::History { image } => images::history(&cli, image),
-        Command::Create { name, size, image } => containers::create(&cli, image, name.as_deref(), *size),
+        Command::Create { name, size, image } => {
+            containers::create(&cli, image, name.as_deref(), *size)
+        }
         Command::Ps => containers::list(&cli),
         Command::Inspect { container } => containers::inspect(&cli, container),
         Command::Mount { container } => containers::mount(&cli, container),

@@ -47,7 +47,10 @@ pub fn info(cli: &Cli) -> Result<()> {
     }
     let mut t = Table::new(&["", ""]);
     t.row(vec!["Root".into(), info.root.clone()]);
-    t.row(vec!["Driver".into(), format!("{} ({})", info.driver, info.driver_reason)]);
+    t.row(vec![
+        "Driver".into(),
+        format!("{} ({})", info.driver, info.driver_reason),
+    ]);
     for (k, v) in &info.options {
         t.row(vec![format!("Option {k}"), v.clone()]);
     }
@@ -56,7 +59,11 @@ pub fn info(cli: &Cli) -> Result<()> {
     }
     t.row(vec![
         "Space".into(),
-        format!("{} free of {}", human_size(info.space_free), human_size(info.space_total)),
+        format!(
+            "{} free of {}",
+            human_size(info.space_free),
+            human_size(info.space_total)
+        ),
     ]);
     t.row(vec!["Images".into(), info.images.to_string()]);
     t.row(vec!["Containers".into(), info.containers.to_string()]);
@@ -64,7 +71,10 @@ pub fn info(cli: &Cli) -> Result<()> {
     if info.incomplete_operations > 0 {
         t.row(vec![
             "Incomplete operations".into(),
-            format!("{} (run `strata check --repair`)", info.incomplete_operations),
+            format!(
+                "{} (run `strata check --repair`)",
+                info.incomplete_operations
+            ),
         ]);
     }
     t.print_without_header();

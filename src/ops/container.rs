@@ -40,7 +40,9 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
     if let Some(size) = req.size {
         labels.insert(LABEL_SIZE.to_owned(), size.to_string());
     }
-    store.snapshots().prepare(&key, image.top_snapshot().as_ref(), labels)?;
+    store
+        .snapshots()
+        .prepare(&key, image.top_snapshot().as_ref(), labels)?;
     failpoint("container.create.prepared");
     let record = ContainerRecord {
         id,
@@ -61,8 +63,13 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
 
 fn validate_name(name: &str) -> Result<String> {
     let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if !ok {
         return Err(StoreError::Invalid(format!(
             "invalid container name {name:?}: use letters, digits and _.- starting with a letter or digit"
@@ -141,7 +148,11 @@ pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
     let usage = sn.usage(&record.snapshot).ok();
     let mut data = serde_json::Map::new();
     for (i, m) in mounts.iter().enumerate() {
-        let prefix = if mounts.len() > 1 { format!("{i}.") } else { String::new() };
+        let prefix = if mounts.len() > 1 {
+            format!("{i}.")
+        } else {
+            String::new()
+        };
         data.insert(format!("{prefix}Type"), m.fstype.clone().into());
         data.insert(format!("{prefix}Source"), m.source.clone().into());
         for opt in &m.options {
@@ -156,7 +167,10 @@ pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
             }
         }
     }
-    data.insert("MergedDir".into(), rootfs_path(store, &record.id).display().to_string().into());
+    data.insert(
+        "MergedDir".into(),
+        rootfs_path(store, &record.id).display().to_string().into(),
+    );
     Ok(serde_json::json!({
         "Id": record.id.0,
         "Name": record.name,

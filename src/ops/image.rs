@@ -38,7 +38,9 @@ pub enum Removed {
 pub fn remove(store: &Store, text: &str) -> Result<Removed> {
     let mut image = store.resolve_image(text)?;
     let meta = store.meta()?;
-    let by_tag = Reference::parse(text).ok().filter(|r| image.tags.contains(r));
+    let by_tag = Reference::parse(text)
+        .ok()
+        .filter(|r| image.tags.contains(r));
     if let Some(reference) = by_tag.filter(|_| image.tags.len() > 1) {
         image.tags.retain(|t| *t != reference);
         meta.delete_image(&ImageRecord {
@@ -82,7 +84,10 @@ fn remove_unused_layers(store: &Store, image: &ImageRecord) -> Result<usize> {
         if needed.contains(&layer.chain_id) {
             break;
         }
-        match store.snapshots().remove(&layer_snapshot_key(&layer.chain_id)) {
+        match store
+            .snapshots()
+            .remove(&layer_snapshot_key(&layer.chain_id))
+        {
             Ok(()) => {
                 removed += 1;
                 failpoint("image.rmi.layer_removed");
@@ -121,7 +126,9 @@ pub fn history(store: &Store, text: &str) -> Result<Vec<HistoryEntry>> {
         let empty = step["empty_layer"].as_bool().unwrap_or(false);
         let layer = if empty { None } else { layers.next() };
         out.push(HistoryEntry {
-            layer: layer.map(|l| l.diff_id.0.clone()).unwrap_or_else(|| "<missing>".into()),
+            layer: layer
+                .map(|l| l.diff_id.0.clone())
+                .unwrap_or_else(|| "<missing>".into()),
             created: step["created"].as_str().unwrap_or("").to_owned(),
             created_by: step["created_by"].as_str().unwrap_or("").to_owned(),
             size: layer.map(|l| l.size).unwrap_or(0),

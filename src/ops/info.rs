@@ -37,7 +37,12 @@ pub struct StoreInfo {
 pub fn info(store: &Store) -> Result<StoreInfo> {
     let meta = store.meta()?;
     let (free, total) = nix::sys::statvfs::statvfs(store.root())
-        .map(|s| (s.blocks_available() * s.fragment_size(), s.blocks() * s.fragment_size()))
+        .map(|s| {
+            (
+                s.blocks_available() * s.fragment_size(),
+                s.blocks() * s.fragment_size(),
+            )
+        })
         .unwrap_or((0, 0));
     Ok(StoreInfo {
         root: store.root().display().to_string(),

@@ -35,7 +35,10 @@ impl<R: Read> HashingReader<R> {
 
     /// Reads the rest and returns the digest and byte count of everything read.
     pub fn finish(mut self) -> std::io::Result<(Digest, u64)> {
-        std::io::copy(&mut self.inner, &mut HashSink(&mut self.hasher, &mut self.count))?;
+        std::io::copy(
+            &mut self.inner,
+            &mut HashSink(&mut self.hasher, &mut self.count),
+        )?;
         Ok((Digest::from_hasher(self.hasher), self.count))
     }
 }
@@ -65,7 +68,11 @@ impl<R: Read> Read for HashingReader<R> {
 /// Applies the uncompressed layer `tar` on top of `parent` and commits it
 /// under its chain id. If that chain already exists the new copy is dropped
 /// and the existing one reused. On any error nothing is left behind.
-pub fn apply_layer_snapshot(store: &Store, parent: Option<&ChainId>, tar: impl Read) -> Result<LayerRecord> {
+pub fn apply_layer_snapshot(
+    store: &Store,
+    parent: Option<&ChainId>,
+    tar: impl Read,
+) -> Result<LayerRecord> {
     let sn = store.snapshots();
     let key = SnapshotKey(format!("extract-{}", ContainerId::generate()));
     let parent_key = parent.map(layer_snapshot_key);
@@ -98,7 +105,9 @@ fn fill_and_commit(
         manifest::compute(mount.path())?
     };
     failpoint("layer.applied");
-    let (diff_id, size) = reader.finish().map_err(|e| crate::StoreError::io("read layer", key.as_str(), e))?;
+    let (diff_id, size) = reader
+        .finish()
+        .map_err(|e| crate::StoreError::io("read layer", key.as_str(), e))?;
     let chain_id = match parent {
         None => diff_id.clone(),
         Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
@@ -111,5 +120,9 @@ fn fill_and_commit(
         store.snapshots().commit(&name, key, Labels::new())?;
         failpoint("layer.committed");
     }
-    Ok(LayerRecord { diff_id, chain_id, size })
+    Ok(LayerRecord {
+        diff_id,
+        chain_id,
+        size,
+    })
 }

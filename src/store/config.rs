@@ -37,7 +37,8 @@ impl StoreConfig {
     pub fn save(&self, root: &Path) -> Result<()> {
         let path = root.join(FILE);
         let tmp = root.join(format!("{FILE}.tmp"));
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Metadata(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| StoreError::Metadata(e.to_string()))?;
         std::fs::write(&tmp, bytes).map_err(|e| StoreError::io("write", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename", &path, e))
     }

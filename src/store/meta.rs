@@ -63,18 +63,27 @@ impl<'a> Meta<'a> {
             let mut images = txn.open_table(IMAGES).map_err(meta_err)?;
             let mut tags = txn.open_table(TAGS).map_err(meta_err)?;
             for tag in &image.tags {
-                let previous = tags.insert(tag.0.as_str(), image.id.0.as_str()).map_err(meta_err)?;
+                let previous = tags
+                    .insert(tag.0.as_str(), image.id.0.as_str())
+                    .map_err(meta_err)?;
                 let previous = previous.map(|p| p.value().to_owned());
                 if let Some(old_id) = previous.filter(|old| *old != image.id.0) {
-                    let old = images.get(old_id.as_str()).map_err(meta_err)?.map(|v| v.value().to_vec());
+                    let old = images
+                        .get(old_id.as_str())
+                        .map_err(meta_err)?
+                        .map(|v| v.value().to_vec());
                     if let Some(bytes) = old {
                         let mut old: ImageRecord = decode(&old_id, &bytes)?;
                         old.tags.retain(|t| t != tag);
-                        images.insert(old_id.as_str(), encode(&old)?.as_slice()).map_err(meta_err)?;
+                        images
+                            .insert(old_id.as_str(), encode(&old)?.as_slice())
+                            .map_err(meta_err)?;
                     }
                 }
             }
-            images.insert(image.id.0.as_str(), encode(image)?.as_slice()).map_err(meta_err)?;
+            images
+                .insert(image.id.0.as_str(), encode(image)?.as_slice())
+                .map_err(meta_err)?;
         }
         txn.commit().map_err(meta_err)
     }

@@ -73,7 +73,8 @@ impl Store {
 
     /// Opens the store at `root`.
     pub fn open(root: &Path) -> Result<Self> {
-        let config = StoreConfig::load(root)?.ok_or_else(|| StoreError::NotInitialized(root.to_path_buf()))?;
+        let config = StoreConfig::load(root)?
+            .ok_or_else(|| StoreError::NotInitialized(root.to_path_buf()))?;
         let lock = StoreLock::acquire(root, LOCK_WAIT)?;
         Self::open_with(root, config, lock)
     }
@@ -124,14 +125,20 @@ impl Store {
         let meta = self.meta()?;
         if let Ok(reference) = Reference::parse(text) {
             if let Some(id) = meta.tag(&reference)? {
-                return meta.image(&id)?.ok_or_else(|| StoreError::Metadata(format!("tag {reference} points at missing image {id}")));
+                return meta.image(&id)?.ok_or_else(|| {
+                    StoreError::Metadata(format!("tag {reference} points at missing image {id}"))
+                });
             }
         }
         let hex = text.strip_prefix("sha256:").unwrap_or(text);
         if hex.len() < 4 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(StoreError::UnknownImage(text.to_owned()));
         }
-        let mut found: Vec<ImageRecord> = meta.images()?.into_iter().filter(|i| i.id.hex().starts_with(hex)).collect();
+        let mut found: Vec<ImageRecord> = meta
+            .images()?
+            .into_iter()
+            .filter(|i| i.id.hex().starts_with(hex))
+            .collect();
         match found.len() {
             0 => Err(StoreError::UnknownImage(text.to_owned())),
             1 => Ok(found.remove(0)),
@@ -145,7 +152,10 @@ impl Store {
         if let Some(c) = all.iter().find(|c| c.name == text || c.id.0 == text) {
             return Ok(c.clone());
         }
-        let mut found: Vec<&ContainerRecord> = all.iter().filter(|c| !text.is_empty() && c.id.0.starts_with(text)).collect();
+        let mut found: Vec<&ContainerRecord> = all
+            .iter()
+            .filter(|c| !text.is_empty() && c.id.0.starts_with(text))
+            .collect();
         match found.len() {
             0 => Err(StoreError::UnknownContainer(text.to_owned())),
             1 => Ok(found.remove(0).clone()),

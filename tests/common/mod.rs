@@ -173,7 +173,6 @@ fn snapshot(dir: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, String>) {
     }
 }
 
-
 /// Runs `strata --root ROOT ARGS...`.
 pub fn strata(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -200,7 +199,10 @@ pub fn strata_ok(root: &Path, args: &[&str]) -> String {
 /// Runs strata expecting failure; returns stderr.
 pub fn strata_err(root: &Path, args: &[&str]) -> String {
     let out = strata(root, args);
-    assert!(!out.status.success(), "strata {args:?} succeeded but should have failed");
+    assert!(
+        !out.status.success(),
+        "strata {args:?} succeeded but should have failed"
+    );
     String::from_utf8(out.stderr).expect("utf-8 stderr")
 }
 
@@ -240,7 +242,8 @@ pub fn busybox_rootfs_tar(path: &Path, motd: &str) {
         h.set_mode(0o777);
         h.set_size(0);
         h.set_mtime(1_700_000_000);
-        b.append_link(&mut h, format!("bin/{app}"), "busybox").expect("symlink");
+        b.append_link(&mut h, format!("bin/{app}"), "busybox")
+            .expect("symlink");
     }
     file_entry(&mut b, "etc/motd", motd.as_bytes(), 0o644);
     b.finish().expect("finish tar");

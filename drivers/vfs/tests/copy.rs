@@ -1,8 +1,6 @@
 //! Fidelity of `strata_vfs::copy_tree` on ext4 (/tmp) and on a reflink xfs
 //! loop filesystem. Needs root (owners, device nodes, trusted.* xattrs).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -11,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{require_root, LoopFs, Scratch};
 use nix::fcntl::{AtFlags, AT_FDCWD};
 use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, Gid, Uid};
+use strata_driver_api::testing::{require_root, skip, LoopFs, ScratchDir};
 use strata_vfs::{copy_tree, copy_tree_with, CopyOptions};
 
 const SPARSE_LEN: u64 = 1 << 30;
@@ -278,12 +276,23 @@ fn fidelity(base: &Path, options: CopyOptions) -> strata_vfs::CopyStats {
     stats
 }
 
+/// A reflink-capable xfs loop filesystem, or `None` after a loud skip.
+fn xfs(test: &str) -> Option<LoopFs> {
+    match LoopFs::new("xfs", 2 << 30, &["-m", "reflink=1"]) {
+        Ok(fs) => Some(fs),
+        Err(e) => {
+            skip(test, &format!("cannot make an xfs loop filesystem: {e}"));
+            None
+        }
+    }
+}
+
 #[test]
 fn copy_keeps_everything_on_ext4_tmp() {
     if !require_root("copy_keeps_everything_on_ext4_tmp") {
         return;
     }
-    let scratch = Scratch::new("vfs-copy");
+    let scratch = ScratchDir::new("vfs-copy");
     let stats = fidelity(scratch.path(), CopyOptions::default());
     // /tmp is ext4 here: no reflink, data copied sparsely.
     assert_eq!(stats.reflinked, 0, "{stats:?}");
@@ -296,7 +305,7 @@ fn copy_reflinks_on_xfs() {
     if !require_root(test) {
         return;
     }
-    let Some(fs) = LoopFs::new(test, "xfs", &["-q", "-f", "-m", "reflink=1"]) else {
+    let Some(fs) = xfs(test) else {
         return;
     };
     let stats = fidelity(fs.path(), CopyOptions::default());
@@ -322,7 +331,7 @@ fn copy_without_reflink_on_xfs_is_sparse() {
     if !require_root(test) {
         return;
     }
-    let Some(fs) = LoopFs::new(test, "xfs", &["-q", "-f", "-m", "reflink=1"]) else {
+    let Some(fs) = xfs(test) else {
         return;
     };
     let stats = fidelity(fs.path(), CopyOptions { reflink: false });
@@ -331,7 +340,7 @@ fn copy_without_reflink_on_xfs_is_sparse() {
 
 #[test]
 fn copy_rejects_a_file_source() {
-    let scratch = Scratch::new("vfs-copy-file");
+    let scratch = ScratchDir::new("vfs-copy-file");
     let f = scratch.path().join("f");
     fs::write(&f, b"x").unwrap();
     assert!(copy_tree(&f, &scratch.path().join("d")).is_err());

@@ -1,13 +1,14 @@
 //! The vfs driver with real bind mounts: create, commit, views, usage,
 //! stored ids and idempotent remove. Needs root.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
-use common::{mount_at, require_root, unmount, Scratch};
+use strata_driver_api::mount::{mount_all, unmount};
+use strata_driver_api::testing::{require_root, skip, LoopFs, ScratchDir};
+use strata_driver_api::Mount;
 use strata_driver_api::{CreateOptions, Driver, DriverConfig, Kind, SnapshotId, Target};
 use strata_vfs::VfsDriver;
 
@@ -19,7 +20,7 @@ fn target(id: u64, kind: Kind, parents: &[SnapshotId]) -> Target<'_> {
     }
 }
 
-fn open(home: &std::path::Path) -> VfsDriver {
+fn open(home: &Path) -> VfsDriver {
     fs::create_dir_all(home).unwrap();
     let options = BTreeMap::new();
     VfsDriver::open(&DriverConfig {
@@ -29,12 +30,20 @@ fn open(home: &std::path::Path) -> VfsDriver {
     .expect("open vfs")
 }
 
+/// Mounts `mounts` at a fresh directory `name` below `scratch`.
+fn mount_at(mounts: &[Mount], scratch: &Path, name: &str) -> PathBuf {
+    let target = scratch.join(name);
+    fs::create_dir_all(&target).unwrap();
+    mount_all(mounts, &target).unwrap_or_else(|e| panic!("mount {mounts:?}: {e}"));
+    target
+}
+
 #[test]
 fn lifecycle_with_bind_mounts() {
     if !require_root("lifecycle_with_bind_mounts") {
         return;
     }
-    let scratch = Scratch::new("vfs-driver");
+    let scratch = ScratchDir::new("vfs-driver");
     let d = open(&scratch.path().join("home"));
     let none = CreateOptions::default();
 
@@ -48,7 +57,7 @@ fn lifecycle_with_bind_mounts() {
     fs::create_dir(mnt.join("etc")).unwrap();
     fs::write(mnt.join("etc/os-release"), b"ID=strata\n").unwrap();
     fs::write(mnt.join("blob"), vec![1u8; 1 << 20]).unwrap();
-    unmount(&mnt);
+    unmount(&mnt).unwrap();
     d.commit(target(1, Kind::Active, &[])).unwrap();
     d.commit(target(1, Kind::Committed, &[])).unwrap(); // idempotent
 
@@ -58,7 +67,7 @@ fn lifecycle_with_bind_mounts() {
     let mnt = mount_at(&m, scratch.path(), "m1ro");
     let err = fs::write(mnt.join("x"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
-    unmount(&mnt);
+    unmount(&mnt).unwrap();
 
     // Child: a copy of the parent; its changes do not reach the parent.
     let p = [SnapshotId(1)];
@@ -74,7 +83,7 @@ fn lifecycle_with_bind_mounts() {
     );
     fs::remove_file(mnt.join("blob")).unwrap();
     fs::write(mnt.join("etc/os-release"), b"ID=child\n").unwrap();
-    unmount(&mnt);
+    unmount(&mnt).unwrap();
     let parent_dir = d.snapshot_dir(SnapshotId(1));
     assert_eq!(
         fs::read(parent_dir.join("etc/os-release")).unwrap(),
@@ -89,7 +98,7 @@ fn lifecycle_with_bind_mounts() {
     let mnt = mount_at(&m, scratch.path(), "m3");
     assert!(mnt.join("blob").exists());
     assert!(fs::write(mnt.join("y"), b"y").is_err());
-    unmount(&mnt);
+    unmount(&mnt).unwrap();
 
     // Usage: the 1 MiB blob is in 1 and 3, not in 2.
     let u1 = d.usage(target(1, Kind::Committed, &[])).unwrap();
@@ -111,7 +120,7 @@ fn lifecycle_with_bind_mounts() {
 
 #[test]
 fn status_and_bad_options() {
-    let scratch = Scratch::new("vfs-status");
+    let scratch = ScratchDir::new("vfs-status");
     let d = open(scratch.path());
     let status: BTreeMap<_, _> = d.status().into_iter().collect();
     assert_eq!(
@@ -134,8 +143,9 @@ fn reflink_is_used_on_xfs() {
     if !require_root(test) {
         return;
     }
-    let Some(xfs) = common::LoopFs::new(test, "xfs", &["-q", "-f", "-m", "reflink=1"]) else {
-        return;
+    let xfs = match LoopFs::new("xfs", 1 << 30, &["-m", "reflink=1"]) {
+        Ok(fs) => fs,
+        Err(e) => return skip(test, &format!("cannot make an xfs loop filesystem: {e}")),
     };
     let d = open(&xfs.path().join("vfs"));
     let status: BTreeMap<_, _> = d.status().into_iter().collect();

@@ -1,0 +1,157 @@
+//! Driver options (`--opt btrfs.KEY=VALUE`) with their defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BtrfsError;
+
+/// Smallest loop file the driver creates (mkfs.btrfs needs about 110 MiB).
+pub const MIN_LOOP_SIZE: u64 = 128 << 20;
+/// Largest default loop file size.
+pub const MAX_DEFAULT_LOOP_SIZE: u64 = 100 << 30;
+
+/// Options of the btrfs driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BtrfsConfig {
+    /// `btrfs.size`: size of the sparse loop file when the home is not on
+    /// btrfs. `None` = 80% of the free space of the home's filesystem, at most
+    /// 100 GiB, at least 128 MiB.
+    pub size: Option<u64>,
+    /// `btrfs.quota`: quotas for sizes and walk-free usage. Default on.
+    pub quota: QuotaSetting,
+}
+
+/// Values of `btrfs.quota`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaSetting {
+    /// `on`: simple quotas where the kernel has them (6.7+), else qgroups.
+    On,
+    /// `simple`: simple quotas only.
+    Simple,
+    /// `qgroups`: full qgroup accounting.
+    Qgroups,
+    /// `off`: no quotas; usage walks the tree, sizes are refused.
+    Off,
+}
+
+impl QuotaSetting {
+    fn parse(v: &str) -> Option<Self> {
+        match v {
+            "on" | "true" | "1" | "yes" => Some(Self::On),
+            "simple" | "squota" => Some(Self::Simple),
+            "qgroups" | "qgroup" | "full" => Some(Self::Qgroups),
+            "off" | "false" | "0" | "no" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
+impl Default for BtrfsConfig {
+    fn default() -> Self {
+        Self {
+            size: None,
+            quota: QuotaSetting::On,
+        }
+    }
+}
+
+impl BtrfsConfig {
+    /// Reads `btrfs.*` keys; other drivers' keys are ignored, unknown
+    /// `btrfs.*` keys are an error.
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, BtrfsError> {
+        let mut cfg = Self::default();
+        for (key, value) in options {
+            let Some(name) = key.strip_prefix("btrfs.") else {
+                continue;
+            };
+            match name {
+                "size" => cfg.size = Some(parse_size(value).ok_or_else(|| bad(key, value))?),
+                "quota" => cfg.quota = QuotaSetting::parse(value).ok_or_else(|| bad(key, value))?,
+                _ => return Err(BtrfsError::Option(format!("unknown option {key}"))),
+            }
+        }
+        if let Some(size) = cfg.size {
+            if size < MIN_LOOP_SIZE {
+                return Err(BtrfsError::Option(format!(
+                    "btrfs.size={size} is below the minimum of {MIN_LOOP_SIZE} bytes"
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The loop file size to use given the free bytes of the home's filesystem.
+    pub fn loop_size(&self, free: u64) -> u64 {
+        self.size
+            .unwrap_or_else(|| (free / 10 * 8).min(MAX_DEFAULT_LOOP_SIZE))
+            .max(MIN_LOOP_SIZE)
+    }
+}
+
+fn bad(key: &str, value: &str) -> BtrfsError {
+    BtrfsError::Option(format!("invalid value {value:?} for {key}"))
+}
+
+/// Parses `1073741824`, `512M`, `10G`, `1T` (binary units, optional `B`/`iB`).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let v = v
+        .strip_suffix("iB")
+        .or_else(|| v.strip_suffix('B'))
+        .unwrap_or(v);
+    let (num, shift) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 10),
+        'm' | 'M' => (&v[..v.len() - 1], 20),
+        'g' | 'G' => (&v[..v.len() - 1], 30),
+        't' | 'T' => (&v[..v.len() - 1], 40),
+        _ => (v, 0),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("10G"), Some(10 << 30));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn options_are_read_and_checked() {
+        let cfg = BtrfsConfig::from_options(&opts(&[
+            ("btrfs.size", "1G"),
+            ("btrfs.quota", "off"),
+            ("dm.data_size", "9G"),
+        ]))
+        .expect("valid options");
+        assert_eq!(cfg.size, Some(1 << 30));
+        assert_eq!(cfg.quota, QuotaSetting::Off);
+        let cfg = BtrfsConfig::from_options(&opts(&[("btrfs.quota", "qgroups")])).expect("valid");
+        assert_eq!(cfg.quota, QuotaSetting::Qgroups);
+        assert!(BtrfsConfig::from_options(&opts(&[("btrfs.size", "1M")])).is_err());
+        assert!(BtrfsConfig::from_options(&opts(&[("btrfs.nope", "1")])).is_err());
+    }
+
+    #[test]
+    fn default_loop_size_is_bounded() {
+        let cfg = BtrfsConfig::default();
+        assert_eq!(cfg.loop_size(10 << 20), MIN_LOOP_SIZE);
+        assert_eq!(cfg.loop_size(10 << 30), 8 << 30);
+        assert_eq!(cfg.loop_size(1 << 50), MAX_DEFAULT_LOOP_SIZE);
+    }
+}

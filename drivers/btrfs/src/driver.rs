@@ -1,0 +1,348 @@
+//! [`BtrfsDriver`]: each snapshot is the subvolume `<root>/snapshots/<id>`.
+
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use btrfsutil::subvolume::{DeleteFlags, SnapshotFlags, Subvolume};
+use strata_driver_api::{
+    CreateOptions, Driver, DriverConfig, Error, IoContext, Kind, Mount, Result, SnapshotId,
+    StatusLine, Target, Usage,
+};
+
+use crate::backing::Backing;
+use crate::config::BtrfsConfig;
+use crate::error::{BtrfsError, DRIVER};
+use crate::quota::{self, QuotaMode};
+use crate::{sys, walk};
+
+/// Directory under the filesystem root holding one subvolume per snapshot.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// File under the home listing qgroups of removed subvolumes still to destroy.
+const PENDING_FILE: &str = "pending-qgroups";
+
+/// The btrfs driver. See the crate documentation.
+#[derive(Debug)]
+pub struct BtrfsDriver {
+    home: PathBuf,
+    backing: Backing,
+    snapshots: PathBuf,
+    quota: QuotaMode,
+    /// Serialises updates of the pending-qgroups file.
+    pending: Mutex<()>,
+}
+
+impl BtrfsDriver {
+    /// Opens the driver in `cfg.home`: finds or makes the btrfs filesystem,
+    /// mounts a loop file if needed, turns quotas on (`btrfs.quota`).
+    pub fn open(cfg: &DriverConfig<'_>) -> Result<Self> {
+        let options = BtrfsConfig::from_options(cfg.options)?;
+        let backing = Backing::open(cfg.home, &options)?;
+        let snapshots = backing.root.join(SNAPSHOTS_DIR);
+        fs::create_dir_all(&snapshots).ctx("mkdir", &snapshots)?;
+        let quota = match sys::open_dir(&backing.root)
+            .ctx("open", &backing.root)
+            .and_then(|dir| Ok(quota::open(&dir, &backing.root, options.quota)?))
+        {
+            Ok(q) => q,
+            Err(e) => {
+                let _ = backing.close();
+                return Err(e);
+            }
+        };
+        let driver = Self {
+            home: cfg.home.to_owned(),
+            backing,
+            snapshots,
+            quota,
+            pending: Mutex::new(()),
+        };
+        driver.retry_pending(Instant::now())?;
+        Ok(driver)
+    }
+
+    /// The quota mode in use.
+    pub fn quota_mode(&self) -> QuotaMode {
+        self.quota
+    }
+
+    /// The root of the btrfs filesystem (or the home when on host btrfs).
+    pub fn fs_root(&self) -> &Path {
+        &self.backing.root
+    }
+
+    /// A directory fd on the filesystem for ioctls (opened per call so that
+    /// `close` can unmount).
+    fn fs_dir(&self) -> Result<File> {
+        sys::open_dir(&self.backing.root).ctx("open", &self.backing.root)
+    }
+
+    /// Path of snapshot `id`'s subvolume.
+    pub fn subvolume_path(&self, id: SnapshotId) -> PathBuf {
+        self.snapshots.join(id.to_string())
+    }
+
+    /// Subvolume id of snapshot `id`.
+    pub fn subvolume_id(&self, id: SnapshotId) -> Result<u64> {
+        let path = self.subvolume_path(id);
+        Ok(Subvolume::get(path.as_path())
+            .map_err(|e| BtrfsError::util("subvolume id of", &path, e))?
+            .id())
+    }
+
+    /// Exclusive and referenced bytes of snapshot `id` from btrfs' own
+    /// accounting, `None` when quotas are off or inconsistent.
+    pub fn qgroup_info(&self, id: SnapshotId) -> Result<Option<sys::QgroupInfo>> {
+        if self.quota == QuotaMode::Off {
+            return Ok(None);
+        }
+        let subvolid = self.subvolume_id(id)?;
+        Ok(quota::read(&self.fs_dir()?, &self.backing.root, subvolid)?)
+    }
+
+    fn make_subvolume(&self, target: &Target<'_>, path: &Path) -> Result<Subvolume> {
+        let read_only = target.kind == Kind::View;
+        match target.parent() {
+            Some(parent) => {
+                let src_path = self.subvolume_path(parent);
+                let src = Subvolume::get(src_path.as_path())
+                    .map_err(|e| BtrfsError::util("open parent subvolume", &src_path, e))?;
+                let flags = read_only.then_some(SnapshotFlags::READ_ONLY);
+                Ok(src
+                    .snapshot(path, flags, None)
+                    .map_err(|e| BtrfsError::util("snapshot into", path, e))?)
+            }
+            None => {
+                let sv = Subvolume::create(path, None)
+                    .map_err(|e| BtrfsError::util("create subvolume", path, e))?;
+                fs::set_permissions(path, fs::Permissions::from_mode(0o755)).ctx("chmod", path)?;
+                if read_only {
+                    sv.set_ro(true)
+                        .map_err(|e| BtrfsError::util("set read-only", path, e))?;
+                }
+                Ok(sv)
+            }
+        }
+    }
+
+    /// Ids of `subvolid` and every subvolume nested in it, innermost first.
+    fn nested_subvolumes(&self, subvolid: u64) -> Result<Vec<u64>> {
+        let dir = self.fs_dir()?;
+        let mut out = Vec::new();
+        let mut stack = vec![subvolid];
+        while let Some(id) = stack.pop() {
+            out.push(id);
+            let children = sys::child_subvolumes(&dir, id).map_err(|e| {
+                Error::io(
+                    "list subvolumes nested in",
+                    self.backing.root.join(format!("<subvolume {id}>")),
+                    e,
+                )
+            })?;
+            stack.extend(children);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn pending_path(&self) -> PathBuf {
+        self.home.join(PENDING_FILE)
+    }
+
+    fn read_pending(&self) -> Result<Vec<u64>> {
+        let path = self.pending_path();
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io("read", path, e)),
+        }
+    }
+
+    fn write_pending(&self, ids: &[u64]) -> Result<()> {
+        let path = self.pending_path();
+        if ids.is_empty() {
+            return match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io("remove", path, e))
+                }
+                _ => Ok(()),
+            };
+        }
+        let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, text).ctx("write", &tmp)?;
+        fs::rename(&tmp, &path).ctx("rename", &path)
+    }
+
+    /// Destroys the qgroups of `ids` (plus earlier leftovers), waiting for
+    /// btrfs' cleaner until `deadline`; those still busy are kept in the
+    /// pending file for the next remove, open or close.
+    fn destroy_qgroups(&self, ids: &[u64], deadline: Instant) -> Result<()> {
+        if self.quota == QuotaMode::Off {
+            return Ok(());
+        }
+        let _guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut todo = self.read_pending()?;
+        todo.extend_from_slice(ids);
+        todo.dedup();
+        let dir = self.fs_dir()?;
+        let mut left = Vec::new();
+        for id in todo {
+            if !quota::destroy(&dir, &self.backing.root, id, deadline)? {
+                tracing::warn!(qgroup = %format!("0/{id}"), "btrfs has not dropped the subvolume yet; qgroup kept for later");
+                left.push(id);
+            }
+        }
+        self.write_pending(&left)
+    }
+
+    fn retry_pending(&self, deadline: Instant) -> Result<()> {
+        self.destroy_qgroups(&[], deadline)
+    }
+}
+
+impl Driver for BtrfsDriver {
+    fn name(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
+        if target.kind == Kind::Committed {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {} cannot be created committed",
+                target.id
+            )));
+        }
+        if options.size.is_some() && self.quota == QuotaMode::Off {
+            return Err(Error::Unsupported {
+                driver: DRIVER.into(),
+                reason: "size limits need quotas (btrfs.quota=on)".into(),
+            });
+        }
+        let path = self.subvolume_path(target.id);
+        let sv = self.make_subvolume(&target, &path)?;
+        if let Some(size) = options.size {
+            quota::limit(&self.fs_dir()?, &self.backing.root, sv.id(), size)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&self, target: Target<'_>) -> Result<()> {
+        let path = self.subvolume_path(target.id);
+        let sv = Subvolume::get(path.as_path()).map_err(|e| BtrfsError::util("open", &path, e))?;
+        sv.set_ro(true)
+            .map_err(|e| BtrfsError::util("set read-only", &path, e))?;
+        Ok(())
+    }
+
+    fn remove(&self, id: SnapshotId) -> Result<()> {
+        let path = self.subvolume_path(id);
+        if fs::symlink_metadata(&path).is_err() {
+            return self.retry_pending(Instant::now());
+        }
+        let sv = Subvolume::get(path.as_path()).map_err(|e| BtrfsError::util("open", &path, e))?;
+        let ids = self.nested_subvolumes(sv.id())?;
+        // Nested subvolumes are unlinked from their parent directory, which
+        // must be writable; the snapshot is going away anyway.
+        sv.set_ro(false)
+            .map_err(|e| BtrfsError::util("clear read-only", &path, e))?;
+        sv.delete(DeleteFlags::RECURSIVE)
+            .map_err(|e| BtrfsError::util("delete subvolume", &path, e))?;
+        self.destroy_qgroups(&ids, Instant::now() + quota::DROP_WAIT)
+    }
+
+    fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {
+        let subvolid = self.subvolume_id(target.id)?;
+        let mode = if target.kind == Kind::Active {
+            "rw"
+        } else {
+            "ro"
+        };
+        Ok(vec![Mount {
+            fstype: "btrfs".into(),
+            source: self.backing.device.to_string_lossy().into_owned(),
+            options: vec![mode.into(), format!("subvolid={subvolid}")],
+        }])
+    }
+
+    fn usage(&self, target: Target<'_>) -> Result<Usage> {
+        if let Some(info) = self.qgroup_info(target.id)? {
+            return Ok(Usage {
+                size: info.exclusive,
+                inodes: 0,
+            });
+        }
+        walk::disk_usage(&self.subvolume_path(target.id))
+    }
+
+    fn stored_ids(&self) -> Result<Vec<SnapshotId>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.snapshots).ctx("readdir", &self.snapshots)? {
+            let entry = entry.ctx("readdir", &self.snapshots)?;
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                ids.push(SnapshotId(id));
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn status(&self) -> Vec<StatusLine> {
+        let mut lines = vec![
+            ("backing".to_owned(), self.backing.describe()),
+            ("snapshots".to_owned(), self.snapshots.display().to_string()),
+            ("usage method".to_owned(), self.quota.describe().to_owned()),
+            (
+                "size limits".to_owned(),
+                match self.quota {
+                    QuotaMode::Off => "unavailable (quotas off)".to_owned(),
+                    _ => "qgroup limit on exclusive bytes".to_owned(),
+                },
+            ),
+        ];
+        if let Ok(p) = self.read_pending() {
+            if !p.is_empty() {
+                lines.push(("qgroups awaiting cleanup".to_owned(), format!("{p:?}")));
+            }
+        }
+        lines
+    }
+
+    fn close(&self) -> Result<()> {
+        self.retry_pending(Instant::now() + quota::DROP_WAIT)?;
+        self.backing.close()
+    }
+}
+
+/// Whether `home` is on a btrfs filesystem (`--driver auto` prefers btrfs then).
+pub fn home_is_btrfs(home: &Path) -> bool {
+    sys::is_btrfs(home).unwrap_or(false)
+}
+
+/// Whether the driver can work in `home`: btrfs in the kernel, and for a home
+/// not on btrfs, mkfs.btrfs and loop devices.
+pub fn supported(home: &Path) -> std::result::Result<(), String> {
+    if home_is_btrfs(home) {
+        return Ok(());
+    }
+    let filesystems =
+        fs::read_to_string("/proc/filesystems").map_err(|e| format!("/proc/filesystems: {e}"))?;
+    if !filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("btrfs"))
+    {
+        return Err("the kernel has no btrfs (not in /proc/filesystems)".into());
+    }
+    if !Path::new("/dev/loop-control").exists() {
+        return Err("no /dev/loop-control for the loop-backed filesystem".into());
+    }
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("mkfs.btrfs").is_file()))
+        .unwrap_or(false);
+    if !found {
+        return Err("mkfs.btrfs not found in PATH (install btrfs-progs)".into());
+    }
+    Ok(())
+}

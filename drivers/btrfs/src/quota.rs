@@ -1,0 +1,146 @@
+//! Quota groups: turning quotas on, per-snapshot limits, walk-free usage,
+//! and removing a deleted subvolume's qgroup once btrfs has dropped it.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::QuotaSetting;
+use crate::error::BtrfsError;
+use crate::sys::{self, QgroupInfo};
+
+/// How long `remove` waits for btrfs' cleaner before leaving a qgroup for later.
+pub const DROP_WAIT: Duration = Duration::from_secs(20);
+
+/// Which accounting the filesystem runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaMode {
+    /// Quotas off (or disabled by `btrfs.quota=off`): usage walks the tree.
+    Off,
+    /// Simple quotas: every extent is charged to the subvolume that wrote it.
+    Simple,
+    /// Full qgroups: shared/exclusive by back-reference walking.
+    Full,
+}
+
+impl QuotaMode {
+    /// How `usage` is answered, for `strata info`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            QuotaMode::Off => "walk of the subvolume (quotas off)",
+            QuotaMode::Simple => "simple quotas: exclusive bytes of qgroup 0/<subvolid>",
+            QuotaMode::Full => "qgroups: exclusive bytes of qgroup 0/<subvolid>",
+        }
+    }
+}
+
+/// Turns quotas on as `setting` asks unless the filesystem already has them
+/// (its mode is then kept), waits for a full-qgroup rescan, and returns the
+/// mode in force.
+pub fn open(dir: &File, root: &Path, setting: QuotaSetting) -> Result<QuotaMode, BtrfsError> {
+    if setting == QuotaSetting::Off {
+        return Ok(QuotaMode::Off);
+    }
+    let err = |op, e| BtrfsError::Qgroup {
+        op,
+        subvolid: 0,
+        path: root.to_owned(),
+        source: e,
+    };
+    if sys::quota_status_flags(dir)
+        .map_err(|e| err("read status", e))?
+        .is_none()
+    {
+        let simple = match setting {
+            QuotaSetting::Qgroups => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+            _ => sys::quota_enable(dir, sys::QUOTA_CTL_ENABLE_SIMPLE),
+        };
+        match simple {
+            Ok(()) => {}
+            Err(e)
+                if setting != QuotaSetting::Simple
+                    && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) =>
+            {
+                sys::quota_enable(dir, sys::QUOTA_CTL_ENABLE).map_err(|e| err("enable", e))?;
+            }
+            Err(e) => return Err(err("enable simple quotas", e)),
+        }
+    }
+    let flags = sys::quota_status_flags(dir)
+        .map_err(|e| err("read status", e))?
+        .unwrap_or(0);
+    if flags & sys::QGROUP_STATUS_FLAG_SIMPLE_MODE != 0 {
+        return Ok(QuotaMode::Simple);
+    }
+    match sys::quota_rescan_wait(dir) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(err("rescan wait", e)),
+    }
+    Ok(QuotaMode::Full)
+}
+
+/// Up-to-date numbers of `0/<subvolid>`: commits the transaction first, since
+/// qgroups are accounted at commit. `None` when the numbers cannot be trusted
+/// (no qgroup, or the filesystem marked them inconsistent).
+pub fn read(dir: &File, root: &Path, subvolid: u64) -> Result<Option<QgroupInfo>, BtrfsError> {
+    let err = |op, e| BtrfsError::Qgroup {
+        op,
+        subvolid,
+        path: root.to_owned(),
+        source: e,
+    };
+    sys::sync(dir).map_err(|e| err("sync before reading", e))?;
+    let flags = sys::quota_status_flags(dir)
+        .map_err(|e| err("read status", e))?
+        .unwrap_or(sys::QGROUP_STATUS_FLAG_INCONSISTENT);
+    if flags & sys::QGROUP_STATUS_FLAG_INCONSISTENT != 0 {
+        return Ok(None);
+    }
+    sys::qgroup_info(dir, subvolid).map_err(|e| err("read", e))
+}
+
+/// Sets the exclusive-bytes limit of `0/<subvolid>`.
+pub fn limit(dir: &File, root: &Path, subvolid: u64, bytes: u64) -> Result<(), BtrfsError> {
+    sys::qgroup_limit_exclusive(dir, subvolid, bytes).map_err(|e| BtrfsError::Qgroup {
+        op: "limit",
+        subvolid,
+        path: root.to_owned(),
+        source: e,
+    })
+}
+
+/// Destroys `0/<subvolid>` of a deleted subvolume. btrfs refuses (`EBUSY`)
+/// until its cleaner has dropped the subvolume, so this commits and retries
+/// until `deadline`. Returns whether the qgroup is gone.
+pub fn destroy(
+    dir: &File,
+    root: &Path,
+    subvolid: u64,
+    deadline: Instant,
+) -> Result<bool, BtrfsError> {
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match sys::qgroup_destroy(dir, subvolid) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                // Committing wakes the cleaner that drops deleted subvolumes.
+                let _ = sys::sync(dir);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(BtrfsError::Qgroup {
+                    op: "destroy",
+                    subvolid,
+                    path: root.to_owned(),
+                    source: e,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! btrfs-specific behaviour: copy-on-write at block level seen in btrfs' own
+//! accounting, size limits, cleanup of subvolumes and qgroups, reopening.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use strata_btrfs::{sys, BtrfsDriver, QuotaMode};
+use strata_driver_api::mount::{mount_all, run, unmount};
+use strata_driver_api::testing::{require_program, require_root, ScratchDir};
+use strata_driver_api::{CreateOptions, Driver, DriverConfig, Kind, SnapshotId, Target};
+
+struct Setup {
+    driver: BtrfsDriver,
+    scratch: ScratchDir,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.driver.close();
+    }
+}
+
+fn setup(test: &str, opts: &[(&str, &str)]) -> Option<Setup> {
+    if !require_root(test) || !require_program(test, "mkfs.btrfs") {
+        return None;
+    }
+    let scratch = ScratchDir::new(&format!("btrfs-{test}"));
+    let home = scratch.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir home");
+    let mut options: BTreeMap<String, String> = opts
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    options
+        .entry("btrfs.size".into())
+        .or_insert_with(|| "2G".into());
+    let driver = BtrfsDriver::open(&DriverConfig {
+        home: &home,
+        options: &options,
+    })
+    .expect("open btrfs driver");
+    Some(Setup { driver, scratch })
+}
+
+fn target(id: u64, kind: Kind, parents: &[SnapshotId]) -> Target<'_> {
+    Target {
+        id: SnapshotId(id),
+        kind,
+        parents,
+    }
+}
+
+/// Mounts snapshot `t` through its mount specs at a fresh directory.
+fn mount(s: &Setup, t: Target<'_>, name: &str) -> PathBuf {
+    let dir = s.scratch.path().join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir mount point");
+    mount_all(&s.driver.mounts(t).expect("mounts"), &dir).expect("mount");
+    dir
+}
+
+fn pattern_chunk(i: usize) -> Vec<u8> {
+    let mut chunk = vec![(i % 251) as u8; 1 << 20];
+    chunk[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    chunk
+}
+
+fn write_pattern(path: &Path, size: usize) {
+    let mut f = File::create(path).expect("create");
+    for i in 0..size >> 20 {
+        f.write_all(&pattern_chunk(i)).expect("write");
+    }
+    f.sync_all().expect("fsync");
+}
+
+fn pattern_intact(path: &Path, size: usize) -> bool {
+    let mut f = File::open(path).expect("open");
+    let mut buf = vec![0u8; 1 << 20];
+    for i in 0..size >> 20 {
+        f.read_exact(&mut buf).expect("read");
+        if buf != pattern_chunk(i) {
+            return false;
+        }
+    }
+    f.read(&mut buf).expect("read") == 0
+}
+
+#[test]
+fn small_write_into_big_lower_file_is_not_a_copy_up_simple_quotas() {
+    small_write_into_big_lower_file("cow_simple", "on", QuotaMode::Simple);
+}
+
+#[test]
+fn small_write_into_big_lower_file_is_not_a_copy_up_qgroups() {
+    small_write_into_big_lower_file("cow_qgroups", "qgroups", QuotaMode::Full);
+}
+
+fn small_write_into_big_lower_file(test: &str, quota: &str, mode: QuotaMode) {
+    let Some(s) = setup(test, &[("btrfs.quota", quota)]) else {
+        return;
+    };
+    assert_eq!(s.driver.quota_mode(), mode);
+    let none = CreateOptions::default();
+    let base = [SnapshotId(1)];
+    s.driver
+        .create(target(1, Kind::Active, &[]), &none)
+        .expect("create base");
+    let lower = mount(&s, target(1, Kind::Active, &[]), "base");
+    write_pattern(&lower.join("big"), 256 << 20);
+    unmount(&lower).expect("unmount base");
+    s.driver
+        .commit(target(1, Kind::Committed, &[]))
+        .expect("commit");
+
+    let parent_file = s.driver.subvolume_path(SnapshotId(1)).join("big");
+    assert!(pattern_intact(&parent_file, 256 << 20));
+    let parent_before = s
+        .driver
+        .qgroup_info(SnapshotId(1))
+        .expect("qgroup")
+        .expect("numbers");
+
+    s.driver
+        .create(target(2, Kind::Active, &base), &none)
+        .expect("create child");
+    let child_before = s
+        .driver
+        .qgroup_info(SnapshotId(2))
+        .expect("qgroup")
+        .expect("numbers");
+    let upper = mount(&s, target(2, Kind::Active, &base), "child");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(upper.join("big"))
+        .expect("open big");
+    f.write_all_at(&[0xAB; 4096], 100 << 20)
+        .expect("write 4 KiB");
+    f.sync_all().expect("fsync");
+    drop(f);
+    unmount(&upper).expect("unmount child");
+
+    let child_after = s
+        .driver
+        .qgroup_info(SnapshotId(2))
+        .expect("qgroup")
+        .expect("numbers");
+    let parent_after = s
+        .driver
+        .qgroup_info(SnapshotId(1))
+        .expect("qgroup")
+        .expect("numbers");
+    let grew = child_after.exclusive - child_before.exclusive;
+    eprintln!(
+        "mode {:?}: child exclusive {} -> {} (+{grew}); parent {:?} -> {:?}",
+        s.driver.quota_mode(),
+        child_before.exclusive,
+        child_after.exclusive,
+        parent_before,
+        parent_after
+    );
+    assert!(grew >= 4096, "the 4 KiB write must be charged to the child");
+    assert!(
+        grew < 1 << 20,
+        "child grew by {grew} bytes for a 4 KiB write: a copy-up"
+    );
+    assert_eq!(parent_after.referenced, parent_before.referenced);
+    assert!(
+        pattern_intact(&parent_file, 256 << 20),
+        "parent data changed"
+    );
+    let usage = s
+        .driver
+        .usage(target(2, Kind::Active, &base))
+        .expect("usage");
+    assert_eq!(usage.size, child_after.exclusive);
+}
+
+#[test]
+fn size_limit_fails_writes_with_edquot_simple_quotas() {
+    size_limit_fails_writes_with_edquot("size_simple", "on");
+}
+
+#[test]
+fn size_limit_fails_writes_with_edquot_qgroups() {
+    size_limit_fails_writes_with_edquot("size_qgroups", "qgroups");
+}
+
+fn size_limit_fails_writes_with_edquot(test: &str, quota: &str) {
+    let Some(s) = setup(test, &[("btrfs.quota", quota)]) else {
+        return;
+    };
+    let limited = CreateOptions {
+        size: Some(16 << 20),
+    };
+    s.driver
+        .create(target(1, Kind::Active, &[]), &limited)
+        .expect("create limited");
+    let dir = mount(&s, target(1, Kind::Active, &[]), "limited");
+    let mut f = File::create(dir.join("fill")).expect("create");
+    let chunk = vec![1u8; 1 << 20];
+    let mut err = None;
+    for _ in 0..64 {
+        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_data()) {
+            err = Some(e);
+            break;
+        }
+    }
+    drop(f);
+    unmount(&dir).expect("unmount");
+    let err = err.expect("writing 64 MiB into a 16 MiB snapshot must fail");
+    assert_eq!(err.raw_os_error(), Some(libc::EDQUOT), "{err}");
+
+    s.driver
+        .create(target(2, Kind::Active, &[]), &CreateOptions::default())
+        .expect("create unlimited");
+    let dir = mount(&s, target(2, Kind::Active, &[]), "free");
+    write_pattern(&dir.join("fill"), 32 << 20);
+    unmount(&dir).expect("unmount");
+}
+
+fn our_subvolumes(s: &Setup) -> Vec<String> {
+    let out = run(Command::new("btrfs")
+        .args(["subvolume", "list", "-a"])
+        .arg(s.driver.fs_root()))
+    .expect("btrfs subvolume list");
+    out.lines().map(str::to_owned).collect()
+}
+
+fn qgroups(s: &Setup) -> Vec<u64> {
+    let dir = File::open(s.driver.fs_root()).expect("open fs root");
+    sys::level0_qgroups(&dir)
+        .expect("list qgroups")
+        .into_iter()
+        .filter(|q| *q != 5)
+        .collect()
+}
+
+#[test]
+fn removing_everything_leaves_no_subvolume_or_qgroup_simple_quotas() {
+    removing_everything_leaves_nothing("remove_all_simple", "on");
+}
+
+#[test]
+fn removing_everything_leaves_no_subvolume_or_qgroup_qgroups() {
+    removing_everything_leaves_nothing("remove_all_qgroups", "qgroups");
+}
+
+fn removing_everything_leaves_nothing(test: &str, quota: &str) {
+    let Some(s) = setup(test, &[("btrfs.quota", quota)]) else {
+        return;
+    };
+    let none = CreateOptions::default();
+    let base = [SnapshotId(1)];
+    s.driver
+        .create(target(1, Kind::Active, &[]), &none)
+        .expect("base");
+    std::fs::write(s.driver.subvolume_path(SnapshotId(1)).join("f"), b"x").expect("write");
+    s.driver
+        .commit(target(1, Kind::Committed, &[]))
+        .expect("commit");
+    s.driver
+        .create(target(2, Kind::Active, &base), &none)
+        .expect("container");
+    s.driver
+        .create(
+            target(3, Kind::View, &base),
+            &CreateOptions {
+                size: Some(1 << 30),
+            },
+        )
+        .expect("view");
+    // The container makes nested subvolumes inside itself.
+    let inner = mount(&s, target(2, Kind::Active, &base), "c");
+    run(Command::new("btrfs")
+        .args(["subvolume", "create"])
+        .arg(inner.join("nested")))
+    .expect("nested");
+    run(Command::new("btrfs")
+        .args(["subvolume", "create"])
+        .arg(inner.join("nested/deeper")))
+    .expect("deeper");
+    unmount(&inner).expect("unmount");
+    assert_eq!(our_subvolumes(&s).len(), 5, "{:?}", our_subvolumes(&s));
+    assert_eq!(qgroups(&s).len(), 5, "{:?}", qgroups(&s));
+    assert_eq!(
+        s.driver.stored_ids().expect("ids"),
+        vec![SnapshotId(1), SnapshotId(2), SnapshotId(3)]
+    );
+
+    for id in [3, 2, 1, 2] {
+        s.driver.remove(SnapshotId(id)).expect("remove");
+    }
+    assert_eq!(our_subvolumes(&s), Vec::<String>::new());
+    assert_eq!(qgroups(&s), Vec::<u64>::new());
+    assert!(s.driver.stored_ids().expect("ids").is_empty());
+}
+
+#[test]
+fn reopen_remounts_the_loop_file() {
+    let Some(s) = setup("reopen", &[]) else {
+        return;
+    };
+    s.driver
+        .create(target(7, Kind::Active, &[]), &CreateOptions::default())
+        .expect("create");
+    s.driver.close().expect("close");
+    let root = s.driver.fs_root().to_owned();
+    assert!(!sys::is_btrfs(&root).expect("statfs"), "close must unmount");
+    let home = s.scratch.path().join("home");
+    let options = BTreeMap::new();
+    let again = BtrfsDriver::open(&DriverConfig {
+        home: &home,
+        options: &options,
+    })
+    .expect("reopen");
+    assert_eq!(again.stored_ids().expect("ids"), vec![SnapshotId(7)]);
+    assert!(again
+        .status()
+        .iter()
+        .any(|(k, v)| k == "backing" && v.contains("btrfs.img")));
+    again.close().expect("close again");
+}
+
+#[test]
+fn quotas_off_falls_back_to_a_walk() {
+    let Some(s) = setup("quota_off", &[("btrfs.quota", "off")]) else {
+        return;
+    };
+    assert_eq!(s.driver.quota_mode(), QuotaMode::Off);
+    let t = target(1, Kind::Active, &[]);
+    s.driver
+        .create(t, &CreateOptions::default())
+        .expect("create");
+    std::fs::write(
+        s.driver.subvolume_path(SnapshotId(1)).join("f"),
+        vec![1u8; 1 << 20],
+    )
+    .expect("write");
+    let usage = s.driver.usage(t).expect("usage");
+    assert!(usage.size >= 1 << 20 && usage.inodes == 2, "{usage:?}");
+    assert!(s
+        .driver
+        .create(
+            target(2, Kind::Active, &[]),
+            &CreateOptions {
+                size: Some(1 << 20)
+            }
+        )
+        .is_err());
+    assert!(s.driver.status().iter().any(|(_, v)| v.contains("walk")));
+}
+
+#[test]
+fn home_on_btrfs_is_used_directly() {
+    if !require_root("home_on_btrfs") || !require_program("home_on_btrfs", "mkfs.btrfs") {
+        return;
+    }
+    let fs = strata_driver_api::testing::LoopFs::new("btrfs", 256 << 20, &[]).expect("loop btrfs");
+    let home = fs.path().join("strata");
+    std::fs::create_dir(&home).expect("mkdir");
+    assert!(strata_btrfs::home_is_btrfs(&home));
+    assert!(strata_btrfs::supported(&home).is_ok());
+    let options = BTreeMap::new();
+    let driver = BtrfsDriver::open(&DriverConfig {
+        home: &home,
+        options: &options,
+    })
+    .expect("open");
+    assert!(!home.join("btrfs.img").exists());
+    let t = target(1, Kind::Active, &[]);
+    driver.create(t, &CreateOptions::default()).expect("create");
+    let m = driver.mounts(t).expect("mounts");
+    assert_eq!(m[0].fstype, "btrfs");
+    driver.remove(SnapshotId(1)).expect("remove");
+    driver.close().expect("close");
+}
+
+/// Prints how long usage of a container with 10,000 files takes from the
+/// qgroup and from a full walk. Run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn usage_of_10k_files_qgroup_vs_walk_simple_quotas() {
+    usage_of_10k_files("usage_10k_simple", "on");
+}
+
+#[test]
+#[ignore]
+fn usage_of_10k_files_qgroup_vs_walk_qgroups() {
+    usage_of_10k_files("usage_10k_qgroups", "qgroups");
+}
+
+fn usage_of_10k_files(test: &str, quota: &str) {
+    let Some(s) = setup(test, &[("btrfs.quota", quota)]) else {
+        return;
+    };
+    let t = target(1, Kind::Active, &[]);
+    s.driver
+        .create(t, &CreateOptions::default())
+        .expect("create");
+    let root = s.driver.subvolume_path(SnapshotId(1));
+    for d in 0..100 {
+        let dir = root.join(format!("d{d}"));
+        std::fs::create_dir(&dir).expect("mkdir");
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f}")), [d as u8; 4096]).expect("write");
+        }
+    }
+    let start = Instant::now();
+    let first = s.driver.usage(t).expect("usage").size;
+    let first_time = start.elapsed();
+    let n = 20;
+    let start = Instant::now();
+    let mut q = 0;
+    for _ in 0..n {
+        q = s.driver.usage(t).expect("usage").size;
+    }
+    let per_q = start.elapsed() / n;
+    let start = Instant::now();
+    let mut w = 0;
+    for _ in 0..n {
+        w = strata_btrfs::walk::disk_usage(&root).expect("walk").size;
+    }
+    let per_w = start.elapsed() / n;
+    // Drop caches once for a cold walk figure.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    let start = Instant::now();
+    let _ = strata_btrfs::walk::disk_usage(&root).expect("walk");
+    let cold = start.elapsed();
+    eprintln!(
+        "10,000 files, mode {:?}: first usage after the writes {first} bytes in {first_time:?} \
+         (includes the transaction commit); then {q} bytes in {per_q:?} per call; \
+         walk {w} bytes in {per_w:?} warm, {cold:?} cold",
+        s.driver.quota_mode()
+    );
+}
