@@ -130,6 +130,15 @@ pub fn save(root: &Path, chain: &ChainId, manifest: &Manifest) -> Result<()> {
     fs::rename(&tmp, &target).map_err(|e| StoreError::io("rename", &target, e))
 }
 
+/// Deletes the manifest of `chain` (with its layer); a missing one is fine.
+pub fn remove(root: &Path, chain: &ChainId) -> Result<()> {
+    let path = path(root, chain);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the manifest of `chain`, if one was recorded.
 pub fn load(root: &Path, chain: &ChainId) -> Result<Option<Manifest>> {
     let path = path(root, chain);

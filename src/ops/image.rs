@@ -91,6 +91,7 @@ fn remove_unused_layers(store: &Store, image: &ImageRecord) -> Result<usize> {
             Ok(()) => {
                 removed += 1;
                 failpoint("image.rmi.layer_removed");
+                crate::check::manifest::remove(store.root(), &layer.chain_id)?;
             }
             Err(strata_driver_api::Error::NotFound(_)) => {}
             Err(strata_driver_api::Error::FailedPrecondition(_)) => break,
