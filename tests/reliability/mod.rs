@@ -170,3 +170,48 @@ pub fn json(root: &Path, args: &[&str]) -> serde_json::Value {
     full.extend_from_slice(args);
     serde_json::from_str(&strata_ok(root, &full)).expect("json listing")
 }
+
+/// Incompressible bytes for filling disks.
+struct Noise {
+    state: u64,
+    left: u64,
+}
+
+impl std::io::Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left as usize);
+        for b in &mut buf[..n] {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            *b = self.state as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A tar holding `/etc/motd` and one incompressible file of `bytes`.
+pub fn big_tar(path: &Path, bytes: u64) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).expect("create tar"));
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(bytes);
+    h.set_mtime(1_700_000_000);
+    b.append_data(
+        &mut h,
+        "big",
+        Noise {
+            state: 0x9e37_79b9_7f4a_7c15,
+            left: bytes,
+        },
+    )
+    .expect("append big");
+    b.finish().expect("finish tar");
+}
+
+/// Free bytes of the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> u64 {
+    let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
+    s.blocks_available() as u64 * s.fragment_size() as u64
+}
