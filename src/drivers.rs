@@ -19,6 +19,7 @@ pub fn open_driver(
     Ok(match name {
         "btrfs" => Box::new(strata_btrfs::BtrfsDriver::open(&config)?),
         "blockfile" => Box::new(strata_blockfile::BlockfileDriver::open(&config)?),
+        "overlay2" => Box::new(strata_overlay2::Overlay2Driver::open(&config)?),
         "vfs" => Box::new(strata_vfs::VfsDriver::open(&config)?),
         other => {
             return Err(Error::InvalidArgument(format!(

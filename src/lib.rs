@@ -14,6 +14,7 @@ pub mod image;
 pub mod model;
 pub mod mounts;
 pub mod ops;
+pub mod serve;
 pub mod store;
 
 pub use error::{Result, StoreError};

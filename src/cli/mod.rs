@@ -4,6 +4,7 @@
 mod check;
 mod containers;
 mod images;
+mod layers;
 mod output;
 mod store_cmds;
 
@@ -64,6 +65,24 @@ pub enum Command {
         /// NAME[:TAG] for the new image.
         reference: String,
     },
+    /// Load images from an OCI layout or docker save archive (tar, gz, zst).
+    Load {
+        /// The archive.
+        #[arg(short, long = "input")]
+        input: PathBuf,
+    },
+    /// Save images as an OCI layout archive (also readable by `docker load`).
+    Save {
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Write plain tar layer blobs instead of gzip.
+        #[arg(long)]
+        uncompressed: bool,
+        /// Images (tags or ids).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// List images.
     Images,
     /// Add a tag to an image.
@@ -111,6 +130,26 @@ pub enum Command {
         /// Container (id, id prefix or name).
         container: String,
     },
+    /// List what a container changed: `A|C|D /path` lines.
+    Diff {
+        /// Container (id, id prefix or name).
+        container: String,
+    },
+    /// Turn a container's changes into a new image; prints its id.
+    Commit {
+        /// Container (id, id prefix or name).
+        container: String,
+        /// NAME[:TAG] for the new image.
+        reference: String,
+    },
+    /// Write a container's merged rootfs as one flat tar.
+    Export {
+        /// Container (id, id prefix or name).
+        container: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Remove a container and its writable layer.
     Rm {
         /// Unmount first if mounted.
@@ -138,6 +177,12 @@ pub fn run() -> Result<()> {
         Command::Init { options } => store_cmds::init(&cli, options),
         Command::Info => store_cmds::info(&cli),
         Command::Import { file, reference } => images::import(&cli, file, reference),
+        Command::Load { input } => layers::load(&cli, input),
+        Command::Save {
+            output,
+            uncompressed,
+            images,
+        } => layers::save(&cli, images, output, *uncompressed),
         Command::Images => images::list(&cli),
         Command::Tag { source, target } => images::tag(&cli, source, target),
         Command::Rmi { image } => images::rmi(&cli, image),
@@ -149,6 +194,12 @@ pub fn run() -> Result<()> {
         Command::Inspect { container } => containers::inspect(&cli, container),
         Command::Mount { container } => containers::mount(&cli, container),
         Command::Umount { container } => containers::umount(&cli, container),
+        Command::Diff { container } => layers::diff(&cli, container),
+        Command::Commit {
+            container,
+            reference,
+        } => layers::commit(&cli, container, reference),
+        Command::Export { container, output } => layers::export(&cli, container, output),
         Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
         Command::Check { repair, data } => check::check(&cli, *repair, *data),
     }

@@ -1,1 +1,25 @@
-//! The overlay2 driver (in progress).
+//! The overlay2 driver: container layers as overlayfs directories, the way
+//! Docker's overlay2 and containerd's overlayfs snapshotter keep them.
+//!
+//! Each snapshot owns `<home>/snapshots/<id>/fs` (its upper directory, i.e.
+//! exactly its own changes, with whiteouts in overlayfs' form) and `work`
+//! (overlayfs' work directory). `<home>/l/<short>` is a short symlink to the
+//! `fs` directory, so lowerdir lists stay short. Mounts are a bind mount for
+//! a single layer and an `overlay` mount otherwise, lowerdir nearest first.
+//!
+//! Start with [`Overlay2Driver`] (driver.rs); layout and link names are in
+//! layout.rs, the host checks (probe mount, module parameters) in sys.rs.
+
+mod config;
+mod driver;
+mod du;
+mod error;
+mod layout;
+mod spec;
+mod sys;
+
+pub use config::Overlay2Config;
+pub use driver::{Overlay2Driver, MAX_LAYERS};
+pub use du::disk_usage;
+pub use error::Overlay2Error;
+pub use layout::{link_name, parse_link_name};

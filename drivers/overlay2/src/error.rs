@@ -1,0 +1,45 @@
+//! Errors specific to the overlay2 driver; they convert into the api's [`Error`].
+
+use strata_driver_api::Error;
+
+/// Failures only the overlay2 driver has.
+#[derive(Debug, thiserror::Error)]
+pub enum Overlay2Error {
+    /// A driver option has a value the driver does not understand.
+    #[error("option {key}={value:?}: {reason}")]
+    BadOption {
+        /// Option key (`overlay2.index`).
+        key: String,
+        /// Value given.
+        value: String,
+        /// What is accepted.
+        reason: &'static str,
+    },
+    /// The host cannot run overlay2.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A snapshot's directory is missing.
+    #[error("storage of snapshot {id} is missing: {path}")]
+    Missing {
+        /// Snapshot id.
+        id: u64,
+        /// Expected directory.
+        path: String,
+    },
+}
+
+impl From<Overlay2Error> for Error {
+    fn from(e: Overlay2Error) -> Self {
+        match e {
+            Overlay2Error::BadOption { .. } => Error::InvalidArgument(e.to_string()),
+            Overlay2Error::Unsupported(reason) => Error::Unsupported {
+                driver: "overlay2".into(),
+                reason,
+            },
+            other => Error::Driver {
+                driver: "overlay2",
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! What the driver asks of the host: overlayfs registration, module
+//! parameters, the backing filesystem type, and a probe mount proving the
+//! home can hold upper directories. No `unsafe` is needed here.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use strata_driver_api::mount::{mount_all, unmount};
+use strata_driver_api::Mount;
+
+/// Whether `/proc/filesystems` lists overlay.
+pub fn overlay_registered() -> io::Result<bool> {
+    let text = fs::read_to_string("/proc/filesystems")?;
+    Ok(text
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay")))
+}
+
+/// A parameter of the overlay module (`index`, `redirect_dir`, `metacopy`),
+/// when the kernel exposes it.
+pub fn module_param(name: &str) -> Option<String> {
+    fs::read_to_string(Path::new("/sys/module/overlay/parameters").join(name))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Name of the filesystem type holding `path`, from its statfs magic.
+pub fn fs_type_name(path: &Path) -> io::Result<String> {
+    use nix::sys::statfs::{self, statfs};
+    let magic = statfs(path).map_err(io::Error::from)?.filesystem_type();
+    let name = match magic {
+        statfs::EXT4_SUPER_MAGIC => "ext4",
+        statfs::XFS_SUPER_MAGIC => "xfs",
+        statfs::BTRFS_SUPER_MAGIC => "btrfs",
+        statfs::TMPFS_MAGIC => "tmpfs",
+        statfs::OVERLAYFS_SUPER_MAGIC => "overlay",
+        statfs::NFS_SUPER_MAGIC => "nfs",
+        other => return Ok(format!("unknown (magic {:#x})", other.0)),
+    };
+    Ok(name.to_owned())
+}
+
+/// Mounts a two-layer overlay with `options` in `dir` (created, then
+/// removed), writes through it and deletes a lower file (which needs a
+/// whiteout in the upper directory). Returns why it failed.
+pub fn probe_mount(dir: &Path, features: &[String]) -> Result<(), String> {
+    let _ = fs::remove_dir_all(dir);
+    let result = probe_in(dir, features);
+    let _ = unmount(&dir.join("merged"));
+    let _ = fs::remove_dir_all(dir);
+    result
+}
+
+fn probe_in(dir: &Path, features: &[String]) -> Result<(), String> {
+    let sub = |n: &str| dir.join(n);
+    for d in ["lower1", "lower2", "upper", "work", "merged"] {
+        fs::create_dir_all(sub(d)).map_err(|e| format!("mkdir {}: {e}", sub(d).display()))?;
+    }
+    fs::write(sub("lower1/file"), b"probe").map_err(|e| format!("write probe file: {e}"))?;
+    let spec = crate::spec::overlay(
+        &[sub("lower2"), sub("lower1")],
+        Some((&sub("upper"), &sub("work"))),
+        features,
+    );
+    mount_all(std::slice::from_ref::<Mount>(&spec), &sub("merged"))
+        .map_err(|e| format!("test overlay mount in {} failed: {e}", dir.display()))?;
+    let merged = sub("merged");
+    fs::write(merged.join("new"), b"x").map_err(|e| format!("write through overlay: {e}"))?;
+    fs::remove_file(merged.join("file"))
+        .map_err(|e| format!("whiteout of a lower file (mknod in the upper dir): {e}"))?;
+    unmount(&merged).map_err(|e| format!("unmount test overlay: {e}"))?;
+    Ok(())
+}
