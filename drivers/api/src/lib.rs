@@ -22,6 +22,7 @@ pub use snapshotter::{Snapshotter, SnapshotterExt};
 pub use types::*;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod du;
 pub mod failpoint;
 pub mod mount;
 mod store;
