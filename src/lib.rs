@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod bench;
+pub mod check;
 pub mod drivers;
 pub mod error;
 pub mod image;

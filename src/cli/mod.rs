@@ -2,6 +2,7 @@
 //! verbs sits in its own file; the work is done in [`strata::ops`].
 
 mod bench;
+mod check;
 mod containers;
 mod images;
 mod layers;
@@ -183,6 +184,15 @@ pub enum Command {
         #[arg(long, default_value = "strata-bench")]
         out: PathBuf,
     },
+    /// Compare metadata with the driver's storage, mounts and files; exit 1 on damage.
+    Check {
+        /// Finish or undo half-done operations, remove what Strata left behind.
+        #[arg(long)]
+        repair: bool,
+        /// Also re-read every committed layer against its CRC32 manifest.
+        #[arg(long)]
+        data: bool,
+    },
 }
 
 /// Parses arguments and runs the command.
@@ -222,5 +232,6 @@ pub fn run() -> Result<()> {
             quick,
             out,
         } => bench::run(drivers, *quick, out),
+        Command::Check { repair, data } => check::check(&cli, *repair, *data),
     }
 }
