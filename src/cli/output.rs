@@ -88,25 +88,10 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Parses `10G`, `512M`, `4096`, `1.5GiB` into bytes.
+/// Parses `10G`, `512M`, `4096`, `1.5GiB` into bytes, for clap.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 10G or 512M"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("{text:?} has an unknown unit; use K, M, G or T")),
-    };
-    Ok((value * mult as f64) as u64)
+    strata_driver_api::parse_size(text)
+        .ok_or_else(|| format!("{text:?} is not a size like 10G or 512M"))
 }
 
 /// `5 minutes ago` style ages from ns timestamps.

@@ -162,5 +162,52 @@ impl CreateOptions {
     }
 }
 
+/// Parses a byte count: `4096`, `512K`, `10M`, `1.5G`, `2T` (binary units,
+/// case-insensitive, optional `B` or `iB`). `None` when it is not one.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    let t = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (number, shift) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 10),
+        'm' => (&t[..t.len() - 1], 20),
+        'g' => (&t[..t.len() - 1], 30),
+        't' => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let number = number.trim();
+    if let Ok(whole) = number.parse::<u64>() {
+        return whole.checked_mul(1u64 << shift);
+    }
+    let value: f64 = number
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    let bytes = value * (1u64 << shift) as f64;
+    (bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
 /// One line of a driver's status, shown by `strata info`.
 pub type StatusLine = (String, String);
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("512K"), Some(512 << 10));
+        assert_eq!(parse_size("10M"), Some(10 << 20));
+        assert_eq!(parse_size("10g"), Some(10 << 30));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("2TB"), Some(2 << 40));
+        for bad in ["", "x", "ten", "10X", "-1G", "G"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+}

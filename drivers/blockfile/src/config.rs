@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use strata_driver_api::parse_size;
 
 use crate::error::BlockfileError;
 
@@ -113,36 +114,9 @@ impl Config {
     }
 }
 
-/// Parses `4096`, `512K`, `10M`, `1G`, `2T` (binary units, optional `iB`/`B`).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s
-        .strip_suffix("iB")
-        .or_else(|| s.strip_suffix('B'))
-        .unwrap_or(s);
-    let (digits, shift) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 10),
-        (i, 'm' | 'M') => (&s[..i], 20),
-        (i, 'g' | 'G') => (&s[..i], 30),
-        (i, 't' | 'T') => (&s[..i], 40),
-        _ => (s, 0),
-    };
-    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("10M"), Some(10 << 20));
-        assert_eq!(parse_size("1GiB"), Some(GIB));
-        assert_eq!(parse_size("2g"), Some(2 * GIB));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_size(""), None);
-    }
 
     #[test]
     fn options_override_defaults_and_reject_unknown_keys() {

@@ -25,7 +25,7 @@ mod image;
 mod sys;
 
 pub use backing::{supports_reflink, Backing};
-pub use config::{parse_size, BackingMode, Config, ImageFs};
+pub use config::{BackingMode, Config, ImageFs};
 pub use driver::BlockfileDriver;
 pub use error::BlockfileError;
 pub use sys::{fiemap, Extent};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use strata_driver_api::parse_size;
 
 use crate::error::BtrfsError;
 
@@ -94,23 +95,6 @@ fn bad(key: &str, value: &str) -> BtrfsError {
     BtrfsError::Option(format!("invalid value {value:?} for {key}"))
 }
 
-/// Parses `1073741824`, `512M`, `10G`, `1T` (binary units, optional `B`/`iB`).
-pub fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let v = v
-        .strip_suffix("iB")
-        .or_else(|| v.strip_suffix('B'))
-        .unwrap_or(v);
-    let (num, shift) = match v.chars().last()? {
-        'k' | 'K' => (&v[..v.len() - 1], 10),
-        'm' | 'M' => (&v[..v.len() - 1], 20),
-        'g' | 'G' => (&v[..v.len() - 1], 30),
-        't' | 'T' => (&v[..v.len() - 1], 40),
-        _ => (v, 0),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(1u64 << shift)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,16 +103,6 @@ mod tests {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("10G"), Some(10 << 30));
-        assert_eq!(parse_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_size(""), None);
     }
 
     #[test]

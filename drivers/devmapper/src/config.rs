@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use strata_driver_api::parse_size;
 
 use crate::error::{DmError, Result};
 
@@ -105,23 +106,6 @@ pub fn metadata_size_for(data_size: u64, block_size: u64) -> u64 {
     let blocks = data_size / block_size.max(1);
     let bytes = blocks.saturating_mul(48).clamp(2 * MIB, 16 * GIB);
     bytes.div_ceil(4 * KIB) * 4 * KIB
-}
-
-/// Parses `4096`, `512K`, `10M`, `1G`, `2T` (binary units, optional `iB`/`B`).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s
-        .strip_suffix("iB")
-        .or_else(|| s.strip_suffix('B'))
-        .unwrap_or(s);
-    let (digits, shift) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 10),
-        (i, 'm' | 'M') => (&s[..i], 20),
-        (i, 'g' | 'G') => (&s[..i], 30),
-        (i, 't' | 'T') => (&s[..i], 40),
-        _ => (s, 0),
-    };
-    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
 fn bad(key: &str, value: &str, reason: &str) -> DmError {
