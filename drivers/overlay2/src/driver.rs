@@ -48,6 +48,7 @@ impl Overlay2Driver {
         }
         let backing = sys::fs_type_name(layout.home()).ctx("statfs", layout.home())?;
         let features = features(&config);
+        sys::remove_stale_probes(layout.home());
         let probe = layout.home().join(format!(".probe-{}", std::process::id()));
         sys::probe_mount(&probe, &features).map_err(|why| {
             unsupported(format!(

@@ -41,6 +41,25 @@ pub fn fs_type_name(path: &Path) -> io::Result<String> {
     Ok(name.to_owned())
 }
 
+/// Unmounts and deletes probe directories (`.probe-<pid>`) under `home`
+/// that a process killed in the middle of `open` left behind.
+pub fn remove_stale_probes(home: &Path) {
+    let Ok(entries) = fs::read_dir(home) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(".probe-")) else {
+            continue;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let _ = unmount(&entry.path().join("merged"));
+        let _ = fs::remove_dir_all(entry.path());
+    }
+}
+
 /// Mounts a two-layer overlay with `options` in `dir` (created, then
 /// removed), writes through it and deletes a lower file (which needs a
 /// whiteout in the upper directory). Returns why it failed.
