@@ -7,12 +7,15 @@
 //! by name. The CLI is in `src/cli`.
 
 pub mod archive;
+pub mod bench;
+pub mod check;
 pub mod drivers;
 pub mod error;
 pub mod image;
 pub mod model;
 pub mod mounts;
 pub mod ops;
+pub mod serve;
 pub mod store;
 
 pub use error::{Result, StoreError};

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use strata_driver_api::{Labels, Snapshotter, LABEL_SIZE};
+use strata_driver_api::{failpoint, Labels, Snapshotter, LABEL_SIZE};
 
 use crate::error::{Result, StoreError};
 use crate::model::{container_snapshot_key, ContainerId, ContainerRecord};
@@ -43,6 +43,7 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
     store
         .snapshots()
         .prepare(&key, image.top_snapshot().as_ref(), labels)?;
+    failpoint("container.create.prepared");
     let record = ContainerRecord {
         id,
         name,
@@ -93,6 +94,7 @@ pub fn mount(store: &Store, text: &str) -> Result<PathBuf> {
     let target = rootfs_path(store, &record.id);
     let mounts = store.snapshots().mounts(&record.snapshot)?;
     mount_persistent(&mounts, &target)?;
+    failpoint("container.mount.mounted");
     record.mounted_at = Some(target.clone());
     if let Err(e) = store.meta()?.put_container(&record) {
         let _ = unmount_persistent(&target);
@@ -106,6 +108,7 @@ pub fn umount(store: &Store, text: &str) -> Result<ContainerRecord> {
     let mut record = store.resolve_container(text)?;
     let target = rootfs_path(store, &record.id);
     unmount_persistent(&target)?;
+    failpoint("container.umount.unmounted");
     record.mounted_at = None;
     store.meta()?.put_container(&record)?;
     Ok(record)
@@ -128,6 +131,7 @@ pub fn remove(store: &Store, text: &str, force: bool) -> Result<ContainerRecord>
         Ok(()) | Err(strata_driver_api::Error::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
+    failpoint("container.rm.removed");
     store.meta()?.delete_container(&record.id)?;
     let dir = store.root().join("containers").join(&record.id.0);
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use serde::Serialize;
-use strata_driver_api::Snapshotter;
+use strata_driver_api::{failpoint, Snapshotter};
 
 use crate::error::{Result, StoreError};
 use crate::model::{layer_snapshot_key, ChainId, ImageRecord, Reference};
@@ -63,6 +63,7 @@ pub fn remove(store: &Store, text: &str) -> Result<Removed> {
         });
     }
     meta.delete_image(&image)?;
+    failpoint("image.rmi.deleted");
     let layers = remove_unused_layers(store, &image)?;
     Ok(Removed::Deleted {
         image: image.id.0,
@@ -87,7 +88,11 @@ fn remove_unused_layers(store: &Store, image: &ImageRecord) -> Result<usize> {
             .snapshots()
             .remove(&layer_snapshot_key(&layer.chain_id))
         {
-            Ok(()) => removed += 1,
+            Ok(()) => {
+                removed += 1;
+                failpoint("image.rmi.layer_removed");
+                crate::check::manifest::remove(store.root(), &layer.chain_id)?;
+            }
             Err(strata_driver_api::Error::NotFound(_)) => {}
             Err(strata_driver_api::Error::FailedPrecondition(_)) => break,
             Err(e) => return Err(e.into()),

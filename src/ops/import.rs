@@ -15,6 +15,7 @@ pub fn import(store: &Store, file: &Path, reference: &Reference) -> Result<Image
     let input = File::open(file).map_err(|e| StoreError::io("open", file, e))?;
     let tar = decompress(BufReader::new(input)).map_err(|e| StoreError::io("read", file, e))?;
     let layer = apply_layer_snapshot(store, None, tar)?;
+    strata_driver_api::failpoint("import.layer_done");
     let config = image_config(&[&layer], &format!("strata import {}", file.display()));
     let image = ImageRecord {
         id: Digest::of(&config),

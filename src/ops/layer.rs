@@ -3,9 +3,10 @@
 use std::io::{Read, Write};
 
 use sha2::{Digest as _, Sha256};
-use strata_driver_api::{Labels, SnapshotKey, Snapshotter, SnapshotterExt};
+use strata_driver_api::{failpoint, Labels, SnapshotKey, Snapshotter, SnapshotterExt};
 
 use crate::archive::{apply_layer, ApplyOptions};
+use crate::check::manifest;
 use crate::error::Result;
 use crate::model::{layer_snapshot_key, ChainId, ContainerId, Digest, LayerRecord};
 use crate::mounts::TempMount;
@@ -77,6 +78,7 @@ pub fn apply_layer_snapshot(
     let parent_key = parent.map(layer_snapshot_key);
     let labels: Labels = [(LABEL_EXTRACT.to_owned(), "1".to_owned())].into();
     let mounts = sn.prepare(&key, parent_key.as_ref(), labels)?;
+    failpoint("layer.prepared");
     let result = fill_and_commit(store, &key, &mounts, parent, tar);
     if result.is_err() || sn.exists(&key).unwrap_or(false) {
         if let Err(e) = sn.remove(&key) {
@@ -97,10 +99,12 @@ fn fill_and_commit(
         overlay_whiteouts: store.driver().overlay_whiteouts(),
     };
     let mut reader = HashingReader::new(tar);
-    {
+    let sums = {
         let mount = TempMount::new(mounts, store.temp_dir("mounts")?.join(key.as_str()))?;
         apply_layer(mount.path(), &mut reader, &options)?;
-    }
+        manifest::compute(mount.path())?
+    };
+    failpoint("layer.applied");
     let (diff_id, size) = reader
         .finish()
         .map_err(|e| crate::StoreError::io("read layer", key.as_str(), e))?;
@@ -109,8 +113,12 @@ fn fill_and_commit(
         Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
     };
     let name = layer_snapshot_key(&chain_id);
+    if manifest::load(store.root(), &chain_id)?.is_none() {
+        manifest::save(store.root(), &chain_id, &sums)?;
+    }
     if !store.snapshots().exists(&name)? {
         store.snapshots().commit(&name, key, Labels::new())?;
+        failpoint("layer.committed");
     }
     Ok(LayerRecord {
         diff_id,

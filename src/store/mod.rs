@@ -39,12 +39,21 @@ pub struct Store {
 /// How long a second process waits for the lock before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
+/// [`LOCK_WAIT`], or `STRATA_LOCK_WAIT` seconds when set (tests, scripts).
+pub fn lock_wait() -> Duration {
+    std::env::var("STRATA_LOCK_WAIT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(LOCK_WAIT)
+}
+
 impl Store {
     /// Creates a store at `root` with `driver` (`auto` picks one), or opens
     /// the existing one if it already uses that driver.
     pub fn init(root: &Path, driver: &str, options: BTreeMap<String, String>) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| StoreError::io("mkdir", root, e))?;
-        let _lock = StoreLock::acquire(root, LOCK_WAIT)?;
+        let _lock = StoreLock::acquire(root, lock_wait())?;
         if let Some(existing) = StoreConfig::load(root)? {
             if driver != "auto" && driver != existing.driver {
                 return Err(StoreError::DriverMismatch {
@@ -75,7 +84,7 @@ impl Store {
     pub fn open(root: &Path) -> Result<Self> {
         let config = StoreConfig::load(root)?
             .ok_or_else(|| StoreError::NotInitialized(root.to_path_buf()))?;
-        let lock = StoreLock::acquire(root, LOCK_WAIT)?;
+        let lock = StoreLock::acquire(root, lock_wait())?;
         Self::open_with(root, config, lock)
     }
 

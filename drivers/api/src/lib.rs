@@ -22,10 +22,13 @@ pub use snapshotter::{Snapshotter, SnapshotterExt};
 pub use types::*;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod du;
+pub mod failpoint;
 pub mod mount;
 mod store;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use failpoint::failpoint;
 pub use store::{Incomplete, Record, Snapshots, State};

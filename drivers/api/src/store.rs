@@ -10,8 +10,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    now_ns, CreateOptions, Driver, Error, Filters, Info, Kind, Labels, Mount, Result, SnapshotId,
-    SnapshotKey, Snapshotter, Target, Usage,
+    failpoint, now_ns, CreateOptions, Driver, Error, Filters, Info, Kind, Labels, Mount, Result,
+    SnapshotId, SnapshotKey, Snapshotter, Target, Usage,
 };
 
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
@@ -248,6 +248,7 @@ impl<D: Driver> Snapshots<D> {
         let options = CreateOptions::from_labels(&labels)?;
         let _guard = self.lock();
         let mut record = self.reserve(key, parent, kind, labels)?;
+        failpoint("snapshots.create.recorded");
         let parents = self.parent_chain(parent)?;
         let target = Target {
             id: record.id,
@@ -260,6 +261,7 @@ impl<D: Driver> Snapshots<D> {
             .and_then(|()| self.driver.mounts(target));
         match made {
             Ok(mounts) => {
+                failpoint("snapshots.create.stored");
                 record.state = State::Ready;
                 self.put(key, &record)?;
                 Ok(mounts)
@@ -398,12 +400,14 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
                 .map_err(meta_err)?;
         }
         txn.commit().map_err(meta_err)?;
+        failpoint("snapshots.commit.recorded");
         let parents = self.parent_chain(committed.parent.as_ref())?;
         self.driver.commit(Target {
             id: committed.id,
             kind: Kind::Committed,
             parents: &parents,
         })?;
+        failpoint("snapshots.commit.stored");
         self.put(
             name,
             &Record {
@@ -428,7 +432,9 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
         }
         record.state = State::Removing;
         self.put(key, &record)?;
+        failpoint("snapshots.remove.recorded");
         self.driver.remove(record.id)?;
+        failpoint("snapshots.remove.stored");
         self.delete(key)
     }
 

@@ -16,7 +16,7 @@ use crate::backing::Backing;
 use crate::config::BtrfsConfig;
 use crate::error::{BtrfsError, DRIVER};
 use crate::quota::{self, QuotaMode};
-use crate::{sys, walk};
+use crate::sys;
 
 /// Directory under the filesystem root holding one subvolume per snapshot.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
@@ -250,7 +250,7 @@ impl Driver for BtrfsDriver {
             .map_err(|e| BtrfsError::util("clear read-only", &path, e))?;
         sv.delete(DeleteFlags::RECURSIVE)
             .map_err(|e| BtrfsError::util("delete subvolume", &path, e))?;
-        self.destroy_qgroups(&ids, Instant::now() + quota::DROP_WAIT)
+        self.destroy_qgroups(&ids, Instant::now() + quota::REMOVE_WAIT)
     }
 
     fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {
@@ -274,7 +274,7 @@ impl Driver for BtrfsDriver {
                 inodes: 0,
             });
         }
-        walk::disk_usage(&self.subvolume_path(target.id))
+        strata_driver_api::du::disk_usage(&self.subvolume_path(target.id))
     }
 
     fn stored_ids(&self) -> Result<Vec<SnapshotId>> {

@@ -27,7 +27,6 @@ mod driver;
 pub mod error;
 pub mod quota;
 pub mod sys;
-pub mod walk;
 
 pub use config::{BtrfsConfig, QuotaSetting};
 pub use driver::{home_is_btrfs, supported, BtrfsDriver, SNAPSHOTS_DIR};

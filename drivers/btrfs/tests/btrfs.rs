@@ -422,13 +422,13 @@ fn usage_of_10k_files(test: &str, quota: &str) {
     let start = Instant::now();
     let mut w = 0;
     for _ in 0..n {
-        w = strata_btrfs::walk::disk_usage(&root).expect("walk").size;
+        w = strata_driver_api::du::disk_usage(&root).expect("walk").size;
     }
     let per_w = start.elapsed() / n;
     // Drop caches once for a cold walk figure.
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
     let start = Instant::now();
-    let _ = strata_btrfs::walk::disk_usage(&root).expect("walk");
+    let _ = strata_driver_api::du::disk_usage(&root).expect("walk");
     let cold = start.elapsed();
     eprintln!(
         "10,000 files, mode {:?}: first usage after the writes {first} bytes in {first_time:?} \

@@ -11,7 +11,9 @@ use strata_driver_api::{
 };
 
 use crate::layout::{parse_link_name, Layout};
-use crate::{disk_usage, spec, sys, Overlay2Config, Overlay2Error};
+use strata_driver_api::du::disk_usage;
+
+use crate::{spec, sys, Overlay2Config, Overlay2Error};
 
 /// Driver name.
 const NAME: &str = "overlay2";

@@ -12,7 +12,6 @@
 
 mod config;
 mod driver;
-mod du;
 mod error;
 mod layout;
 mod spec;
@@ -20,6 +19,5 @@ mod sys;
 
 pub use config::Overlay2Config;
 pub use driver::{Overlay2Driver, MAX_LAYERS};
-pub use du::disk_usage;
 pub use error::Overlay2Error;
 pub use layout::{link_name, parse_link_name};

@@ -10,7 +10,9 @@ use strata_driver_api::{
     StatusLine, Target, Usage,
 };
 
-use crate::{copy_tree_with, disk_usage, sys, CopyOptions, Reflink, VfsConfig};
+use strata_driver_api::du::disk_usage;
+
+use crate::{copy_tree_with, sys, CopyOptions, Reflink, VfsConfig};
 
 /// Driver name.
 const NAME: &str = "vfs";

@@ -13,12 +13,10 @@
 mod config;
 mod copy;
 mod driver;
-mod du;
 mod error;
 mod sys;
 
 pub use config::{Reflink, VfsConfig};
 pub use copy::{copy_tree, copy_tree_with, CopyOptions, CopyStats};
 pub use driver::VfsDriver;
-pub use du::disk_usage;
 pub use error::VfsError;

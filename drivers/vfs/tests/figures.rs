@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
+use strata_driver_api::du::disk_usage;
 use strata_driver_api::testing::{require_root, skip, LoopFs, ScratchDir};
-use strata_vfs::{copy_tree, disk_usage};
+use strata_vfs::copy_tree;
 
 fn measure(label: &str, base: &std::path::Path) {
     let src = base.join("src");

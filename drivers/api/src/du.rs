@@ -1,10 +1,11 @@
-//! `du`-style usage: allocated blocks of the unique inodes under a directory.
+//! `du`-style usage by walking a tree: allocated blocks of the unique inodes
+//! under a directory, for drivers with no cheaper accounting.
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use strata_driver_api::{IoContext, Result, Usage};
+use crate::{IoContext, Result, Usage};
 
 /// Sums `st_blocks * 512` over the distinct inodes under `root` (the root
 /// included) and counts them; hard links are counted once. Shared reflinked

@@ -1,0 +1,229 @@
+//! Per-file CRC32 manifests of committed layers, so `strata check --data`
+//! can name each file whose content changed behind Strata's back (loop
+//! images and ext4 on dm-thin have no data checksums of their own).
+//!
+//! A manifest describes the layer's merged view (the layer on its parents)
+//! and lives in `<root>/manifests/<chain id hex>.json`, written atomically
+//! before the layer's snapshot is committed.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+use crate::model::ChainId;
+
+/// Size and CRC32 of one regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSum {
+    /// Bytes.
+    pub size: u64,
+    /// CRC32 (IEEE) of the content.
+    pub crc32: u32,
+}
+
+/// Every regular file of a tree, by path relative to its root (`/etc/motd`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Path -> sum.
+    pub files: BTreeMap<String, FileSum>,
+}
+
+/// How a file differs from its manifest entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mismatch {
+    /// Content (size or CRC) changed.
+    Changed(String),
+    /// The file is gone.
+    Missing(String),
+    /// A regular file the manifest does not know.
+    Added(String),
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Changed(p) => write!(f, "{p}: content changed"),
+            Self::Missing(p) => write!(f, "{p}: missing"),
+            Self::Added(p) => write!(f, "{p}: appeared"),
+        }
+    }
+}
+
+/// Directory of the manifests of the store at `root`.
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("manifests")
+}
+
+/// File holding the manifest of layer `chain`.
+pub fn path(root: &Path, chain: &ChainId) -> PathBuf {
+    dir(root).join(format!("{}.json", chain.hex()))
+}
+
+/// Sums every regular file below `tree` (symlinks are not followed).
+pub fn compute(tree: &Path) -> Result<Manifest> {
+    let mut manifest = Manifest::default();
+    walk(tree, tree, &mut manifest)?;
+    Ok(manifest)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Manifest) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("read dir", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("read dir", dir, e))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| StoreError::io("stat", &path, e))?;
+        if kind.is_dir() {
+            walk(root, &path, out)?;
+        } else if kind.is_file() {
+            let sum = sum_file(&path).map_err(|e| StoreError::io("read", &path, e))?;
+            out.files.insert(relative(root, &path), sum);
+        }
+    }
+    Ok(())
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    format!("/{}", rel.to_string_lossy())
+}
+
+fn sum_file(path: &Path) -> io::Result<FileSum> {
+    let mut file = File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(FileSum {
+        size,
+        crc32: hasher.finalize(),
+    })
+}
+
+/// Writes the manifest of `chain` atomically (temp file, fsync, rename).
+pub fn save(root: &Path, chain: &ChainId, manifest: &Manifest) -> Result<()> {
+    let dir = dir(root);
+    fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
+    let target = path(root, chain);
+    let tmp = dir.join(format!(".{}.tmp", chain.hex()));
+    let bytes = serde_json::to_vec(manifest).map_err(crate::error::meta_err)?;
+    let write = || -> io::Result<()> {
+        use std::io::Write;
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| StoreError::io("write", &tmp, e))?;
+    fs::rename(&tmp, &target).map_err(|e| StoreError::io("rename", &target, e))
+}
+
+/// Deletes the manifest of `chain` (with its layer); a missing one is fine.
+pub fn remove(root: &Path, chain: &ChainId) -> Result<()> {
+    let path = path(root, chain);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the manifest of `chain`, if one was recorded.
+pub fn load(root: &Path, chain: &ChainId) -> Result<Option<Manifest>> {
+    let path = path(root, chain);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Metadata(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("read", path, e)),
+    }
+}
+
+/// Chain ids (as `sha256:<hex>`) with a manifest file, and stray temp files.
+pub fn stored(root: &Path) -> Result<(Vec<ChainId>, Vec<PathBuf>)> {
+    let dir = dir(root);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(StoreError::io("read dir", &dir, e)),
+    };
+    let (mut chains, mut strays) = (Vec::new(), Vec::new());
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match name.strip_suffix(".json").filter(|h| !h.starts_with('.')) {
+            Some(hex) => chains.push(crate::model::Digest(format!("sha256:{hex}"))),
+            None => strays.push(entry.path()),
+        }
+    }
+    chains.sort();
+    Ok((chains, strays))
+}
+
+/// Differences between what was recorded and what is there now.
+pub fn compare(expected: &Manifest, actual: &Manifest) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    for (path, sum) in &expected.files {
+        match actual.files.get(path) {
+            None => out.push(Mismatch::Missing(path.clone())),
+            Some(now) if now != sum => out.push(Mismatch::Changed(path.clone())),
+            Some(_) => {}
+        }
+    }
+    for path in actual.files.keys() {
+        if !expected.files.contains_key(path) {
+            out.push(Mismatch::Added(path.clone()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_names_changed_missing_and_added_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        fs::write(dir.path().join("etc/motd"), "hello").unwrap();
+        fs::write(dir.path().join("gone"), "x").unwrap();
+        let before = compute(dir.path()).unwrap();
+        assert_eq!(before.files["/etc/motd"].size, 5);
+        assert_eq!(compare(&before, &compute(dir.path()).unwrap()), vec![]);
+        fs::write(dir.path().join("etc/motd"), "hellp").unwrap();
+        fs::remove_file(dir.path().join("gone")).unwrap();
+        fs::write(dir.path().join("new"), "y").unwrap();
+        let after = compute(dir.path()).unwrap();
+        assert_eq!(
+            compare(&before, &after),
+            vec![
+                Mismatch::Changed("/etc/motd".into()),
+                Mismatch::Missing("/gone".into()),
+                Mismatch::Added("/new".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = crate::model::Digest::of(b"layer");
+        let mut m = Manifest::default();
+        m.files.insert("/a".into(), FileSum { size: 1, crc32: 7 });
+        save(dir.path(), &chain, &m).unwrap();
+        assert_eq!(load(dir.path(), &chain).unwrap(), Some(m));
+        assert_eq!(stored(dir.path()).unwrap().0, vec![chain]);
+    }
+}

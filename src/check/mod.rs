@@ -1,0 +1,151 @@
+//! `strata check`: compares the metadata store with the driver's storage,
+//! the mount table and the files under the root, reports each
+//! inconsistency, and with `repair` finishes or undoes what a crash left
+//! half-done.
+//!
+//! What it looks for is [`Problem`]; [`scan`] finds them, [`repair`] fixes
+//! the repairable ones, [`data`] re-reads committed layers against their
+//! [`manifest`]. Repair never deletes a committed layer an image references
+//! and never touches storage it cannot recognise by its snapshot id.
+
+pub mod data;
+pub mod manifest;
+mod repair;
+mod scan;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::Store;
+
+pub use scan::{scan, Problem};
+
+/// Label on the temporary views `check --data` mounts, so a check that
+/// dies half-way leaves something the next check recognises.
+pub const LABEL_CHECK: &str = "strata.io/check";
+
+/// What to do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// Fix what can be fixed.
+    pub repair: bool,
+    /// Re-read every committed layer against its manifest.
+    pub data: bool,
+}
+
+/// One problem found, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Category, e.g. `orphan_storage`.
+    pub kind: &'static str,
+    /// What it concerns: snapshot key, id, container, image or path.
+    pub subject: String,
+    /// Human explanation.
+    pub detail: String,
+    /// Whether it counts as damage (exit 1); notes do not.
+    pub damage: bool,
+    /// What `--repair` did about it, if anything.
+    pub repaired: Option<String>,
+    /// Why a repair attempt failed.
+    pub repair_error: Option<String>,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Everything found, with repair actions.
+    pub findings: Vec<Finding>,
+    /// Damage still present at the end (after repair, when repairing).
+    pub remaining: Vec<Finding>,
+    /// Whether repair ran.
+    pub repair: bool,
+    /// Whether layer data was verified.
+    pub data: bool,
+    /// Layers whose data was verified.
+    pub layers_verified: usize,
+}
+
+impl Report {
+    /// Whether damage remains: the exit status is 1 then.
+    pub fn damaged(&self) -> bool {
+        !self.remaining.is_empty()
+    }
+
+    /// How many findings were repaired.
+    pub fn repaired(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.repaired.is_some())
+            .count()
+    }
+}
+
+/// Repair rounds: fixing one problem can reveal another (a dangling
+/// container snapshot leaves a container without snapshot).
+const ROUNDS: usize = 4;
+
+/// Runs the check on an open store.
+pub fn check(store: &Store, options: CheckOptions) -> Result<Report> {
+    let mut problems = scan(store)?;
+    let mut layers_verified = 0;
+    let mut data_problems = Vec::new();
+    if options.data {
+        let verified = data::verify(store)?;
+        layers_verified = verified.layers;
+        data_problems = verified.problems;
+    }
+    let mut findings: Vec<Finding> = problems
+        .iter()
+        .chain(&data_problems)
+        .map(Problem::finding)
+        .collect();
+    if !options.repair {
+        let remaining = findings.iter().filter(|f| f.damage).cloned().collect();
+        return Ok(Report {
+            findings,
+            remaining,
+            repair: false,
+            data: options.data,
+            layers_verified,
+        });
+    }
+    findings.clear();
+    for _ in 0..ROUNDS {
+        problems.sort_by_key(Problem::repair_order);
+        let mut attempted = false;
+        for problem in &problems {
+            let mut finding = problem.finding();
+            if problem.repairable() {
+                attempted = true;
+                match repair::repair(store, problem) {
+                    Ok(action) => finding.repaired = Some(action),
+                    Err(e) => finding.repair_error = Some(e.to_string()),
+                }
+            }
+            if !findings
+                .iter()
+                .any(|f| f.kind == finding.kind && f.subject == finding.subject)
+            {
+                findings.push(finding);
+            }
+        }
+        if !attempted {
+            break;
+        }
+        problems = scan(store)?;
+    }
+    findings.extend(data_problems.iter().map(Problem::finding));
+    let remaining = problems
+        .iter()
+        .chain(&data_problems)
+        .map(Problem::finding)
+        .filter(|f| f.damage)
+        .collect();
+    Ok(Report {
+        findings,
+        remaining,
+        repair: true,
+        data: options.data,
+        layers_verified,
+    })
+}

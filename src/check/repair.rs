@@ -1,0 +1,97 @@
+//! Repairing one problem. Each repair is idempotent, so a check that dies
+//! half-way is simply run again.
+
+use std::path::Path;
+
+use strata_driver_api::{Driver, Error, Snapshotter};
+
+use super::Problem;
+use crate::error::{Result, StoreError};
+use crate::mounts::unmount_persistent;
+use crate::Store;
+
+/// Repairs `problem`; returns what was done.
+pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
+    let sn = store.snapshots();
+    Ok(match problem {
+        Problem::Incomplete(item) => {
+            sn.repair()?;
+            match item.state {
+                strata_driver_api::State::Committing => format!("finished committing {}", item.key),
+                strata_driver_api::State::Removing => format!("finished removing {}", item.key),
+                _ => format!("rolled back the creation of {}", item.key),
+            }
+        }
+        Problem::OrphanStorage(id) => {
+            sn.driver().remove(*id)?;
+            format!("removed storage {id}")
+        }
+        Problem::Dangling { key, .. } | Problem::DeadSnapshot { key, .. } => {
+            match sn.remove(key) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            format!("removed snapshot {key}")
+        }
+        Problem::ContainerWithoutSnapshot(c) => {
+            if let Some(at) = &c.mounted_at {
+                unmount_persistent(at)?;
+            }
+            store.meta()?.delete_container(&c.id)?;
+            let dir = store.root().join("containers").join(&c.id.0);
+            remove_tree_unless_mounted(&dir)?;
+            format!("removed the record of container {}", c.id.short())
+        }
+        Problem::UnrecordedMount(path) => {
+            unmount_persistent(path)?;
+            format!("unmounted {}", path.display())
+        }
+        Problem::StaleMountRecord(c) => {
+            let mut record = c.clone();
+            record.mounted_at = None;
+            store.meta()?.put_container(&record)?;
+            format!("recorded container {} as not mounted", c.id.short())
+        }
+        Problem::LeftoverTemp(path) => {
+            unmount_persistent(path)?;
+            remove_tree_unless_mounted(path)?;
+            format!("removed {}", path.display())
+        }
+        Problem::OrphanManifest(path) => {
+            std::fs::remove_file(path)
+                .or_else(ignore_missing)
+                .map_err(|e| StoreError::io("remove", path, e))?;
+            format!("removed {}", path.display())
+        }
+        Problem::BrokenImage { .. }
+        | Problem::UnusedLayer(_)
+        | Problem::MissingManifest(_)
+        | Problem::CorruptFile { .. } => return Err(StoreError::Invalid("not repairable".into())),
+    })
+}
+
+fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Removes `dir` with everything in it, refusing if anything below it is
+/// still mounted (removing through a mount would delete real data).
+fn remove_tree_unless_mounted(dir: &Path) -> Result<()> {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let busy = strata_driver_api::mount::mount_points()?
+        .into_iter()
+        .any(|p| p.starts_with(&canonical));
+    if busy {
+        return Err(StoreError::Invalid(format!(
+            "{} still has mounts below it; not removing",
+            dir.display()
+        )));
+    }
+    std::fs::remove_dir_all(dir)
+        .or_else(ignore_missing)
+        .map_err(|e| StoreError::io("remove", dir, e))
+}

@@ -1,0 +1,447 @@
+//! Finding problems: the metadata store against the driver's storage, the
+//! mount table and the files under the root.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use strata_driver_api::{Incomplete, Kind, Record, SnapshotId, SnapshotKey, State};
+
+use super::{manifest, Finding, LABEL_CHECK};
+use crate::error::Result;
+use crate::model::{layer_snapshot_key, ContainerRecord, ImageRecord};
+use crate::ops::container::LABEL_CONTAINER;
+use crate::ops::layer::LABEL_EXTRACT;
+use crate::Store;
+
+/// One inconsistency.
+#[derive(Debug, Clone)]
+pub enum Problem {
+    /// A snapshot operation died between its intent record and its end.
+    Incomplete(Incomplete),
+    /// Driver storage no snapshot record refers to.
+    OrphanStorage(SnapshotId),
+    /// A snapshot record whose storage is gone.
+    Dangling {
+        /// Snapshot key.
+        key: SnapshotKey,
+        /// Its storage id.
+        id: SnapshotId,
+        /// Whether an image's layer chain names it (then it is not removed).
+        image_layer: bool,
+    },
+    /// A container whose writable snapshot is missing.
+    ContainerWithoutSnapshot(ContainerRecord),
+    /// A Strata snapshot whose owner is gone: a container snapshot with no
+    /// container, an import's or a check's scratch snapshot.
+    DeadSnapshot {
+        /// Snapshot key.
+        key: SnapshotKey,
+        /// Why it is dead.
+        why: String,
+    },
+    /// An image whose layer snapshots are missing.
+    BrokenImage {
+        /// The image.
+        image: ImageRecord,
+        /// Keys of missing layers.
+        missing: Vec<SnapshotKey>,
+    },
+    /// A committed layer no image references (a note: never removed).
+    UnusedLayer(SnapshotKey),
+    /// A mount under the root that no container record claims.
+    UnrecordedMount(PathBuf),
+    /// A container recorded as mounted that is not.
+    StaleMountRecord(ContainerRecord),
+    /// A scratch directory or mount left under `<root>/tmp`.
+    LeftoverTemp(PathBuf),
+    /// A manifest of a layer that does not exist, or a half-written one.
+    OrphanManifest(PathBuf),
+    /// A committed layer without manifest: its data cannot be verified (a note).
+    MissingManifest(SnapshotKey),
+    /// A file of a committed layer whose content no longer matches.
+    CorruptFile {
+        /// The layer.
+        layer: SnapshotKey,
+        /// How it differs.
+        mismatch: manifest::Mismatch,
+    },
+}
+
+impl Problem {
+    /// The report line.
+    pub fn finding(&self) -> Finding {
+        let (kind, subject, detail, damage) = self.describe();
+        Finding {
+            kind,
+            subject,
+            detail,
+            damage,
+            repaired: None,
+            repair_error: None,
+        }
+    }
+
+    fn describe(&self) -> (&'static str, String, String, bool) {
+        match self {
+            Self::Incomplete(i) => (
+                "incomplete_operation",
+                i.key.to_string(),
+                format!(
+                    "snapshot {} (storage {}) was left {:?}",
+                    i.key, i.id, i.state
+                ),
+                true,
+            ),
+            Self::OrphanStorage(id) => (
+                "orphan_storage",
+                id.to_string(),
+                format!("driver storage {id} has no snapshot record"),
+                true,
+            ),
+            Self::Dangling {
+                key,
+                id,
+                image_layer,
+            } => (
+                "dangling_record",
+                key.to_string(),
+                format!(
+                    "snapshot {key} has no storage (id {id}){}",
+                    if *image_layer {
+                        "; an image needs it, so it is kept"
+                    } else {
+                        ""
+                    }
+                ),
+                true,
+            ),
+            Self::ContainerWithoutSnapshot(c) => (
+                "container_without_snapshot",
+                c.id.0.clone(),
+                format!(
+                    "container {} ({}) has no snapshot {}",
+                    c.id.short(),
+                    c.name,
+                    c.snapshot
+                ),
+                true,
+            ),
+            Self::DeadSnapshot { key, why } => {
+                ("dead_snapshot", key.to_string(), why.clone(), true)
+            }
+            Self::BrokenImage { image, missing } => (
+                "broken_image",
+                image.id.0.clone(),
+                format!(
+                    "image {} ({}) lacks layer(s) {}; remove it and load it again",
+                    image.id.short(),
+                    image
+                        .tags
+                        .iter()
+                        .map(|t| t.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    missing
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                true,
+            ),
+            Self::UnusedLayer(key) => (
+                "unused_layer",
+                key.to_string(),
+                format!("layer {key} is used by no image (kept)"),
+                false,
+            ),
+            Self::UnrecordedMount(p) => (
+                "unrecorded_mount",
+                p.display().to_string(),
+                "mounted, but no container record says so".into(),
+                true,
+            ),
+            Self::StaleMountRecord(c) => (
+                "stale_mount_record",
+                c.id.0.clone(),
+                format!(
+                    "container {} is recorded as mounted at {} but is not",
+                    c.id.short(),
+                    c.mounted_at.as_deref().unwrap_or(Path::new("?")).display()
+                ),
+                true,
+            ),
+            Self::LeftoverTemp(p) => (
+                "leftover_temp",
+                p.display().to_string(),
+                "scratch mount or directory of a dead operation".into(),
+                true,
+            ),
+            Self::OrphanManifest(p) => (
+                "orphan_manifest",
+                p.display().to_string(),
+                "manifest of a layer that does not exist".into(),
+                true,
+            ),
+            Self::MissingManifest(key) => (
+                "missing_manifest",
+                key.to_string(),
+                format!("layer {key} has no manifest; its data cannot be verified"),
+                false,
+            ),
+            Self::CorruptFile { layer, mismatch } => (
+                "corrupt_file",
+                layer.to_string(),
+                mismatch.to_string(),
+                true,
+            ),
+        }
+    }
+
+    /// Whether `--repair` can do something about it.
+    pub fn repairable(&self) -> bool {
+        match self {
+            Self::Dangling { image_layer, .. } => !image_layer,
+            Self::BrokenImage { .. }
+            | Self::UnusedLayer(_)
+            | Self::MissingManifest(_)
+            | Self::CorruptFile { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// Repairs run in this order: mounts go before the storage under them,
+    /// half-done operations before what depends on them.
+    pub fn repair_order(&self) -> u8 {
+        match self {
+            Self::LeftoverTemp(_) | Self::UnrecordedMount(_) => 0,
+            Self::StaleMountRecord(_) => 1,
+            Self::Incomplete(_) => 2,
+            Self::DeadSnapshot { .. } => 3,
+            Self::ContainerWithoutSnapshot(_) => 4,
+            Self::Dangling { .. } => 5,
+            Self::OrphanStorage(_) => 6,
+            _ => 7,
+        }
+    }
+}
+
+/// Everything the scan looks at, read once.
+struct State0 {
+    records: Vec<(SnapshotKey, Record)>,
+    stored: HashSet<SnapshotId>,
+    images: Vec<ImageRecord>,
+    containers: Vec<ContainerRecord>,
+}
+
+/// Finds every problem (without `--data` checks).
+pub fn scan(store: &Store) -> Result<Vec<Problem>> {
+    let sn = store.snapshots();
+    let meta = store.meta()?;
+    let s = State0 {
+        records: sn.records()?,
+        stored: store.driver().stored_ids()?.into_iter().collect(),
+        images: meta.images()?,
+        containers: meta.containers()?,
+    };
+    let mut out: Vec<Problem> = sn
+        .incomplete()?
+        .into_iter()
+        .map(Problem::Incomplete)
+        .collect();
+    out.extend(sn.orphans()?.into_iter().map(Problem::OrphanStorage));
+    snapshots(&s, &mut out);
+    images(&s, &mut out);
+    containers(&s, &mut out);
+    mounts(store, &s, &mut out)?;
+    temp_dirs(store, &mut out)?;
+    manifests(store, &s, &mut out)?;
+    Ok(out)
+}
+
+fn ready(s: &State0) -> impl Iterator<Item = &(SnapshotKey, Record)> {
+    s.records.iter().filter(|(_, r)| r.state == State::Ready)
+}
+
+fn image_layers(s: &State0) -> HashSet<SnapshotKey> {
+    s.images
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|l| layer_snapshot_key(&l.chain_id)))
+        .collect()
+}
+
+/// Dangling records, dead scratch/container snapshots, unused layers.
+fn snapshots(s: &State0, out: &mut Vec<Problem>) {
+    let needed = image_layers(s);
+    let parents: HashSet<&SnapshotKey> = s
+        .records
+        .iter()
+        .filter_map(|(_, r)| r.parent.as_ref())
+        .collect();
+    let containers: HashMap<&str, &ContainerRecord> =
+        s.containers.iter().map(|c| (c.id.0.as_str(), c)).collect();
+    for (key, r) in ready(s) {
+        if !s.stored.contains(&r.id) {
+            out.push(Problem::Dangling {
+                key: key.clone(),
+                id: r.id,
+                image_layer: needed.contains(key),
+            });
+            continue;
+        }
+        if let Some(why) = dead_reason(key, r, &containers) {
+            out.push(Problem::DeadSnapshot {
+                key: key.clone(),
+                why,
+            });
+        } else if r.kind == Kind::Committed
+            && key.as_str().starts_with("sha256:")
+            && !needed.contains(key)
+            && !parents.contains(key)
+        {
+            out.push(Problem::UnusedLayer(key.clone()));
+        }
+    }
+}
+
+fn dead_reason(
+    key: &SnapshotKey,
+    r: &Record,
+    containers: &HashMap<&str, &ContainerRecord>,
+) -> Option<String> {
+    if r.kind == Kind::Committed {
+        return None;
+    }
+    if let Some(owner) = r.labels.get(LABEL_CONTAINER) {
+        let owned = containers
+            .get(owner.as_str())
+            .is_some_and(|c| &c.snapshot == key);
+        return (!owned)
+            .then(|| format!("snapshot {key} belongs to container {owner}, which does not exist"));
+    }
+    if r.labels.contains_key(LABEL_EXTRACT) {
+        return Some(format!(
+            "snapshot {key} is the scratch layer of an import that died"
+        ));
+    }
+    if r.labels.contains_key(LABEL_CHECK) {
+        return Some(format!(
+            "snapshot {key} is the scratch view of a data check that died"
+        ));
+    }
+    None
+}
+
+/// Images whose layer snapshots are missing.
+fn images(s: &State0, out: &mut Vec<Problem>) {
+    let good: HashSet<&SnapshotKey> = ready(s)
+        .filter(|(_, r)| r.kind == Kind::Committed && s.stored.contains(&r.id))
+        .map(|(k, _)| k)
+        .collect();
+    for image in &s.images {
+        let missing: Vec<SnapshotKey> = image
+            .layers
+            .iter()
+            .map(|l| layer_snapshot_key(&l.chain_id))
+            .filter(|k| !good.contains(k))
+            .collect();
+        if !missing.is_empty() {
+            out.push(Problem::BrokenImage {
+                image: image.clone(),
+                missing,
+            });
+        }
+    }
+}
+
+/// Containers whose snapshot is missing.
+fn containers(s: &State0, out: &mut Vec<Problem>) {
+    let keys: HashSet<&SnapshotKey> = s
+        .records
+        .iter()
+        .filter(|(_, r)| matches!(r.state, State::Ready | State::Committing | State::Creating))
+        .map(|(k, _)| k)
+        .collect();
+    for c in &s.containers {
+        if !keys.contains(&c.snapshot) {
+            out.push(Problem::ContainerWithoutSnapshot(c.clone()));
+        }
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Mounts under `<root>/containers` and `<root>/tmp` against the records.
+/// The driver's own backing mounts (under its home) are its business.
+fn mounts(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
+    let root = canonical(store.root());
+    let points: BTreeSet<PathBuf> = strata_driver_api::mount::mount_points()?
+        .into_iter()
+        .filter(|p| p.starts_with(&root))
+        .collect();
+    let recorded: HashSet<PathBuf> = s
+        .containers
+        .iter()
+        .filter_map(|c| c.mounted_at.as_deref())
+        .map(canonical)
+        .collect();
+    for p in &points {
+        if p.starts_with(root.join("tmp")) {
+            out.push(Problem::LeftoverTemp(p.clone()));
+        } else if p.starts_with(root.join("containers")) && !recorded.contains(p) {
+            out.push(Problem::UnrecordedMount(p.clone()));
+        }
+    }
+    for c in &s.containers {
+        if let Some(at) = &c.mounted_at {
+            if !points.contains(&canonical(at)) {
+                out.push(Problem::StaleMountRecord(c.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scratch directories of dead imports and checks (`<root>/tmp/{mounts,check}/*`)
+/// that are not mount points (those are reported by [`mounts`]).
+fn temp_dirs(store: &Store, out: &mut Vec<Problem>) -> Result<()> {
+    let points: HashSet<PathBuf> = strata_driver_api::mount::mount_points()?
+        .into_iter()
+        .collect();
+    for sub in ["mounts", "check"] {
+        let dir = canonical(&store.root().join("tmp").join(sub));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if !points.contains(&p) {
+                out.push(Problem::LeftoverTemp(p));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Manifests of layers that do not exist, and half-written manifests.
+fn manifests(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
+    let committed: HashSet<&SnapshotKey> = s
+        .records
+        .iter()
+        .filter(|(_, r)| r.kind == Kind::Committed)
+        .map(|(k, _)| k)
+        .collect();
+    let (chains, strays) = manifest::stored(store.root())?;
+    for chain in chains {
+        if !committed.contains(&layer_snapshot_key(&chain)) {
+            out.push(Problem::OrphanManifest(manifest::path(
+                store.root(),
+                &chain,
+            )));
+        }
+    }
+    out.extend(strays.into_iter().map(Problem::OrphanManifest));
+    Ok(())
+}

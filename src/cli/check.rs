@@ -1,0 +1,71 @@
+//! `strata check [--repair] [--data]`: prints what is inconsistent and
+//! exits 1 while damage remains.
+
+use anyhow::Result;
+use strata::check::{check as run_check, CheckOptions, Report};
+
+use super::output::{print_json, Table};
+use super::store_cmds::open;
+use super::{Cli, Format};
+
+/// `strata check`. Exits the process with status 1 (after closing the
+/// store) when damage is found, or remains after `--repair`.
+pub fn check(cli: &Cli, repair: bool, data: bool) -> Result<()> {
+    let damaged = {
+        let store = open(cli)?;
+        let report = run_check(&store, CheckOptions { repair, data })?;
+        if cli.format == Format::Json {
+            print_json(&report)?;
+        } else {
+            print_table(&report);
+        }
+        report.damaged()
+    };
+    if damaged {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn print_table(report: &Report) {
+    if !report.findings.is_empty() {
+        let mut t = Table::new(&["PROBLEM", "SUBJECT", "DETAIL", "REPAIR"]);
+        for f in &report.findings {
+            let repair = match (&f.repaired, &f.repair_error) {
+                (Some(done), _) => done.clone(),
+                (None, Some(e)) => format!("failed: {e}"),
+                (None, None) if f.damage => "-".into(),
+                (None, None) => "(note)".into(),
+            };
+            t.row(vec![
+                f.kind.into(),
+                f.subject.clone(),
+                f.detail.clone(),
+                repair,
+            ]);
+        }
+        t.print();
+    }
+    let damage = report.findings.iter().filter(|f| f.damage).count();
+    let data = if report.data {
+        format!(", {} layer(s) verified", report.layers_verified)
+    } else {
+        String::new()
+    };
+    if report.damaged() {
+        let hint = if report.repair {
+            ""
+        } else {
+            "; run `strata check --repair`"
+        };
+        println!(
+            "{damage} problem(s) found, {} repaired, {} remain{data}{hint}",
+            report.repaired(),
+            report.remaining.len()
+        );
+    } else if damage > 0 {
+        println!("{damage} problem(s) found and repaired{data}; the store is consistent");
+    } else {
+        println!("the store is consistent{data}");
+    }
+}

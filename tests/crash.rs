@@ -1,0 +1,345 @@
+//! Crash consistency, per driver that runs on this host: kill strata with
+//! SIGKILL at every failpoint and at random moments inside create, rm,
+//! mount, umount, import (prepare, apply, commit) and rmi; after each kill
+//! `check --repair` must leave a store that `check` calls clean, in which
+//! every image still creates and mounts a container showing its content,
+//! with no orphan, mount or loop device left.
+//!
+//! `STRATA_CRASH_KILLS=N` sets the kills per driver (default 20; CI runs
+//! 100). `STRATA_CRASH_SEED` replays a run.
+
+mod common;
+mod reliability;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reliability::*;
+use strata_driver_api::testing::{require_root, ScratchDir};
+
+/// The operations a kill lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Import,
+    Create,
+    Mount,
+    Umount,
+    Rm,
+    RmMounted,
+    Rmi,
+}
+
+const OPS: &[Op] = &[
+    Op::Import,
+    Op::Create,
+    Op::Mount,
+    Op::Umount,
+    Op::Rm,
+    Op::RmMounted,
+    Op::Rmi,
+];
+
+/// Every failpoint with an operation that reaches it.
+const FAILPOINTS: &[(&str, Op)] = &[
+    ("snapshots.create.recorded", Op::Import),
+    ("snapshots.create.stored", Op::Import),
+    ("layer.prepared", Op::Import),
+    ("layer.applied", Op::Import),
+    ("snapshots.commit.recorded", Op::Import),
+    ("snapshots.commit.stored", Op::Import),
+    ("layer.committed", Op::Import),
+    ("import.layer_done", Op::Import),
+    ("snapshots.create.recorded", Op::Create),
+    ("snapshots.create.stored", Op::Create),
+    ("container.create.prepared", Op::Create),
+    ("container.mount.mounted", Op::Mount),
+    ("container.umount.unmounted", Op::Umount),
+    ("snapshots.remove.recorded", Op::Rm),
+    ("snapshots.remove.stored", Op::Rm),
+    ("container.rm.removed", Op::Rm),
+    ("container.umount.unmounted", Op::RmMounted),
+    ("container.rm.removed", Op::RmMounted),
+    ("image.rmi.deleted", Op::Rmi),
+    ("snapshots.remove.recorded", Op::Rmi),
+    ("snapshots.remove.stored", Op::Rmi),
+    ("image.rmi.layer_removed", Op::Rmi),
+];
+
+struct Harness {
+    root: PathBuf,
+    tars: PathBuf,
+    /// Image reference -> the /etc/motd its containers must show.
+    expected: BTreeMap<String, String>,
+    serial: usize,
+    rng: Rng,
+    /// Typical duration of each op, for random kill times.
+    durations: BTreeMap<&'static str, Duration>,
+    kills: usize,
+    completed: usize,
+    /// Problems repaired, by kind.
+    repaired: BTreeMap<String, usize>,
+}
+
+impl Harness {
+    fn tar(&mut self) -> (PathBuf, String) {
+        self.serial += 1;
+        let motd = format!("image {}\n", self.serial);
+        let path = self.tars.join(format!("img-{}.tar", self.serial));
+        busybox_rootfs_tar(&path, &motd);
+        (path, motd)
+    }
+
+    /// Sets up what `op` works on and returns its command plus the image
+    /// reference it may add or remove.
+    fn prepare(&mut self, op: Op) -> (std::process::Command, Option<(String, String)>) {
+        let root = self.root.clone();
+        let container = |h: &mut Self, mounted: bool| {
+            let id = last_line(&strata_ok(&h.root, &["create", "base"]));
+            if mounted {
+                strata_ok(&h.root, &["mount", &id]);
+            }
+            id
+        };
+        match op {
+            Op::Import => {
+                let (tar, motd) = self.tar();
+                let reference = format!("crash/img-{}:latest", self.serial);
+                let cmd = command(&root, &["import", tar.to_str().unwrap(), &reference]);
+                (cmd, Some((reference, motd)))
+            }
+            Op::Create => (command(&root, &["create", "base"]), None),
+            Op::Mount => {
+                let id = container(self, false);
+                (command(&root, &["mount", &id]), None)
+            }
+            Op::Umount => {
+                let id = container(self, true);
+                (command(&root, &["umount", &id]), None)
+            }
+            Op::Rm => {
+                let id = container(self, false);
+                (command(&root, &["rm", &id]), None)
+            }
+            Op::RmMounted => {
+                let id = container(self, true);
+                (command(&root, &["rm", "--force", &id]), None)
+            }
+            Op::Rmi => {
+                let (tar, motd) = self.tar();
+                let reference = format!("crash/img-{}:latest", self.serial);
+                strata_ok(&root, &["import", tar.to_str().unwrap(), &reference]);
+                self.expected.insert(reference.clone(), motd.clone());
+                (
+                    command(&root, &["rmi", &reference]),
+                    Some((reference, motd)),
+                )
+            }
+        }
+    }
+
+    /// Repairs, then checks every invariant, then returns to the base state
+    /// (image `base` only, no container).
+    fn recover(&mut self, what: &str, maybe: Option<(String, String)>) {
+        let (code, out) = check(&self.root, &["--repair", "--format", "json"]);
+        assert_eq!(code, 0, "check --repair after {what} left damage:\n{out}");
+        let report: serde_json::Value = serde_json::from_str(&out).expect("check json");
+        for f in report["findings"].as_array().unwrap() {
+            if !f["repaired"].is_null() {
+                *self
+                    .repaired
+                    .entry(f["kind"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        let (code, out) = check(&self.root, &[]);
+        assert_eq!(code, 0, "check after repair of {what} is not clean:\n{out}");
+        if let Some((reference, motd)) = maybe {
+            self.expected.insert(reference, motd);
+        }
+        let images = json(&self.root, &["images"]);
+        let present: Vec<String> = images
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|i| i["tags"].as_array().cloned().unwrap_or_default())
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            present.contains(&"base:latest".to_owned()),
+            "image base lost after {what}: {present:?}"
+        );
+        for reference in &present {
+            let motd = self
+                .expected
+                .get(reference)
+                .unwrap_or_else(|| panic!("unexpected image {reference} after {what}"));
+            let id = last_line(&strata_ok(&self.root, &["create", reference]));
+            let path = last_line(&strata_ok(&self.root, &["mount", &id]));
+            let seen =
+                std::fs::read_to_string(Path::new(&path).join("etc/motd")).unwrap_or_default();
+            assert_eq!(
+                &seen, motd,
+                "image {reference} shows the wrong content after {what}"
+            );
+            strata_ok(&self.root, &["rm", "--force", &id]);
+        }
+        for c in json(&self.root, &["ps"]).as_array().unwrap() {
+            strata_ok(&self.root, &["rm", "--force", c["id"].as_str().unwrap()]);
+        }
+        for reference in present.iter().filter(|r| *r != "base:latest") {
+            strata_ok(&self.root, &["rmi", reference]);
+        }
+        self.expected.retain(|r, _| r == "base:latest");
+        let (code, out) = check(&self.root, &[]);
+        assert_eq!(
+            code, 0,
+            "check after cleanup of {what} is not clean:\n{out}"
+        );
+        let containers = self.root.join("containers");
+        assert_eq!(
+            mounts_below(&containers),
+            Vec::<String>::new(),
+            "container mounts left after {what}"
+        );
+        assert_eq!(
+            mounts_below(&self.root.join("tmp")),
+            Vec::<String>::new(),
+            "scratch mounts left after {what}"
+        );
+    }
+
+    fn note(&mut self, end: End) {
+        match end {
+            End::Killed => self.kills += 1,
+            End::Exited(_) => self.completed += 1,
+        }
+    }
+
+    /// Times each op once, unkilled (also proves each works).
+    fn calibrate(&mut self) {
+        for &op in OPS {
+            let (mut cmd, maybe) = self.prepare(op);
+            let started = Instant::now();
+            let status = cmd
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("run strata");
+            assert!(status.success(), "{op:?} failed without a kill");
+            self.durations.insert(name(op), started.elapsed());
+            self.recover(&format!("an uninterrupted {op:?}"), maybe);
+        }
+    }
+}
+
+fn name(op: Op) -> &'static str {
+    match op {
+        Op::Import => "import",
+        Op::Create => "create",
+        Op::Mount => "mount",
+        Op::Umount => "umount",
+        Op::Rm => "rm",
+        Op::RmMounted => "rm --force",
+        Op::Rmi => "rmi",
+    }
+}
+
+fn kills_wanted() -> usize {
+    std::env::var("STRATA_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+fn crash(driver: &str) {
+    let test = format!("crash::{driver}");
+    if !require_root(&test) {
+        return;
+    }
+    let scratch = ScratchDir::new(&format!("crash-{driver}"));
+    let root = scratch.path().join("store");
+    let tars = scratch.path().join("tars");
+    std::fs::create_dir_all(&tars).unwrap();
+    if !init_store(&test, &root, driver, &[]) {
+        return;
+    }
+    let started = Instant::now();
+    let base = tars.join("base.tar");
+    busybox_rootfs_tar(&base, "base image\n");
+    strata_ok(&root, &["import", base.to_str().unwrap(), "base"]);
+    let mut h = Harness {
+        root: root.clone(),
+        tars,
+        expected: [("base:latest".to_owned(), "base image\n".to_owned())].into(),
+        serial: 0,
+        rng: Rng::new(),
+        durations: BTreeMap::new(),
+        kills: 0,
+        completed: 0,
+        repaired: BTreeMap::new(),
+    };
+    h.calibrate();
+    for &(point, op) in FAILPOINTS {
+        let (cmd, maybe) = h.prepare(op);
+        let end = run_at_failpoint(cmd, point);
+        assert_eq!(
+            end,
+            End::Killed,
+            "{} never reached failpoint {point}",
+            name(op)
+        );
+        h.note(end);
+        h.recover(&format!("a kill at {point} in {}", name(op)), maybe);
+    }
+    let wanted = kills_wanted().max(h.kills + 5);
+    let mut attempts = 0;
+    while h.kills < wanted {
+        attempts += 1;
+        assert!(
+            attempts < wanted * 4,
+            "too few random kills landed: {} of {attempts}",
+            h.kills
+        );
+        let op = OPS[h.rng.below(OPS.len() as u64) as usize];
+        let typical = h.durations[name(op)].as_micros() as u64;
+        let after = Duration::from_micros(h.rng.below(typical + typical / 4 + 1));
+        let (cmd, maybe) = h.prepare(op);
+        let end = run_and_kill(cmd, after);
+        h.note(end);
+        h.recover(&format!("a kill {after:?} into {}", name(op)), maybe);
+    }
+    let elapsed = started.elapsed();
+    strata_ok(&root, &["rmi", "base"]);
+    let (code, out) = check(&root, &[]);
+    assert_eq!(code, 0, "final check:\n{out}");
+    assert_no_leaks(&root, "at the end");
+    eprintln!(
+        "CRASH {driver}: {} kills survived ({} at failpoints), {} ops finished before their kill, repaired {:?}, {:.1} s",
+        h.kills,
+        FAILPOINTS.len(),
+        h.completed,
+        h.repaired,
+        elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+fn crash_vfs() {
+    crash("vfs");
+}
+
+#[test]
+fn crash_overlay2() {
+    crash("overlay2");
+}
+
+#[test]
+fn crash_btrfs() {
+    crash("btrfs");
+}
+
+#[test]
+fn crash_blockfile() {
+    crash("blockfile");
+}

@@ -1,0 +1,217 @@
+//! Helpers of the reliability tests (crash, concurrency, hygiene, data):
+//! stores per driver, killing strata processes, and leak detection.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_driver_api::testing::skip;
+
+use crate::common::*;
+
+/// Drivers whose crash and hygiene tests run on this host (devmapper runs
+/// in the VM tier).
+pub const HOST_DRIVERS: &[&str] = &["vfs", "overlay2", "btrfs", "blockfile"];
+
+/// A `strata` command for the store at `root`.
+pub fn command(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("--root")
+        .arg(root)
+        .args(args)
+        .env("STRATA_LOG", "error");
+    cmd.env_remove("STRATA_FAILPOINT");
+    cmd
+}
+
+/// Creates a store with `driver`; `false` (after a loud skip) when this
+/// build does not know the driver yet.
+pub fn init_store(test: &str, root: &Path, driver: &str, options: &[&str]) -> bool {
+    let mut args = vec!["--driver", driver, "init"];
+    for o in options {
+        args.extend(["--opt", o]);
+    }
+    let out = strata(root, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("unknown driver") {
+        skip(
+            test,
+            &format!("driver {driver} is not registered in this build"),
+        );
+        return false;
+    }
+    assert!(out.status.success(), "init {driver}: {stderr}");
+    true
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Exited with this code.
+    Exited(i32),
+    /// Died of SIGKILL.
+    Killed,
+}
+
+fn end_of(status: ExitStatus) -> End {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(9) => End::Killed,
+        Some(s) => panic!("strata died of signal {s}"),
+        None => End::Exited(status.code().unwrap_or(-1)),
+    }
+}
+
+/// Runs `cmd` with failpoint `name` armed.
+pub fn run_at_failpoint(mut cmd: Command, name: &str) -> End {
+    cmd.env("STRATA_FAILPOINT", name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    end_of(cmd.status().expect("run strata"))
+}
+
+/// Runs `cmd` and SIGKILLs it after `after` unless it ended first.
+pub fn run_and_kill(mut cmd: Command, after: Duration) -> End {
+    let mut child: Child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn strata");
+    let deadline = Instant::now() + after;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return end_of(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return end_of(child.wait().expect("wait"));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Runs `check` (with extra args) and returns (exit code, stdout).
+pub fn check(root: &Path, args: &[&str]) -> (i32, String) {
+    let mut full = vec!["check"];
+    full.extend_from_slice(args);
+    let out = strata(root, &full);
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.stderr.is_empty() && !args.contains(&"json") {
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Loop devices whose backing file lies under `dir`.
+pub fn loops_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .map(|b| Path::new(b.trim_end().trim_end_matches(" (deleted)")).starts_with(dir))
+                .unwrap_or(false)
+        })
+        .map(|e| Path::new("/dev").join(e.file_name()))
+        .collect()
+}
+
+/// Asserts that no mount and no loop device is left under the store.
+pub fn assert_no_leaks(root: &Path, when: &str) {
+    assert_eq!(
+        mounts_below(root),
+        Vec::<String>::new(),
+        "mounts left under {} {when}",
+        root.display()
+    );
+    assert_eq!(
+        loops_below(root),
+        Vec::<PathBuf>::new(),
+        "loop devices left under {} {when}",
+        root.display()
+    );
+}
+
+/// A small xorshift generator: tests print the seed so a run can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `STRATA_CRASH_SEED` or the clock.
+    pub fn new() -> Self {
+        let seed = std::env::var("STRATA_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| strata::now_ns() | 1);
+        eprintln!("random seed {seed} (replay with STRATA_CRASH_SEED={seed})");
+        Self(seed)
+    }
+
+    /// Next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// JSON of a listing.
+pub fn json(root: &Path, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["--format", "json"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&strata_ok(root, &full)).expect("json listing")
+}
+
+/// Incompressible bytes for filling disks.
+struct Noise {
+    state: u64,
+    left: u64,
+}
+
+impl std::io::Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left as usize);
+        for b in &mut buf[..n] {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            *b = self.state as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A tar holding `/etc/motd` and one incompressible file of `bytes`.
+pub fn big_tar(path: &Path, bytes: u64) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).expect("create tar"));
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(bytes);
+    h.set_mtime(1_700_000_000);
+    b.append_data(
+        &mut h,
+        "big",
+        Noise {
+            state: 0x9e37_79b9_7f4a_7c15,
+            left: bytes,
+        },
+    )
+    .expect("append big");
+    b.finish().expect("finish tar");
+}
+
+/// Free bytes of the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> u64 {
+    let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
+    s.blocks_available() as u64 * s.fragment_size() as u64
+}
