@@ -427,15 +427,21 @@ impl Inner {
     }
 
     /// Removes the device of `rec` (the thin device stays).
+    /// A device still in use stays active (and recorded so).
     fn deactivate(&self, rec: &mut DeviceRecord) -> Result<()> {
         self.records.set(rec, DevState::Deactivating)?;
-        self.dm.remove(&self.name(rec.id), false)?;
+        if let Err(e) = self.dm.remove(&self.name(rec.id), false) {
+            if let Err(r) = self.records.set(rec, DevState::Active) {
+                tracing::error!(device = %self.name(rec.id), error = %r, "could not record the device as active again");
+            }
+            return Err(e);
+        }
         self.records.set(rec, DevState::Created)
     }
 
     fn commit(&self, target: Target<'_>) -> Result<()> {
         let mut rec = self.record(target.id)?;
-        if rec.read_only && rec.mapped_sectors.is_some() && rec.state == DevState::Created {
+        if rec.read_only && rec.mapped_sectors.is_some() {
             return Ok(());
         }
         let live = rec.state == DevState::Active && self.dm.is_live(&self.name(rec.id))?;
@@ -443,8 +449,9 @@ impl Inner {
             self.activate(&mut rec)?;
         }
         rec.mapped_sectors = Some(self.mapped(&self.name(rec.id))?);
+        self.deactivate(&mut rec)?;
         rec.read_only = true;
-        self.deactivate(&mut rec)
+        self.records.put(&rec)
     }
 
     fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {

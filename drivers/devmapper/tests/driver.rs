@@ -373,3 +373,65 @@ fn crash_between_kernel_steps_is_repaired() {
     );
     d.close().expect("close");
 }
+
+/// `dm.fs=xfs`: snapshots of one base share its uuid, so they mount with
+/// `nouuid`; a layer, a sized container on it and a view all mount.
+#[test]
+fn xfs_snapshots_mount_side_by_side() {
+    if !common::prerequisites("xfs_snapshots_mount_side_by_side")
+        || !strata_driver_api::testing::require_program(
+            "xfs_snapshots_mount_side_by_side",
+            "mkfs.xfs",
+        )
+    {
+        return;
+    }
+    let store = common::Store::new("dm-xfs");
+    let d = common::open(
+        store.home(),
+        &common::small_pool(&[("dm.fs", "xfs"), ("dm.basesize", "320M")]),
+    )
+    .expect("open");
+    let none: &[SnapshotId] = &[];
+    d.create(target(1, Kind::Active, none), &CreateOptions::default())
+        .expect("create layer");
+    with_mounted(&d, &store, target(1, Kind::Active, none), |r| {
+        std::fs::write(r.join("hello"), "layer").expect("write");
+    });
+    d.commit(target(1, Kind::Committed, none)).expect("commit");
+    let parents = [SnapshotId(1)];
+    let big = CreateOptions {
+        size: Some(640 * MIB),
+    };
+    d.create(target(2, Kind::Active, &parents), &big)
+        .expect("create sized container");
+    d.create(target(3, Kind::View, &parents), &CreateOptions::default())
+        .expect("create view");
+    let mounts = d.mounts(target(2, Kind::Active, &parents)).expect("mounts");
+    assert!(
+        mounts[0].options.iter().any(|o| o == "nouuid"),
+        "{mounts:?}"
+    );
+    with_mounted(&d, &store, target(2, Kind::Active, &parents), |c| {
+        with_mounted(&d, &store, target(3, Kind::View, &parents), |v| {
+            assert_eq!(
+                std::fs::read_to_string(c.join("hello")).expect("read"),
+                "layer"
+            );
+            assert_eq!(
+                std::fs::read_to_string(v.join("hello")).expect("read"),
+                "layer"
+            );
+            assert!(
+                std::fs::write(v.join("nope"), "x").is_err(),
+                "view is writable"
+            );
+            let st = nix::sys::statvfs::statvfs(c).expect("statvfs");
+            assert!(
+                st.blocks() * st.fragment_size() > 500 * MIB,
+                "xfs not grown"
+            );
+        })
+    });
+    d.close().expect("close");
+}
