@@ -68,7 +68,9 @@ impl VfsDriver {
     }
 }
 
-/// Tries `FICLONE` between two scratch files in `home`.
+/// Tries `FICLONE` between two scratch files in `home`. A probe that
+/// cannot run at all (a full disk) is logged and counts as "no reflink":
+/// the store must still open, e.g. for `rm` on a full disk.
 fn probe_reflink(home: &Path) -> Result<bool> {
     let a = home.join(".reflink-probe-src");
     let b = home.join(".reflink-probe-dst");
@@ -80,7 +82,10 @@ fn probe_reflink(home: &Path) -> Result<bool> {
     })();
     remove_file_if_exists(&a)?;
     remove_file_if_exists(&b)?;
-    result.ctx("reflink probe", home)
+    Ok(result.unwrap_or_else(|e| {
+        tracing::warn!(home = %home.display(), error = %e, "reflink probe failed; copying without reflink");
+        false
+    }))
 }
 
 fn remove_file_if_exists(path: &Path) -> Result<()> {
