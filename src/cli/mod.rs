@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use strata::check::CheckOptions;
 
 /// Container layers on copy-on-write block storage (btrfs, dm-thin,
 /// reflinked loop images), with overlay2 and vfs as the baseline.
@@ -167,6 +168,9 @@ pub enum Command {
         /// Also re-read every committed layer against its CRC32 manifest.
         #[arg(long)]
         data: bool,
+        /// With --repair, also remove committed layers no image references.
+        #[arg(long, requires = "repair")]
+        prune: bool,
     },
 }
 
@@ -201,6 +205,17 @@ pub fn run() -> Result<()> {
         } => layers::commit(&cli, container, reference),
         Command::Export { container, output } => layers::export(&cli, container, output),
         Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
-        Command::Check { repair, data } => check::check(&cli, *repair, *data),
+        Command::Check {
+            repair,
+            data,
+            prune,
+        } => check::check(
+            &cli,
+            CheckOptions {
+                repair: *repair,
+                data: *data,
+                prune: *prune,
+            },
+        ),
     }
 }

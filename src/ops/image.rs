@@ -98,7 +98,29 @@ fn remove_unused_layers(store: &Store, image: &ImageRecord) -> Result<usize> {
             Err(e) => return Err(e.into()),
         }
     }
+    remove_unused_layer_tars(store, image)?;
     Ok(removed)
+}
+
+/// Deletes the kept tars (for `save`) of `image`'s layers that no remaining
+/// image has.
+fn remove_unused_layer_tars(store: &Store, image: &ImageRecord) -> Result<()> {
+    let needed: HashSet<crate::model::DiffId> = store
+        .meta()?
+        .images()?
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|l| l.diff_id.clone()))
+        .collect();
+    for layer in image.layers.iter().filter(|l| !needed.contains(&l.diff_id)) {
+        let path = crate::ops::transfer::layer_tar_path(store, &layer.diff_id);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::io("remove", path, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One line of `strata history`.
