@@ -372,7 +372,6 @@ fn crash(driver: &str) {
         h.note(end);
         h.recover(&format!("a kill {after:?} into {}", name(op)), maybe);
     }
-    drop(h.rng);
     let elapsed = started.elapsed();
     strata_ok(&root, &["rmi", "base"]);
     let (code, out) = check(&root, &["--repair", "--prune", "--format", "json"]);
