@@ -14,9 +14,11 @@ need_root() {
 need_root
 
 packages=(btrfs-progs xfsprogs e2fsprogs util-linux libbtrfsutil-dev busybox-static
-          pkg-config clang libclang-dev protobuf-compiler kmod thin-provisioning-tools)
+          pkg-config clang libclang-dev protobuf-compiler kmod thin-provisioning-tools
+          fonts-dejavu-core
+          libdevmapper-dev)  # dm-ioctl headers for devicemapper-sys's bindgen (nothing links it)
 if [ "${1:-}" = "--tests" ]; then
-    packages+=(qemu-system-x86 containerd runc python3-pip)
+    packages+=(qemu-system-x86 containerd runc python3-pip udev)  # udev: vng's guest finds its script ports
 fi
 
 missing=()

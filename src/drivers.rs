@@ -19,6 +19,7 @@ pub fn open_driver(
     Ok(match name {
         "btrfs" => Box::new(strata_btrfs::BtrfsDriver::open(&config)?),
         "blockfile" => Box::new(strata_blockfile::BlockfileDriver::open(&config)?),
+        "devmapper" => Box::new(strata_devmapper::DevmapperDriver::open(&config)?),
         "overlay2" => Box::new(strata_overlay2::Overlay2Driver::open(&config)?),
         "vfs" => Box::new(strata_vfs::VfsDriver::open(&config)?),
         other => {
@@ -50,6 +51,12 @@ pub fn choose_auto(root: &Path) -> (&'static str, String) {
             "blockfile",
             "the store root is on a reflink-capable filesystem: reflinked image files in place"
                 .into(),
+        );
+    }
+    if strata_devmapper::dm_thin_available() {
+        return (
+            "devmapper",
+            "the store root is on neither btrfs nor reflink xfs, and the kernel has dm-thin: thin snapshots in a loop-file pool".into(),
         );
     }
     match strata_btrfs::supported(root) {

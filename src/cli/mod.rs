@@ -1,11 +1,13 @@
 //! The `strata` command line: argument parsing and dispatch. Each group of
 //! verbs sits in its own file; the work is done in [`strata::ops`].
 
+mod bench;
 mod check;
 mod containers;
 mod images;
 mod layers;
 mod output;
+mod serve;
 mod store_cmds;
 
 use std::path::PathBuf;
@@ -160,6 +162,29 @@ pub enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Serve the store as a containerd proxy snapshotter on a unix socket
+    /// (mode 0600) until SIGTERM or SIGINT. containerd names it in
+    /// `[proxy_plugins.strata]`; see contrib/containerd-config.toml.
+    Serve {
+        /// Socket path; a stale socket file from a crash is replaced.
+        #[arg(long, default_value = "/run/strata/strata.sock")]
+        socket: PathBuf,
+    },
+    /// Measure every driver the host supports side by side (copy-up against
+    /// volume writes, create, commit, remove, usage, reads); writes
+    /// results.json, report.md and plots. Needs root.
+    Bench {
+        /// Targets to run, comma-separated (driver names or labels such as
+        /// overlay2-xfs); default: every driver the host supports.
+        #[arg(long, value_delimiter = ',')]
+        drivers: Vec<String>,
+        /// A short run (under three minutes): fewer samples, no 500-layer image.
+        #[arg(long)]
+        quick: bool,
+        /// Directory for results.json, report.md and the plots.
+        #[arg(long, default_value = "strata-bench")]
+        out: PathBuf,
+    },
     /// Compare metadata with the driver's storage, mounts and files; exit 1 on damage.
     Check {
         /// Finish or undo half-done operations, remove what Strata left behind.
@@ -205,6 +230,12 @@ pub fn run() -> Result<()> {
         } => layers::commit(&cli, container, reference),
         Command::Export { container, output } => layers::export(&cli, container, output),
         Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
+        Command::Serve { socket } => serve::serve(&cli, socket),
+        Command::Bench {
+            drivers,
+            quick,
+            out,
+        } => bench::run(drivers, *quick, out),
         Command::Check {
             repair,
             data,

@@ -1,0 +1,647 @@
+//! [`DevmapperDriver`]: every snapshot is a thin snapshot in one dm-thin
+//! pool, holding an ext4 or xfs filesystem made once on the base device.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+use strata_driver_api::mount::{mount_fs, run, unmount};
+use strata_driver_api::{
+    CreateOptions, Driver, DriverConfig, Error as ApiError, IoContext, Kind, Mount,
+    Result as ApiResult, SnapshotId, StatusLine, Target, Usage,
+};
+
+use crate::config::{Config, Fs};
+use crate::error::{DmError, Result};
+use crate::pool::{thin_mapped_sectors, Pool};
+use crate::state::{DevState, DeviceRecord, Records};
+use crate::sys::Dm;
+
+/// Thin id of the base device every snapshot descends from.
+pub const BASE_THIN: u32 = 0;
+/// Thin ids are 24 bits wide.
+const THIN_ID_LIMIT: u64 = (1 << 24) - 1;
+/// Environment variable naming a failpoint at which the process exits, to
+/// test crash recovery between kernel steps.
+pub const FAILPOINT_ENV: &str = "STRATA_DM_FAILPOINT";
+/// Exit status of a process stopped at a failpoint.
+pub const FAILPOINT_EXIT: i32 = 86;
+
+/// Exits the process when [`FAILPOINT_ENV`] names `point`.
+fn failpoint(point: &str) {
+    if std::env::var(FAILPOINT_ENV).as_deref() == Ok(point) {
+        eprintln!("devmapper: failpoint {point}: exiting");
+        std::process::exit(FAILPOINT_EXIT);
+    }
+}
+
+/// Thin id of snapshot `id` (`id + 1`, so the base keeps 0).
+pub fn thin_id(id: SnapshotId) -> Result<u32> {
+    if id.0 >= THIN_ID_LIMIT {
+        return Err(DmError::IdRange(id.0));
+    }
+    Ok((id.0 + 1) as u32)
+}
+
+/// Device-name prefix of a store: `strata-<8 hex digits of the home path's hash>`.
+pub fn store_prefix(home: &Path) -> String {
+    let canonical = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+    // FNV-1a: stable across builds and platforms, unlike DefaultHasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("strata-{:08x}", h as u32)
+}
+
+/// The devmapper driver. Kernel steps are serialised by one lock.
+#[derive(Debug)]
+pub struct DevmapperDriver {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dm: Dm,
+    pool: Pool,
+    cfg: Config,
+    records: Records,
+    prefix: String,
+    home: PathBuf,
+}
+
+impl DevmapperDriver {
+    /// Opens the driver: sets up the pool, repairs half-done steps left by a
+    /// crash, and makes the base filesystem the first time.
+    pub fn open(cfg: &DriverConfig<'_>) -> ApiResult<Self> {
+        let config = Config::from_options(cfg.options)?;
+        if !Path::new(crate::sys::CONTROL).exists() {
+            return Err(ApiError::Unsupported {
+                driver: "devmapper".into(),
+                reason: format!(
+                    "{} is missing (no device-mapper in this kernel)",
+                    crate::sys::CONTROL
+                ),
+            });
+        }
+        let dm = Dm::open()?;
+        let prefix = store_prefix(cfg.home);
+        let pool = Pool::open(&dm, &config, cfg.home, &format!("{prefix}-pool"))?;
+        let inner = Inner {
+            dm,
+            pool,
+            cfg: config,
+            records: Records::open(cfg.home)?,
+            prefix,
+            home: cfg.home.to_path_buf(),
+        };
+        inner.reconcile()?;
+        inner.ensure_base()?;
+        Ok(Self {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Device-mapper name of snapshot `id`'s device.
+    pub fn device_name(&self, id: SnapshotId) -> String {
+        self.lock().name(id.0)
+    }
+
+    /// Device-mapper name of the pool.
+    pub fn pool_name(&self) -> String {
+        self.lock().pool.name.clone()
+    }
+
+    /// The pool's data blocks in use and in total.
+    pub fn pool_data_blocks(&self) -> ApiResult<(u64, u64)> {
+        let inner = self.lock();
+        Ok(inner.pool.status(&inner.dm)?.data)
+    }
+
+    /// The pool's data block size in bytes.
+    pub fn pool_block_bytes(&self) -> u64 {
+        self.lock().pool.block_bytes()
+    }
+}
+
+impl Inner {
+    fn name(&self, id: u64) -> String {
+        format!("{}-{id}", self.prefix)
+    }
+
+    fn base_name(&self) -> String {
+        format!("{}-base", self.prefix)
+    }
+
+    /// Runs one pool metadata step, then moves the transaction id on by one
+    /// in the kernel and in `pool.json`.
+    fn metadata_step(&self, step: impl FnOnce() -> Result<()>, point: &str) -> Result<()> {
+        let mut rec = self.records.pool()?;
+        step()?;
+        failpoint(point);
+        let old = rec.transaction_id;
+        self.pool.set_transaction_id(&self.dm, old, old + 1)?;
+        rec.transaction_id = old + 1;
+        self.records.put_pool(&rec)
+    }
+
+    /// Aligns the recorded and kernel transaction ids, then finishes or
+    /// rolls back each device record left half-way by a crash.
+    fn reconcile(&self) -> Result<()> {
+        let mut prec = self.records.pool()?;
+        let kernel = self.pool.status(&self.dm)?.transaction_id;
+        if kernel > prec.transaction_id {
+            tracing::info!(pool = %self.pool.name, kernel, recorded = prec.transaction_id, "adopting the pool's newer transaction id");
+        } else if kernel < prec.transaction_id {
+            tracing::warn!(pool = %self.pool.name, kernel, recorded = prec.transaction_id, "pool metadata is behind the records");
+            self.pool
+                .set_transaction_id(&self.dm, kernel, prec.transaction_id)?;
+        }
+        prec.transaction_id = prec.transaction_id.max(kernel);
+        if prec.base_started && !prec.base_ready {
+            self.dm.remove(&self.base_name(), false)?;
+            self.records.put_pool(&prec)?;
+            self.metadata_step(|| self.pool.delete(&self.dm, BASE_THIN), "reconcile-base")?;
+            prec = self.records.pool()?;
+            prec.base_started = false;
+        }
+        self.records.put_pool(&prec)?;
+        for mut rec in self.records.all()? {
+            self.reconcile_one(&mut rec)?;
+        }
+        Ok(())
+    }
+
+    fn reconcile_one(&self, rec: &mut DeviceRecord) -> Result<()> {
+        let name = self.name(rec.id);
+        match rec.state {
+            DevState::Creating | DevState::Removing => {
+                tracing::info!(device = %name, state = ?rec.state, "rolling back / finishing removal after a crash");
+                self.destroy(rec)
+            }
+            DevState::Activating | DevState::Deactivating => {
+                self.dm.remove(&name, false)?;
+                self.records.set(rec, DevState::Created)
+            }
+            DevState::Active if !self.dm.is_live(&name)? => {
+                self.dm.remove(&name, false)?;
+                self.records.set(rec, DevState::Created)
+            }
+            DevState::Active | DevState::Created => Ok(()),
+        }
+    }
+
+    /// Removes the device-mapper device and the thin device of `rec`, then
+    /// its record. A device still busy with deferred removal keeps its
+    /// record in `Removing`, finished on the next open.
+    fn destroy(&self, rec: &mut DeviceRecord) -> Result<()> {
+        self.records.set(rec, DevState::Removing)?;
+        if !self
+            .dm
+            .remove(&self.name(rec.id), self.cfg.deferred_remove)?
+        {
+            tracing::info!(device = %self.name(rec.id), "busy: deferred removal");
+            return Ok(());
+        }
+        failpoint("remove-after-deactivate");
+        self.metadata_step(
+            || self.pool.delete(&self.dm, rec.thin_id),
+            "remove-after-delete",
+        )?;
+        self.records.delete(rec.id)
+    }
+
+    fn thin_table(&self, thin: u32, size: u64) -> Result<Vec<crate::sys::TableLine>> {
+        let pool = self.dm.node(&self.pool.name)?;
+        Ok(vec![(
+            0,
+            size / 512,
+            "thin".into(),
+            format!("{} {thin}", pool.display()),
+        )])
+    }
+
+    /// Makes the base thin device with a fresh filesystem, once.
+    fn ensure_base(&self) -> Result<()> {
+        if self.records.pool()?.base_ready {
+            return Ok(());
+        }
+        let mut prec = self.records.pool()?;
+        prec.base_started = true;
+        self.records.put_pool(&prec)?;
+        self.metadata_step(
+            || self.pool.create_thin(&self.dm, BASE_THIN),
+            "base-after-create",
+        )?;
+        let name = self.base_name();
+        let dev = self.dm.create(
+            &name,
+            &self.thin_table(BASE_THIN, self.cfg.base_size)?,
+            false,
+        )?;
+        let made = self.mkfs(&dev);
+        let mapped = self.mapped(&name);
+        self.dm.remove(&name, false)?;
+        made?;
+        let mut prec = self.records.pool()?;
+        prec.base_ready = true;
+        prec.base_mapped_sectors = mapped?;
+        self.records.put_pool(&prec)
+    }
+
+    fn mkfs(&self, dev: &Path) -> Result<()> {
+        match self.cfg.fs {
+            Fs::Ext4 => {
+                // Inode tables and journal are written once here: lazy init
+                // would write them in every snapshot and unshare those blocks.
+                run(Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-m", "0"])
+                    .args([
+                        "-E",
+                        "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0,nodiscard",
+                    ])
+                    .args(&self.cfg.mkfs_args)
+                    .arg(dev))?;
+                // A new snapshot's tree must be empty.
+                run(Command::new("debugfs")
+                    .args(["-w", "-R", "rmdir lost+found"])
+                    .arg(dev))?;
+            }
+            Fs::Xfs => {
+                run(Command::new("mkfs.xfs")
+                    .args(["-q", "-f", "-K"])
+                    .args(&self.cfg.mkfs_args)
+                    .arg(dev))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mapped sectors of the live device `name`.
+    fn mapped(&self, name: &str) -> Result<u64> {
+        let line = self.dm.status(name)?;
+        thin_mapped_sectors(&line).ok_or_else(|| DmError::State {
+            device: name.to_owned(),
+            message: format!("thin status {line:?} (failed device?)"),
+        })
+    }
+
+    fn record(&self, id: SnapshotId) -> Result<DeviceRecord> {
+        self.records.get(id.0)?.ok_or_else(|| DmError::State {
+            device: self.name(id.0),
+            message: format!("no thin device recorded for snapshot {id}"),
+        })
+    }
+
+    /// Refuses to create when the pool is below its free-space floor,
+    /// growing a loop pool first when it passed the autoextend threshold.
+    fn check_space(&self) -> Result<()> {
+        let mut status = self.pool.status(&self.dm)?;
+        if status.out_of_data_space && status.data.0 < status.data.1 {
+            // Blocks were freed since the pool ran out: a resume lets it
+            // leave out-of-data-space mode.
+            self.dm.suspend(&self.pool.name)?;
+            self.dm.resume(&self.pool.name)?;
+            status = self.pool.status(&self.dm)?;
+        }
+        let threshold = self.cfg.autoextend_threshold;
+        let used_pct = 100.0 - status.free_pct();
+        if self.pool.data_file.is_some()
+            && (1..100).contains(&threshold)
+            && used_pct >= f64::from(threshold)
+        {
+            self.pool.extend(&self.dm, self.cfg.autoextend_percent)?;
+            status = self.pool.status(&self.dm)?;
+        }
+        let free_pct = status.free_pct();
+        if status.out_of_data_space || free_pct < f64::from(self.cfg.min_free_space) {
+            return Err(DmError::NoSpace {
+                pool: self.pool.name.clone(),
+                free_pct,
+                free: (status.data.1 - status.data.0) * self.pool.block_bytes(),
+                min_pct: self.cfg.min_free_space,
+            });
+        }
+        Ok(())
+    }
+
+    fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
+        let thin = thin_id(target.id)?;
+        self.check_space()?;
+        let (origin, origin_size) = match target.parent() {
+            Some(p) => {
+                let parent = self.record(p)?;
+                (parent.thin_id, parent.size)
+            }
+            None => (BASE_THIN, self.cfg.base_size),
+        };
+        let size = options.size.unwrap_or(0).max(origin_size).div_ceil(512) * 512;
+        let mut rec = DeviceRecord {
+            id: target.id.0,
+            thin_id: thin,
+            origin: Some(origin),
+            size,
+            state: DevState::Creating,
+            read_only: target.kind != Kind::Active,
+            mapped_sectors: None,
+        };
+        self.records.put(&rec)?;
+        failpoint("create-before-snap");
+        let origin_name = match target.parent() {
+            Some(p) => self.name(p.0),
+            None => self.base_name(),
+        };
+        self.metadata_step(
+            || self.snapshot(thin, origin, &origin_name),
+            "create-after-snap",
+        )?;
+        if size > origin_size {
+            self.grow_fs(&rec)?;
+        }
+        self.records.set(&mut rec, DevState::Created)?;
+        failpoint("create-after-created");
+        self.activate(&mut rec)?;
+        Ok(())
+    }
+
+    /// `create_snap`, with a live origin suspended around it.
+    fn snapshot(&self, thin: u32, origin: u32, origin_name: &str) -> Result<()> {
+        if !self.dm.is_live(origin_name)? {
+            return self.pool.create_snap(&self.dm, thin, origin);
+        }
+        self.dm.suspend(origin_name)?;
+        let made = self.pool.create_snap(&self.dm, thin, origin);
+        let resumed = self.dm.resume(origin_name);
+        made.and(resumed)
+    }
+
+    /// Grows the filesystem of a new device to its (larger) virtual size.
+    fn grow_fs(&self, rec: &DeviceRecord) -> Result<()> {
+        let name = self.name(rec.id);
+        let dev = self
+            .dm
+            .create(&name, &self.thin_table(rec.thin_id, rec.size)?, false)?;
+        let grown = match self.cfg.fs {
+            Fs::Ext4 => run(Command::new("e2fsck").args(["-f", "-n"]).arg(&dev))
+                .and_then(|_| run(Command::new("resize2fs").arg("-f").arg(&dev)))
+                .map(drop),
+            Fs::Xfs => self.grow_xfs(&dev, rec.id),
+        };
+        let removed = self.dm.remove(&name, false);
+        grown?;
+        removed.map(drop)
+    }
+
+    fn grow_xfs(&self, dev: &Path, id: u64) -> ApiResult<()> {
+        let mnt = self.home.join(format!("grow-{id}"));
+        std::fs::create_dir_all(&mnt).ctx("mkdir", &mnt)?;
+        let grown = mount_fs(dev, &mnt, "xfs", &["nouuid".to_owned()]).and_then(|()| {
+            let grown = run(Command::new("xfs_growfs").arg(&mnt)).map(drop);
+            grown.and(unmount(&mnt))
+        });
+        let removed = std::fs::remove_dir(&mnt).ctx("rmdir", &mnt);
+        grown.and(removed)
+    }
+
+    /// Makes the device of `rec` live (read-only when the record says so).
+    fn activate(&self, rec: &mut DeviceRecord) -> Result<PathBuf> {
+        let name = self.name(rec.id);
+        if rec.state == DevState::Active && self.dm.is_live(&name)? {
+            return self.dm.node(&name);
+        }
+        self.records.set(rec, DevState::Activating)?;
+        self.dm.remove(&name, false)?;
+        let dev = self.dm.create(
+            &name,
+            &self.thin_table(rec.thin_id, rec.size)?,
+            rec.read_only,
+        )?;
+        failpoint("activate-after-create");
+        self.records.set(rec, DevState::Active)?;
+        Ok(dev)
+    }
+
+    /// Removes the device of `rec` (the thin device stays).
+    fn deactivate(&self, rec: &mut DeviceRecord) -> Result<()> {
+        self.records.set(rec, DevState::Deactivating)?;
+        self.dm.remove(&self.name(rec.id), false)?;
+        self.records.set(rec, DevState::Created)
+    }
+
+    fn commit(&self, target: Target<'_>) -> Result<()> {
+        let mut rec = self.record(target.id)?;
+        if rec.read_only && rec.mapped_sectors.is_some() && rec.state == DevState::Created {
+            return Ok(());
+        }
+        let live = rec.state == DevState::Active && self.dm.is_live(&self.name(rec.id))?;
+        if !live {
+            self.activate(&mut rec)?;
+        }
+        rec.mapped_sectors = Some(self.mapped(&self.name(rec.id))?);
+        rec.read_only = true;
+        self.deactivate(&mut rec)
+    }
+
+    fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {
+        let mut rec = self.record(target.id)?;
+        let dev = self.activate(&mut rec)?;
+        let mut options = Vec::new();
+        if rec.read_only {
+            options.push("ro".to_owned());
+        }
+        if self.cfg.fs == Fs::Xfs {
+            options.push("nouuid".to_owned());
+        }
+        Ok(vec![Mount {
+            fstype: self.cfg.fs.as_str().to_owned(),
+            source: dev.display().to_string(),
+            options,
+        }])
+    }
+
+    fn remove(&self, id: SnapshotId) -> Result<()> {
+        match self.records.get(id.0)? {
+            Some(mut rec) => self.destroy(&mut rec),
+            None => {
+                // Nothing recorded: clear whatever a crash before the first
+                // record could have left under this id.
+                self.dm.remove(&self.name(id.0), false)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Mapped sectors of `rec` now: recorded at commit, else from the live device.
+    fn mapped_of(&self, rec: &mut DeviceRecord) -> Result<u64> {
+        if let Some(m) = rec.mapped_sectors {
+            return Ok(m);
+        }
+        self.activate(rec)?;
+        self.mapped(&self.name(rec.id))
+    }
+
+    fn usage(&self, target: Target<'_>) -> Result<Usage> {
+        let mut rec = self.record(target.id)?;
+        let own = self.mapped_of(&mut rec)?;
+        let parent = match target.parent() {
+            Some(p) => self.mapped_of(&mut self.record(p)?)?,
+            None => self.records.pool()?.base_mapped_sectors,
+        };
+        Ok(Usage {
+            size: own.saturating_sub(parent) * 512,
+            inodes: 0,
+        })
+    }
+
+    fn stored_ids(&self) -> Result<Vec<SnapshotId>> {
+        let mut ids: Vec<u64> = self.records.all()?.into_iter().map(|r| r.id).collect();
+        let prefix = format!("{}-", self.prefix);
+        for name in self.dm.list()? {
+            if let Some(id) = name
+                .strip_prefix(&prefix)
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids.into_iter().map(SnapshotId).collect())
+    }
+
+    fn status(&self) -> Vec<StatusLine> {
+        let mut lines = vec![
+            ("pool".to_owned(), self.pool.name.clone()),
+            ("block size".to_owned(), self.pool.block_bytes().to_string()),
+            ("filesystem".to_owned(), self.cfg.fs.as_str().to_owned()),
+            ("base size".to_owned(), self.cfg.base_size.to_string()),
+            (
+                "usage".to_owned(),
+                "mapped blocks of the thin device minus its parent's".to_owned(),
+            ),
+        ];
+        if let Some(f) = &self.pool.data_file {
+            lines.push(("backing".to_owned(), format!("loop files {}", f.display())));
+        }
+        match self.pool.status(&self.dm) {
+            Ok(s) => {
+                let b = self.pool.block_bytes();
+                lines.push((
+                    "data".to_owned(),
+                    format!("{} of {} bytes used", s.data.0 * b, s.data.1 * b),
+                ));
+                lines.push((
+                    "metadata".to_owned(),
+                    format!("{} of {} blocks used", s.meta.0, s.meta.1),
+                ));
+                lines.push(("transaction id".to_owned(), s.transaction_id.to_string()));
+                lines.push((
+                    "error if no space".to_owned(),
+                    s.error_if_no_space.to_string(),
+                ));
+            }
+            Err(e) => lines.push(("pool status".to_owned(), e.to_string())),
+        }
+        lines
+    }
+
+    /// Deactivates every device of the store, then (for a pool the driver
+    /// made) removes the pool and detaches its loop devices.
+    fn close(&self) -> Result<()> {
+        for mut rec in self.records.all()? {
+            if rec.state == DevState::Active {
+                self.deactivate(&mut rec)?;
+            }
+        }
+        self.dm.remove(&self.base_name(), false)?;
+        self.pool.teardown(&self.dm)
+    }
+}
+
+/// Removes every device-mapper device of the store in `home` (thin
+/// devices, base, pool; children first) and detaches its loop devices,
+/// without opening the driver. Thin devices stay in the pool metadata. For
+/// tests and for tearing a store down after a crash.
+pub fn teardown(home: &Path) -> ApiResult<()> {
+    let dm = Dm::open()?;
+    let prefix = format!("{}-", store_prefix(home));
+    let mut names: Vec<String> = dm
+        .list()?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    // The pool goes last: every other device is stacked on it.
+    names.sort_by_key(|n| n.ends_with("-pool"));
+    for name in names {
+        dm.remove(&name, false)?;
+    }
+    for file in [crate::pool::DATA_FILE, crate::pool::METADATA_FILE] {
+        for dev in strata_driver_api::mount::loops_backed_by(&home.join(file)) {
+            strata_driver_api::mount::detach_loop(&dev)?;
+        }
+    }
+    Ok(())
+}
+
+impl Driver for DevmapperDriver {
+    fn name(&self) -> &'static str {
+        "devmapper"
+    }
+
+    fn create(&self, target: Target<'_>, options: &CreateOptions) -> ApiResult<()> {
+        Ok(self.lock().create(target, options)?)
+    }
+
+    fn commit(&self, target: Target<'_>) -> ApiResult<()> {
+        Ok(self.lock().commit(target)?)
+    }
+
+    fn remove(&self, id: SnapshotId) -> ApiResult<()> {
+        Ok(self.lock().remove(id)?)
+    }
+
+    fn mounts(&self, target: Target<'_>) -> ApiResult<Vec<Mount>> {
+        Ok(self.lock().mounts(target)?)
+    }
+
+    fn usage(&self, target: Target<'_>) -> ApiResult<Usage> {
+        Ok(self.lock().usage(target)?)
+    }
+
+    fn stored_ids(&self) -> ApiResult<Vec<SnapshotId>> {
+        Ok(self.lock().stored_ids()?)
+    }
+
+    fn status(&self) -> Vec<StatusLine> {
+        self.lock().status()
+    }
+
+    fn close(&self) -> ApiResult<()> {
+        Ok(self.lock().close()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thin_ids_fit_24_bits() {
+        assert_eq!(thin_id(SnapshotId(1)).expect("id"), 2);
+        assert!(thin_id(SnapshotId(THIN_ID_LIMIT)).is_err());
+        assert!(thin_id(SnapshotId(THIN_ID_LIMIT - 1)).is_ok());
+    }
+
+    #[test]
+    fn prefix_is_stable_and_short() {
+        let a = store_prefix(Path::new("/nonexistent/store/a"));
+        assert_eq!(a, store_prefix(Path::new("/nonexistent/store/a")));
+        assert_ne!(a, store_prefix(Path::new("/nonexistent/store/b")));
+        assert_eq!(a.len(), "strata-".len() + 8);
+    }
+}

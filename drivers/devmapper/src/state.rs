@@ -1,0 +1,207 @@
+//! The driver's own crash-safe records in `<home>`: one JSON file per thin
+//! device (`devices/<id>.json`), written (fsync + rename) before each
+//! kernel step, and the pool's transaction id (`pool.json`).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{record_err, Result};
+
+/// Where a thin device is in its life. Each state is recorded before the
+/// kernel step it names, so after a crash the record says what may be
+/// half-done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DevState {
+    /// `create_snap`/`create_thin` may or may not have happened.
+    Creating,
+    /// The thin device exists in the pool; no device-mapper device.
+    Created,
+    /// A device-mapper device may be half set up.
+    Activating,
+    /// The device-mapper device is live.
+    Active,
+    /// The device-mapper device is being removed (commit, close).
+    Deactivating,
+    /// The device-mapper device and the thin device are being deleted.
+    Removing,
+}
+
+/// What the driver knows about one thin device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Snapshot id (`0` is never used; the base device has its own record).
+    pub id: u64,
+    /// Thin device id in the pool.
+    pub thin_id: u32,
+    /// Thin id of the origin it was snapshotted from.
+    pub origin: Option<u32>,
+    /// Virtual size in bytes.
+    pub size: u64,
+    /// Life-cycle state.
+    pub state: DevState,
+    /// Read-only (view or committed).
+    pub read_only: bool,
+    /// Mapped sectors when it was committed (its table is gone afterwards).
+    pub mapped_sectors: Option<u64>,
+}
+
+/// Pool-wide record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRecord {
+    /// The pool transaction id after the last completed metadata step.
+    pub transaction_id: u64,
+    /// Whether the base device exists and holds a filesystem.
+    pub base_ready: bool,
+    /// Whether the base device's thin id may exist (creation started).
+    pub base_started: bool,
+    /// Mapped sectors of the base device after mkfs.
+    #[serde(default)]
+    pub base_mapped_sectors: u64,
+}
+
+/// Record files under `<home>`.
+#[derive(Debug, Clone)]
+pub struct Records {
+    dir: PathBuf,
+    pool: PathBuf,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| record_err(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| record_err(&tmp, e))?;
+    f.sync_all().map_err(|e| record_err(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| record_err(path, e))?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| record_err(parent, e))?;
+    }
+    Ok(())
+}
+
+impl Records {
+    /// Opens (creating) the record directory in `home`.
+    pub fn open(home: &Path) -> Result<Self> {
+        let dir = home.join("devices");
+        fs::create_dir_all(&dir).map_err(|e| record_err(&dir, e))?;
+        Ok(Self {
+            dir,
+            pool: home.join("pool.json"),
+        })
+    }
+
+    fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// The record of snapshot `id`, if any.
+    pub fn get(&self, id: u64) -> Result<Option<DeviceRecord>> {
+        let path = self.path(id);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| record_err(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(record_err(&path, e)),
+        }
+    }
+
+    /// Writes `rec` durably.
+    pub fn put(&self, rec: &DeviceRecord) -> Result<()> {
+        let path = self.path(rec.id);
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| record_err(&path, e))?;
+        write_atomic(&path, &bytes)
+    }
+
+    /// Sets the state of `rec` and writes it.
+    pub fn set(&self, rec: &mut DeviceRecord, state: DevState) -> Result<()> {
+        rec.state = state;
+        self.put(rec)
+    }
+
+    /// Deletes the record of `id` (missing is fine).
+    pub fn delete(&self, id: u64) -> Result<()> {
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(record_err(&path, e)),
+        }
+    }
+
+    /// Every device record.
+    pub fn all(&self) -> Result<Vec<DeviceRecord>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| record_err(&self.dir, e))? {
+            let entry = entry.map_err(|e| record_err(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name
+                .strip_suffix(".json")
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if let Some(rec) = self.get(id)? {
+                out.push(rec);
+            }
+        }
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// The pool record (default when missing).
+    pub fn pool(&self) -> Result<PoolRecord> {
+        match fs::read(&self.pool) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| record_err(&self.pool, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PoolRecord::default()),
+            Err(e) => Err(record_err(&self.pool, e)),
+        }
+    }
+
+    /// Writes the pool record durably.
+    pub fn put_pool(&self, rec: &PoolRecord) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| record_err(&self.pool, e))?;
+        write_atomic(&self.pool, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let dir = std::env::temp_dir().join(format!("strata-dm-records-{}", std::process::id()));
+        let records = Records::open(&dir).expect("open");
+        let mut rec = DeviceRecord {
+            id: 7,
+            thin_id: 8,
+            origin: Some(0),
+            size: 1 << 30,
+            state: DevState::Creating,
+            read_only: false,
+            mapped_sectors: None,
+        };
+        records.put(&rec).expect("put");
+        records.set(&mut rec, DevState::Created).expect("set");
+        assert_eq!(records.get(7).expect("get"), Some(rec.clone()));
+        assert_eq!(records.all().expect("all"), vec![rec]);
+        records.delete(7).expect("delete");
+        records.delete(7).expect("delete twice");
+        assert_eq!(records.get(7).expect("get"), None);
+        let pool = PoolRecord {
+            transaction_id: 3,
+            base_ready: true,
+            base_started: true,
+            base_mapped_sectors: 128,
+        };
+        records.put_pool(&pool).expect("put pool");
+        assert_eq!(records.pool().expect("pool"), pool);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# The VM test tier: runs the devmapper tests as root inside a stock Debian
+# kernel (which ships dm-thin-pool as a module) under qemu, for hosts whose
+# own kernel has no device-mapper. See notes/dm-thin-in-a-vm.md.
+#
+# Idempotent: installs what is missing (qemu, kmod, busybox, virtme-ng, the
+# unpacked kernel under $STRATA_VM_CACHE), builds the test binaries on the
+# host, boots the guest once and runs every binary in it with
+# STRATA_TEST_STRICT=1, so a missing prerequisite fails instead of skipping.
+# The exit status is the guest's: non-zero when any test binary failed.
+#
+# Usage: scripts/vm-test.sh [--check] [TEST_FILTER...]
+#   --check        only boot the guest and show that dm-thin loads
+#   TEST_FILTER    passed to every test binary (libtest name filter)
+# Environment: STRATA_VM_CACHE (default /var/cache/strata-vm),
+#   STRATA_VM_MEMORY (default 3G), STRATA_VM_TMPFS (guest tmpfs size, 2G),
+#   STRATA_VM_PACKAGES (cargo packages to test, default strata-devmapper),
+#   STRATA_VM_UDEV=1 (keep udevd running in the guest: tests the udev-sync path).
+set -euo pipefail
+
+cache=${STRATA_VM_CACHE:-/var/cache/strata-vm}
+memory=${STRATA_VM_MEMORY:-3G}
+tmpfs_size=${STRATA_VM_TMPFS:-2G}
+packages=${STRATA_VM_PACKAGES:-strata-devmapper}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+log() { printf 'vm-test: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (installs packages, boots a VM with root tests)"
+
+ensure_packages() {
+    local missing=() pkg
+    # udev: the guest init finds vng's script I/O ports (exit status, stdout)
+    # through the /dev/virtio-ports links udev makes; without it vng exits 255.
+    declare -A need=([qemu-system-x86]=qemu-system-x86_64 [kmod]=depmod [busybox-static]=busybox
+        [udev]=/lib/systemd/systemd-udevd)
+    for pkg in "${!need[@]}"; do
+        command -v "${need[$pkg]}" >/dev/null 2>&1 || [ -x "${need[$pkg]}" ] || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    fi
+}
+
+ensure_vng() {
+    if ! command -v vng >/dev/null 2>&1; then
+        log "installing virtme-ng"
+        pip install --quiet virtme-ng >&2
+    fi
+    command -v vng >/dev/null 2>&1 || die "vng not on PATH after pip install virtme-ng"
+}
+
+# Prints the kernel version; leaves $cache/vmlinuz-<ver> and /lib/modules/<ver>
+# (with depmod run) in place. The image is copied out of the unpacked tree:
+# next to a lib/modules, vng would link the guest's modules from there, and
+# the guest does not see the host's /var.
+ensure_kernel() {
+    local ver dir="$cache/kernel"
+    if [ -s "$cache/kernel.version" ]; then
+        ver=$(cat "$cache/kernel.version")
+    else
+        ver=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: linux-image-//p' | head -n1)
+        [ -n "$ver" ] || die "cannot find the linux-image-amd64 dependency (apt-get update?)"
+    fi
+    if [ ! -f "$dir/boot/vmlinuz-$ver" ]; then
+        log "fetching linux-image-$ver"
+        mkdir -p "$cache/dl"
+        rm -rf "$dir"
+        (cd "$cache/dl" && apt-get download "linux-image-$ver" >&2)
+        dpkg -x "$cache/dl"/linux-image-"$ver"_*.deb "$dir"
+    fi
+    if [ ! -d "/lib/modules/$ver/kernel" ]; then
+        mkdir -p /lib/modules
+        cp -a "$dir/lib/modules/$ver" /lib/modules/
+    fi
+    if [ ! -s "/lib/modules/$ver/modules.dep" ]; then
+        depmod "$ver"
+    fi
+    [ -f "$cache/vmlinuz-$ver" ] || cp "$dir/boot/vmlinuz-$ver" "$cache/vmlinuz-$ver"
+    echo "$ver" >"$cache/kernel.version"
+    echo "$ver"
+}
+
+# Prints the test executables of $packages, one per line.
+build_tests() {
+    local args=() p
+    for p in $packages; do args+=(-p "$p"); done
+    (cd "$repo" && cargo test "${args[@]}" --no-run --message-format=json) |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg.get("profile", {}).get("test"):
+        print(msg["executable"])
+'
+}
+
+# Writes the script the guest runs to $1.
+write_guest_script() {
+    local out=$1; shift
+    local filter=("$@")
+    {
+        echo '#!/bin/sh'
+        echo 'set -u'
+        echo 'modprobe loop || exit 3'
+        echo 'modprobe dm-thin-pool || exit 3'
+        echo "mount -t tmpfs -o size=$tmpfs_size,mode=1777 strata-vm-tmp /tmp || exit 3"
+        if [ "${STRATA_VM_UDEV:-0}" != 1 ]; then
+            # The guest's udevd only serves vng's script ports, which are set
+            # up by now. Stopping it tests the udev-less path (containers),
+            # and is much faster under TCG: otherwise every dm resume/remove
+            # waits for udev to run its rules and `dmsetup udevcomplete`.
+            echo 'udevadm control --exit 2>/dev/null; rm -f /run/udev/control'
+        fi
+        echo 'export TMPDIR=/tmp STRATA_TEST_STRICT=1 RUST_BACKTRACE=1'
+        echo "cd '$repo'"
+        echo 'status=0'
+        if [ -n "${binaries:-}" ]; then
+            local b
+            for b in $binaries; do
+                echo "echo \"vm-test: running $b\""
+                echo "start=\$(date +%s)"
+                printf "'%s' --test-threads=1 --nocapture" "$b"
+                local f
+                for f in "${filter[@]}"; do printf " '%s'" "$f"; done
+                echo ' 2>&1 || status=1'
+                echo "echo \"vm-test: $(basename "$b") took \$((\$(date +%s) - start)) s\""
+            done
+        else
+            echo 'ls -l /dev/mapper/control && grep -E "thin|device-mapper" /proc/devices /proc/modules'
+        fi
+        echo 'exit $status'
+    } >"$out"
+    chmod +x "$out"
+}
+
+main() {
+    local check=0
+    if [ "${1:-}" = --check ]; then check=1; shift; fi
+    ensure_packages
+    ensure_vng
+    local ver
+    ver=$(ensure_kernel)
+    binaries=""
+    if [ $check = 0 ]; then
+        binaries=$(build_tests)
+        [ -n "$binaries" ] || die "no test executables built for $packages"
+    fi
+    # The guest sees the host's / read-only, but not /var (an overlay there).
+    mkdir -p "$repo/target/vm-test"
+    local guest="$repo/target/vm-test/guest-$$.sh"
+    write_guest_script "$guest" "$@"
+    trap 'rm -f "$guest"' EXIT
+    log "booting linux $ver under TCG (about 20 s)"
+    local start=$SECONDS status=0
+    vng --run "$cache/vmlinuz-$ver" --memory "$memory" --disable-kvm \
+        --exec "$guest" || status=$?
+    log "guest exited with status $status after $((SECONDS - start)) s"
+    exit "$status"
+}
+
+main "$@"
