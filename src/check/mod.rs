@@ -31,6 +31,9 @@ pub struct CheckOptions {
     pub repair: bool,
     /// Re-read every committed layer against its manifest.
     pub data: bool,
+    /// With `repair`, also remove committed layers no image references
+    /// (never one an image references, nor one with children).
+    pub prune: bool,
 }
 
 /// One problem found, as reported.
@@ -82,7 +85,7 @@ impl Report {
 
 /// Repair rounds: fixing one problem can reveal another (a dangling
 /// container snapshot leaves a container without snapshot).
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 8;
 
 /// Runs the check on an open store.
 pub fn check(store: &Store, options: CheckOptions) -> Result<Report> {
@@ -115,7 +118,7 @@ pub fn check(store: &Store, options: CheckOptions) -> Result<Report> {
         let mut attempted = false;
         for problem in &problems {
             let mut finding = problem.finding();
-            if problem.repairable() {
+            if problem.repairable(options.prune) {
                 attempted = true;
                 match repair::repair(store, problem) {
                     Ok(action) => finding.repaired = Some(action),

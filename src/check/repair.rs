@@ -26,6 +26,11 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             sn.driver().remove(*id)?;
             format!("removed storage {id}")
         }
+        Problem::UnusedLayer(key) => {
+            sn.remove(key)?;
+            super::manifest::remove(store.root(), &crate::model::Digest(key.0.clone()))?;
+            format!("pruned layer {key}")
+        }
         Problem::Dangling { key, .. } | Problem::DeadSnapshot { key, .. } => {
             match sn.remove(key) {
                 Ok(()) | Err(Error::NotFound(_)) => {}
@@ -57,16 +62,15 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             remove_tree_unless_mounted(path)?;
             format!("removed {}", path.display())
         }
-        Problem::OrphanManifest(path) => {
+        Problem::OrphanManifest(path) | Problem::OrphanLayerTar(path) => {
             std::fs::remove_file(path)
                 .or_else(ignore_missing)
                 .map_err(|e| StoreError::io("remove", path, e))?;
             format!("removed {}", path.display())
         }
-        Problem::BrokenImage { .. }
-        | Problem::UnusedLayer(_)
-        | Problem::MissingManifest(_)
-        | Problem::CorruptFile { .. } => return Err(StoreError::Invalid("not repairable".into())),
+        Problem::BrokenImage { .. } | Problem::MissingManifest(_) | Problem::CorruptFile { .. } => {
+            return Err(StoreError::Invalid("not repairable".into()))
+        }
     })
 }
 
@@ -90,6 +94,11 @@ fn remove_tree_unless_mounted(dir: &Path) -> Result<()> {
             "{} still has mounts below it; not removing",
             dir.display()
         )));
+    }
+    if !dir.is_dir() {
+        return std::fs::remove_file(dir)
+            .or_else(ignore_missing)
+            .map_err(|e| StoreError::io("remove", dir, e));
     }
     std::fs::remove_dir_all(dir)
         .or_else(ignore_missing)

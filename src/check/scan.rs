@@ -54,6 +54,8 @@ pub enum Problem {
     StaleMountRecord(ContainerRecord),
     /// A scratch directory or mount left under `<root>/tmp`.
     LeftoverTemp(PathBuf),
+    /// A kept layer tar no image needs.
+    OrphanLayerTar(PathBuf),
     /// A manifest of a layer that does not exist, or a half-written one.
     OrphanManifest(PathBuf),
     /// A committed layer without manifest: its data cannot be verified (a note).
@@ -177,6 +179,12 @@ impl Problem {
                 "scratch mount or directory of a dead operation".into(),
                 true,
             ),
+            Self::OrphanLayerTar(p) => (
+                "orphan_layer_tar",
+                p.display().to_string(),
+                "kept tar of a layer no image has".into(),
+                true,
+            ),
             Self::OrphanManifest(p) => (
                 "orphan_manifest",
                 p.display().to_string(),
@@ -198,14 +206,13 @@ impl Problem {
         }
     }
 
-    /// Whether `--repair` can do something about it.
-    pub fn repairable(&self) -> bool {
+    /// Whether `--repair` can do something about it; unused layers only
+    /// when pruning was asked for.
+    pub fn repairable(&self, prune: bool) -> bool {
         match self {
             Self::Dangling { image_layer, .. } => !image_layer,
-            Self::BrokenImage { .. }
-            | Self::UnusedLayer(_)
-            | Self::MissingManifest(_)
-            | Self::CorruptFile { .. } => false,
+            Self::UnusedLayer(_) => prune,
+            Self::BrokenImage { .. } | Self::MissingManifest(_) | Self::CorruptFile { .. } => false,
             _ => true,
         }
     }
@@ -225,6 +232,10 @@ impl Problem {
         }
     }
 }
+
+/// Key prefix of the unlabelled read-only views `diff`, `commit` and
+/// `save` mount for a moment (src/ops/transfer.rs).
+const SCRATCH_VIEW_PREFIX: &str = "view-";
 
 /// Everything the scan looks at, read once.
 struct State0 {
@@ -255,6 +266,7 @@ pub fn scan(store: &Store) -> Result<Vec<Problem>> {
     containers(&s, &mut out);
     mounts(store, &s, &mut out)?;
     temp_dirs(store, &mut out)?;
+    layer_tars(store, &s, &mut out)?;
     manifests(store, &s, &mut out)?;
     Ok(out)
 }
@@ -327,6 +339,12 @@ fn dead_reason(
     if r.labels.contains_key(LABEL_CHECK) {
         return Some(format!(
             "snapshot {key} is the scratch view of a data check that died"
+        ));
+    }
+    if r.kind == Kind::View && r.labels.is_empty() && key.as_str().starts_with(SCRATCH_VIEW_PREFIX)
+    {
+        return Some(format!(
+            "snapshot {key} is the scratch view of a diff, commit or save that died"
         ));
     }
     None
@@ -404,15 +422,20 @@ fn mounts(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
     Ok(())
 }
 
-/// Scratch directories of dead imports and checks (`<root>/tmp/{mounts,check}/*`)
-/// that are not mount points (those are reported by [`mounts`]).
+/// Entries of `<root>/tmp/<purpose>/` (scratch mounts, layer tars being
+/// written, archives being unpacked): with the store lock held no operation
+/// is running, so each belongs to one that died. Mount points among them are
+/// reported by [`mounts`].
 fn temp_dirs(store: &Store, out: &mut Vec<Problem>) -> Result<()> {
     let points: HashSet<PathBuf> = strata_driver_api::mount::mount_points()?
         .into_iter()
         .collect();
-    for sub in ["mounts", "check"] {
-        let dir = canonical(&store.root().join("tmp").join(sub));
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    let tmp = canonical(&store.root().join("tmp"));
+    let Ok(purposes) = std::fs::read_dir(&tmp) else {
+        return Ok(());
+    };
+    for purpose in purposes.flatten().filter(|e| e.path().is_dir()) {
+        let Ok(entries) = std::fs::read_dir(purpose.path()) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -420,6 +443,25 @@ fn temp_dirs(store: &Store, out: &mut Vec<Problem>) -> Result<()> {
             if !points.contains(&p) {
                 out.push(Problem::LeftoverTemp(p));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Kept layer tars (`<root>/layer-tars/<diff id>.tar`, for `save`) of
+/// layers no image has any more.
+fn layer_tars(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
+    let wanted: HashSet<String> = s
+        .images
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|l| format!("{}.tar", l.diff_id.hex())))
+        .collect();
+    let Ok(entries) = std::fs::read_dir(store.root().join("layer-tars")) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if !wanted.contains(entry.file_name().to_string_lossy().as_ref()) {
+            out.push(Problem::OrphanLayerTar(entry.path()));
         }
     }
     Ok(())

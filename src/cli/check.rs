@@ -10,10 +10,10 @@ use super::{Cli, Format};
 
 /// `strata check`. Exits the process with status 1 (after closing the
 /// store) when damage is found, or remains after `--repair`.
-pub fn check(cli: &Cli, repair: bool, data: bool) -> Result<()> {
+pub fn check(cli: &Cli, options: CheckOptions) -> Result<()> {
     let damaged = {
         let store = open(cli)?;
-        let report = run_check(&store, CheckOptions { repair, data })?;
+        let report = run_check(&store, options)?;
         if cli.format == Format::Json {
             print_json(&report)?;
         } else {

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use strata::check::CheckOptions;
 
 /// Container layers on copy-on-write block storage (btrfs, dm-thin,
 /// reflinked loop images), with overlay2 and vfs as the baseline.
@@ -192,6 +193,9 @@ pub enum Command {
         /// Also re-read every committed layer against its CRC32 manifest.
         #[arg(long)]
         data: bool,
+        /// With --repair, also remove committed layers no image references.
+        #[arg(long, requires = "repair")]
+        prune: bool,
     },
 }
 
@@ -232,6 +236,17 @@ pub fn run() -> Result<()> {
             quick,
             out,
         } => bench::run(drivers, *quick, out),
-        Command::Check { repair, data } => check::check(&cli, *repair, *data),
+        Command::Check {
+            repair,
+            data,
+            prune,
+        } => check::check(
+            &cli,
+            CheckOptions {
+                repair: *repair,
+                data: *data,
+                prune: *prune,
+            },
+        ),
     }
 }

@@ -464,6 +464,7 @@ pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageR
         )));
     }
     keep_tar(store, &tmp, &diff_id)?;
+    strata_driver_api::failpoint("commit.layer_done");
     let config = committed_config(
         &image.config,
         &diff_id,
