@@ -36,6 +36,10 @@ pub struct Store {
     _lock: StoreLock,
 }
 
+/// Disk kept back so metadata can still record the outcome of an operation
+/// that filled the disk.
+const METADATA_RESERVE: u64 = 8 << 20;
+
 /// How long a second process waits for the lock before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
@@ -95,7 +99,8 @@ impl Store {
         }
         let driver = crate::drivers::open_driver(&config.driver, &home, &config.options)?;
         let db = redb::Database::create(root.join("metadata.redb")).map_err(meta_err)?;
-        let snapshots = Snapshots::open(driver, Arc::new(db))?;
+        let snapshots = Snapshots::open(driver, Arc::new(db))?
+            .with_space_reserve(root.join("metadata.reserve"), METADATA_RESERVE);
         Ok(Self {
             root: root.to_path_buf(),
             config,

@@ -25,6 +25,7 @@ pub mod conformance;
 pub mod du;
 pub mod failpoint;
 pub mod mount;
+mod reserve;
 mod store;
 mod sys;
 #[cfg(feature = "testing")]

@@ -4,11 +4,13 @@
 //! `Removing`), so an operation that dies half-way is found on the next
 //! open and [`Snapshots::repair`] can finish or undo it.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::reserve::{is_out_of_space, SpaceReserve};
 use crate::{
     failpoint, now_ns, CreateOptions, Driver, Error, Filters, Info, Kind, Labels, Mount, Result,
     SnapshotId, SnapshotKey, Snapshotter, Target, Usage,
@@ -68,6 +70,10 @@ pub struct Snapshots<D: Driver> {
     /// Serialises mutating operations of this process (redb serialises
     /// transactions, but check-then-act spans a driver call).
     write_lock: Mutex<()>,
+    /// Space given back when a metadata write finds the disk full.
+    reserve: Option<SpaceReserve>,
+    /// Size of the reserve.
+    reserve_bytes: u64,
 }
 
 fn meta_err(e: impl std::fmt::Display) -> Error {
@@ -94,7 +100,46 @@ impl<D: Driver> Snapshots<D> {
             driver,
             db,
             write_lock: Mutex::new(()),
+            reserve: None,
+            reserve_bytes: 0,
         })
+    }
+
+    /// Keeps `bytes` of disk at `path` for metadata writes that find the
+    /// disk full (the file is made now if there is room).
+    pub fn with_space_reserve(mut self, path: PathBuf, bytes: u64) -> Self {
+        self.reserve = Some(SpaceReserve::new(path, bytes));
+        self.reserve_bytes = bytes;
+        self
+    }
+
+    /// Refuses to create `key` while the space reserve is used up: the disk
+    /// is (nearly) full and a failure could not be recorded.
+    fn require_space_reserve(&self, key: &SnapshotKey) -> Result<()> {
+        match &self.reserve {
+            Some(r) if !r.is_present() && !SpaceReserve::new(r.path().to_path_buf(), self.reserve_bytes).is_present() => {
+                Err(Error::io(
+                    "create snapshot",
+                    r.path(),
+                    std::io::Error::other(format!(
+                        "disk full: no room to keep {} MiB for metadata, so {key} was not created; free some space",
+                        self.reserve_bytes >> 20
+                    )),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs a metadata write; if the disk is full, releases the space
+    /// reserve and tries once more.
+    fn write_retrying(&self, write: impl Fn() -> Result<()>) -> Result<()> {
+        match write() {
+            Err(e) if is_out_of_space(&e) && self.reserve.as_ref().is_some_and(|r| r.release()) => {
+                write()
+            }
+            other => other,
+        }
     }
 
     /// The driver underneath.
@@ -140,23 +185,28 @@ impl<D: Driver> Snapshots<D> {
     }
 
     fn put(&self, key: &SnapshotKey, record: &Record) -> Result<()> {
-        let txn = self.db.begin_write().map_err(meta_err)?;
-        {
-            let mut table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-            table
-                .insert(key.as_str(), encode(record)?.as_slice())
-                .map_err(meta_err)?;
-        }
-        txn.commit().map_err(meta_err)
+        let bytes = encode(record)?;
+        self.write_retrying(|| {
+            let txn = self.db.begin_write().map_err(meta_err)?;
+            {
+                let mut table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
+                table
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(meta_err)?;
+            }
+            txn.commit().map_err(meta_err)
+        })
     }
 
     fn delete(&self, key: &SnapshotKey) -> Result<()> {
-        let txn = self.db.begin_write().map_err(meta_err)?;
-        {
-            let mut table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-            table.remove(key.as_str()).map_err(meta_err)?;
-        }
-        txn.commit().map_err(meta_err)
+        self.write_retrying(|| {
+            let txn = self.db.begin_write().map_err(meta_err)?;
+            {
+                let mut table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
+                table.remove(key.as_str()).map_err(meta_err)?;
+            }
+            txn.commit().map_err(meta_err)
+        })
     }
 
     /// Ids of the committed ancestors of `parent` (itself first).
@@ -247,6 +297,7 @@ impl<D: Driver> Snapshots<D> {
     ) -> Result<Vec<Mount>> {
         let options = CreateOptions::from_labels(&labels)?;
         let _guard = self.lock();
+        self.require_space_reserve(key)?;
         let mut record = self.reserve(key, parent, kind, labels)?;
         failpoint("snapshots.create.recorded");
         let parents = self.parent_chain(parent)?;
