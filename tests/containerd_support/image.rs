@@ -111,7 +111,6 @@ pub fn write_busybox_image(out: &Path, name: &str) -> Image {
             blob,
         );
     }
-    drop(add);
     b.into_inner().unwrap();
     Image {
         name: name.to_owned(),
