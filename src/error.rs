@@ -14,6 +14,9 @@ pub enum StoreError {
     /// Reading or applying an archive failed.
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+    /// Reading or writing an image archive failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// The metadata database failed.
     #[error("metadata store: {0}")]
     Metadata(String),

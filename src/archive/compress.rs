@@ -38,7 +38,7 @@ pub(crate) fn peek<R: Read>(r: &mut BufReader<R>, n: usize) -> io::Result<Vec<u8
 
 /// Wraps `reader` in the decompressor its magic bytes call for (gzip, zstd,
 /// or none). Concatenated gzip members are read as one stream.
-pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decompress<'a, R: Read + Send + 'a>(reader: R) -> io::Result<Box<dyn Read + Send + 'a>> {
     let mut r = BufReader::new(reader);
     let head = peek(&mut r, 4)?;
     Ok(match detect_compression(&head) {

@@ -3,7 +3,9 @@
 
 mod containers;
 mod images;
+mod layers;
 mod output;
+mod serve;
 mod store_cmds;
 
 use std::path::PathBuf;
@@ -63,6 +65,24 @@ pub enum Command {
         /// NAME[:TAG] for the new image.
         reference: String,
     },
+    /// Load images from an OCI layout or docker save archive (tar, gz, zst).
+    Load {
+        /// The archive.
+        #[arg(short, long = "input")]
+        input: PathBuf,
+    },
+    /// Save images as an OCI layout archive (also readable by `docker load`).
+    Save {
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Write plain tar layer blobs instead of gzip.
+        #[arg(long)]
+        uncompressed: bool,
+        /// Images (tags or ids).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// List images.
     Images,
     /// Add a tag to an image.
@@ -110,6 +130,26 @@ pub enum Command {
         /// Container (id, id prefix or name).
         container: String,
     },
+    /// List what a container changed: `A|C|D /path` lines.
+    Diff {
+        /// Container (id, id prefix or name).
+        container: String,
+    },
+    /// Turn a container's changes into a new image; prints its id.
+    Commit {
+        /// Container (id, id prefix or name).
+        container: String,
+        /// NAME[:TAG] for the new image.
+        reference: String,
+    },
+    /// Write a container's merged rootfs as one flat tar.
+    Export {
+        /// Container (id, id prefix or name).
+        container: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Remove a container and its writable layer.
     Rm {
         /// Unmount first if mounted.
@@ -118,6 +158,14 @@ pub enum Command {
         /// Containers (id, id prefix or name).
         #[arg(required = true)]
         containers: Vec<String>,
+    },
+    /// Serve the store as a containerd proxy snapshotter on a unix socket
+    /// (mode 0600) until SIGTERM or SIGINT. containerd names it in
+    /// `[proxy_plugins.strata]`; see contrib/containerd-config.toml.
+    Serve {
+        /// Socket path; a stale socket file from a crash is replaced.
+        #[arg(long, default_value = "/run/strata/strata.sock")]
+        socket: PathBuf,
     },
 }
 
@@ -128,6 +176,12 @@ pub fn run() -> Result<()> {
         Command::Init { options } => store_cmds::init(&cli, options),
         Command::Info => store_cmds::info(&cli),
         Command::Import { file, reference } => images::import(&cli, file, reference),
+        Command::Load { input } => layers::load(&cli, input),
+        Command::Save {
+            output,
+            uncompressed,
+            images,
+        } => layers::save(&cli, images, output, *uncompressed),
         Command::Images => images::list(&cli),
         Command::Tag { source, target } => images::tag(&cli, source, target),
         Command::Rmi { image } => images::rmi(&cli, image),
@@ -139,6 +193,13 @@ pub fn run() -> Result<()> {
         Command::Inspect { container } => containers::inspect(&cli, container),
         Command::Mount { container } => containers::mount(&cli, container),
         Command::Umount { container } => containers::umount(&cli, container),
+        Command::Diff { container } => layers::diff(&cli, container),
+        Command::Commit {
+            container,
+            reference,
+        } => layers::commit(&cli, container, reference),
+        Command::Export { container, output } => layers::export(&cli, container, output),
         Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
+        Command::Serve { socket } => serve::serve(&cli, socket),
     }
 }

@@ -6,3 +6,4 @@ pub mod image;
 pub mod import;
 pub mod info;
 pub mod layer;
+pub mod transfer;

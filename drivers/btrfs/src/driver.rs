@@ -250,7 +250,7 @@ impl Driver for BtrfsDriver {
             .map_err(|e| BtrfsError::util("clear read-only", &path, e))?;
         sv.delete(DeleteFlags::RECURSIVE)
             .map_err(|e| BtrfsError::util("delete subvolume", &path, e))?;
-        self.destroy_qgroups(&ids, Instant::now() + quota::DROP_WAIT)
+        self.destroy_qgroups(&ids, Instant::now() + quota::REMOVE_WAIT)
     }
 
     fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {

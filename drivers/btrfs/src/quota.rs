@@ -9,7 +9,11 @@ use crate::config::QuotaSetting;
 use crate::error::BtrfsError;
 use crate::sys::{self, QgroupInfo};
 
-/// How long `remove` waits for btrfs' cleaner before leaving a qgroup for later.
+/// How long `remove` waits for btrfs' cleaner before leaving a qgroup in
+/// the pending file: short, so `strata rm` never stalls behind the cleaner.
+pub const REMOVE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long `close` waits for the cleaner to let go of pending qgroups.
 pub const DROP_WAIT: Duration = Duration::from_secs(20);
 
 /// Which accounting the filesystem runs.
