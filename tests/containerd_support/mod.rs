@@ -200,8 +200,14 @@ impl Drop for Containerd {
         let _ = self.ctr(&["tasks", "rm", "-f", "t"]);
         let _ = self.ctr(&["containers", "rm", "t"]);
         terminate(&mut self.child, Duration::from_secs(20));
+        // runc's per-namespace state directory outlives containerd; it is
+        // empty once the task is gone (remove_dir leaves it otherwise).
+        let _ = fs::remove_dir(Path::new(RUNC_STATE).join(&self.namespace));
     }
 }
+
+/// Where the runc shim keeps container state (one directory per namespace).
+const RUNC_STATE: &str = "/run/containerd/runc";
 
 fn config_toml(dir: &Path, socket: &Path, strata_socket: &Path) -> String {
     let d = dir.display();
