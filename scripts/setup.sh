@@ -14,7 +14,8 @@ need_root() {
 need_root
 
 packages=(btrfs-progs xfsprogs e2fsprogs util-linux libbtrfsutil-dev busybox-static
-          pkg-config clang libclang-dev protobuf-compiler kmod thin-provisioning-tools)
+          pkg-config clang libclang-dev protobuf-compiler kmod thin-provisioning-tools
+          fonts-dejavu-core)
 if [ "${1:-}" = "--tests" ]; then
     packages+=(qemu-system-x86 containerd runc python3-pip)
 fi

@@ -7,6 +7,7 @@
 //! by name. The CLI is in `src/cli`.
 
 pub mod archive;
+pub mod bench;
 pub mod drivers;
 pub mod error;
 pub mod image;

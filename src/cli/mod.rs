@@ -1,6 +1,7 @@
 //! The `strata` command line: argument parsing and dispatch. Each group of
 //! verbs sits in its own file; the work is done in [`strata::ops`].
 
+mod bench;
 mod containers;
 mod images;
 mod layers;
@@ -167,6 +168,21 @@ pub enum Command {
         #[arg(long, default_value = "/run/strata/strata.sock")]
         socket: PathBuf,
     },
+    /// Measure every driver the host supports side by side (copy-up against
+    /// volume writes, create, commit, remove, usage, reads); writes
+    /// results.json, report.md and plots. Needs root.
+    Bench {
+        /// Targets to run, comma-separated (driver names or labels such as
+        /// overlay2-xfs); default: every driver the host supports.
+        #[arg(long, value_delimiter = ',')]
+        drivers: Vec<String>,
+        /// A short run (under three minutes): fewer samples, no 500-layer image.
+        #[arg(long)]
+        quick: bool,
+        /// Directory for results.json, report.md and the plots.
+        #[arg(long, default_value = "strata-bench")]
+        out: PathBuf,
+    },
 }
 
 /// Parses arguments and runs the command.
@@ -201,5 +217,10 @@ pub fn run() -> Result<()> {
         Command::Export { container, output } => layers::export(&cli, container, output),
         Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
         Command::Serve { socket } => serve::serve(&cli, socket),
+        Command::Bench {
+            drivers,
+            quick,
+            out,
+        } => bench::run(drivers, *quick, out),
     }
 }

@@ -1,0 +1,366 @@
+//! Runs a [`Plan`] over a list of targets: volume baselines first (one per
+//! backing in use), then every driver, each on a fresh rig. A workload that
+//! fails is recorded with its error and the run goes on.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+
+use super::plan::Plan;
+use super::report::{Case, HostInfo, Results, TargetResult};
+use super::rig::{Backing, BenchTarget, Rig};
+use super::workloads::{self, Volume, WriteSample};
+use super::{human_bytes, Result};
+use strata_driver_api::SnapshotKey;
+
+/// Samples to take for each workload, for sizing the progress bar.
+pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
+    let copy: usize = plan
+        .file_sizes
+        .iter()
+        .map(|&s| plan.copy_up_samples_for(s) * plan.write_sizes_for(s).len())
+        .sum();
+    let backings: std::collections::BTreeSet<Backing> = targets.iter().map(|t| t.backing).collect();
+    let create: usize = plan
+        .image_sizes
+        .iter()
+        .map(|&s| plan.create_samples_for(s))
+        .sum::<usize>()
+        + plan.depths.len() * plan.create_samples;
+    let per_target = copy
+        + plan.max_depth()
+        + create
+        + plan.commit_samples
+        + plan.usage_samples
+        + 2 * plan.read_samples;
+    (backings.len() * copy + targets.len() * per_target) as u64
+}
+
+/// Runs everything; `progress` advances by one per sample or layer built.
+pub fn run(plan: &Plan, targets: &[BenchTarget], progress: &ProgressBar) -> Results {
+    let started = Instant::now();
+    let mut results = Results {
+        host: HostInfo::current(),
+        plan: plan.clone(),
+        targets: Vec::new(),
+    };
+    let mut backings: Vec<Backing> = targets
+        .iter()
+        .filter(|t| t.unavailable().is_none())
+        .map(|t| t.backing)
+        .collect();
+    backings.sort();
+    backings.dedup();
+    for backing in backings {
+        progress.set_message(format!("volume on {}", backing.as_str()));
+        progress.suspend(|| eprintln!("bench: volume baseline on {}", backing.as_str()));
+        results.targets.push(run_volume(plan, backing, progress));
+    }
+    for target in targets {
+        progress.set_message(target.label.clone());
+        progress.suspend(|| {
+            eprintln!(
+                "bench: {} ({} on {})",
+                target.label,
+                target.driver,
+                target.backing.as_str()
+            )
+        });
+        results.targets.push(run_target(plan, target, progress));
+    }
+    results.host.duration_s = started.elapsed().as_secs_f64();
+    results
+}
+
+fn record(result: &mut TargetResult, case: &Case, s: &WriteSample, write_size: u64) {
+    for (metric, v) in [
+        ("open", s.open_ns),
+        ("write", s.write_ns),
+        ("total", s.total_ns),
+        ("second", s.second_ns),
+    ] {
+        result.push(
+            &Case {
+                metric: metric.into(),
+                ..case.clone()
+            },
+            "ns",
+            v,
+        );
+    }
+    if let Some(delta) = s.usage_delta {
+        result.push(
+            &Case {
+                metric: "amplification".into(),
+                ..case.clone()
+            },
+            "ratio",
+            delta / write_size as f64,
+        );
+    }
+}
+
+fn write_case(workload: &str, file_size: u64, write_size: u64) -> Case {
+    Case {
+        file_size: Some(file_size),
+        write_size: Some(write_size),
+        ..Case::new(workload, "total")
+    }
+}
+
+/// The volume baseline on a fresh filesystem of kind `backing`.
+pub fn run_volume(plan: &Plan, backing: Backing, progress: &ProgressBar) -> TargetResult {
+    let mut result = TargetResult {
+        label: format!("volume-{}", backing.as_str()),
+        driver: "volume".into(),
+        backing_kind: Some(backing),
+        ..TargetResult::default()
+    };
+    let fs = match backing.make("volume") {
+        Ok(fs) => fs,
+        Err(e) => {
+            result.skipped = Some(format!("{e:#}"));
+            return result;
+        }
+    };
+    result.backing = Some(fs.info.clone());
+    let t = Instant::now();
+    let outcome = (|| -> Result<()> {
+        let volume = Volume::new(
+            &fs.path.join("volume"),
+            &fs.scratch.path().join("volume-mnt"),
+        )?;
+        for &size in &plan.file_sizes {
+            let file = volume.file(size)?;
+            for &write in plan.write_sizes_for(size) {
+                for _ in 0..plan.copy_up_samples_for(size) {
+                    let s = volume.write(&file, write)?;
+                    record(&mut result, &write_case("volume", size, write), &s, write);
+                    progress.inc(1);
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        result.errors.push(format!("volume: {e:#}"));
+    }
+    result
+        .wall_s
+        .insert("volume".into(), t.elapsed().as_secs_f64());
+    result
+}
+
+/// Every driver workload on a fresh rig for `target`.
+pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> TargetResult {
+    let mut result = TargetResult {
+        label: target.label.clone(),
+        driver: target.driver.clone(),
+        backing_kind: Some(target.backing),
+        options: target.options.clone(),
+        ..TargetResult::default()
+    };
+    let rig = match Rig::new(target) {
+        Ok(rig) => rig,
+        Err(e) => {
+            result.skipped = Some(format!("{e:#}"));
+            return result;
+        }
+    };
+    result.backing = Some(rig.backing.info.clone());
+    result.status = rig.status.clone();
+    let mut images = BTreeMap::new();
+    let mut sizes: Vec<u64> = plan
+        .file_sizes
+        .iter()
+        .chain(&plan.image_sizes)
+        .copied()
+        .collect();
+    sizes.sort();
+    sizes.dedup();
+    let t = Instant::now();
+    for size in sizes {
+        progress.set_message(format!(
+            "{}: building a {} image",
+            target.label,
+            human_bytes(size)
+        ));
+        match rig.file_image(size) {
+            Ok(image) => {
+                images.insert(size, image);
+            }
+            Err(e) => result
+                .errors
+                .push(format!("building a {} image: {e:#}", human_bytes(size))),
+        }
+    }
+    result
+        .wall_s
+        .insert("images".into(), t.elapsed().as_secs_f64());
+    let steps: [(&str, Step); 5] = [
+        ("copy-up", copy_up_step),
+        ("create", create_step),
+        ("commit/remove", commit_remove_step),
+        ("usage", usage_step),
+        ("read", read_step),
+    ];
+    let mut ctx = StepContext {
+        plan,
+        rig: &rig,
+        images: &images,
+        stack: Vec::new(),
+        progress,
+    };
+    for (name, step) in steps {
+        progress.set_message(format!("{}: {name}", target.label));
+        let t = Instant::now();
+        if let Err(e) = step(&mut ctx, &mut result) {
+            result.errors.push(format!("{name}: {e:#}"));
+        }
+        result
+            .wall_s
+            .insert(name.to_owned(), t.elapsed().as_secs_f64());
+    }
+    drop(ctx);
+    progress.set_message(format!("{}: cleaning up", target.label));
+    let t = Instant::now();
+    drop(rig);
+    result
+        .wall_s
+        .insert("cleanup".into(), t.elapsed().as_secs_f64());
+    result
+}
+
+/// What each workload step gets.
+struct StepContext<'a> {
+    plan: &'a Plan,
+    rig: &'a Rig,
+    images: &'a BTreeMap<u64, SnapshotKey>,
+    /// Layer stack tops, built by the create step, reused by the read step.
+    stack: Vec<SnapshotKey>,
+    progress: &'a ProgressBar,
+}
+
+impl StepContext<'_> {
+    fn image(&self, size: u64) -> Result<&SnapshotKey> {
+        self.images
+            .get(&size)
+            .ok_or_else(|| anyhow::anyhow!("the {} image could not be built", human_bytes(size)))
+    }
+
+    /// The smallest image, used where the image hardly matters.
+    fn small_image(&self) -> Result<&SnapshotKey> {
+        self.images
+            .values()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no image could be built"))
+    }
+}
+
+type Step = fn(&mut StepContext<'_>, &mut TargetResult) -> Result<()>;
+
+fn copy_up_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    for &size in &ctx.plan.file_sizes {
+        let image = ctx.image(size)?;
+        for &write in ctx.plan.write_sizes_for(size) {
+            for _ in 0..ctx.plan.copy_up_samples_for(size) {
+                let s = workloads::copy_up(ctx.rig, image, write)?;
+                record(result, &write_case("copy_up", size, write), &s, write);
+                ctx.progress.inc(1);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn create_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    for &size in &ctx.plan.image_sizes {
+        let image = ctx.image(size)?;
+        let case = Case {
+            image_size: Some(size),
+            ..Case::new("create", "latency")
+        };
+        for _ in 0..ctx.plan.create_samples_for(size) {
+            result.push(&case, "ns", workloads::create(ctx.rig, image)?);
+            ctx.progress.inc(1);
+        }
+    }
+    let progress = ctx.progress;
+    ctx.progress.set_message(format!(
+        "{}: building a {}-layer stack",
+        ctx.rig.target.label,
+        ctx.plan.max_depth()
+    ));
+    ctx.stack = ctx
+        .rig
+        .layer_stack(ctx.plan.max_depth(), ctx.plan.read_size, || progress.inc(1))?;
+    for &depth in &ctx.plan.depths {
+        let case = Case {
+            layers: Some(depth),
+            ..Case::new("create", "latency")
+        };
+        for _ in 0..ctx.plan.create_samples {
+            result.push(
+                &case,
+                "ns",
+                workloads::create(ctx.rig, &ctx.stack[depth - 1])?,
+            );
+            ctx.progress.inc(1);
+        }
+    }
+    Ok(())
+}
+
+fn commit_remove_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    let image = ctx.small_image()?;
+    for _ in 0..ctx.plan.commit_samples {
+        let (commit, remove) = workloads::commit_remove(ctx.rig, image)?;
+        result.push(&Case::new("commit", "latency"), "ns", commit);
+        result.push(&Case::new("remove", "latency"), "ns", remove);
+        ctx.progress.inc(1);
+    }
+    Ok(())
+}
+
+fn usage_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    let container = workloads::usage_container(ctx.rig, ctx.small_image()?, ctx.plan.usage_files)?;
+    let case = Case {
+        files: Some(ctx.plan.usage_files),
+        ..Case::new("usage", "latency")
+    };
+    for _ in 0..ctx.plan.usage_samples {
+        result.push(&case, "ns", workloads::usage(ctx.rig, &container.key)?);
+        ctx.progress.inc(1);
+    }
+    Ok(())
+}
+
+fn read_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    if ctx.stack.is_empty() {
+        anyhow::bail!("no layer stack (its build failed)");
+    }
+    let deep = ctx
+        .plan
+        .depths
+        .iter()
+        .copied()
+        .filter(|&d| d <= 128)
+        .max()
+        .unwrap_or(1);
+    for depth in [1, deep] {
+        let case = Case {
+            layers: Some(depth),
+            ..Case::new("read", "throughput")
+        };
+        for _ in 0..ctx.plan.read_samples {
+            result.push(
+                &case,
+                "bytes/s",
+                workloads::read(ctx.rig, &ctx.stack[depth - 1])?.throughput(),
+            );
+            ctx.progress.inc(1);
+        }
+    }
+    Ok(())
+}
