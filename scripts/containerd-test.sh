@@ -14,7 +14,7 @@ for p in containerd ctr runc containerd-shim-runc-v2 busybox; do
     command -v "$p" >/dev/null || { echo "containerd-test.sh: $p missing (scripts/setup.sh --tests)" >&2; exit 1; }
 done
 export STRATA_TEST_STRICT=${STRATA_TEST_STRICT:-1}
-cargo test --quiet --test serve_conformance --test containerd -- --test-threads=2
+cargo test --quiet --test serve_conformance --test serve_signal --test containerd -- --test-threads=2
 if [ "${1:-}" = "--latency" ]; then
     cargo test --release --quiet --test serve_latency -- --ignored --nocapture
 fi

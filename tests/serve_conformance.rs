@@ -27,6 +27,37 @@ fn make() -> Option<Fixture> {
 
 strata_driver_api::conformance_tests!(make);
 
+/// The suite again through the socket, on an overlay2 store opened the way
+/// `strata serve` opens it (`Store`), for mount specs with lowerdir chains.
+mod overlay2 {
+    use super::*;
+    use strata::Store;
+
+    fn make() -> Option<Fixture> {
+        if !require_root("serve_conformance_overlay2") {
+            return None;
+        }
+        let scratch = ScratchDir::new("serve-ovl");
+        let store = match Store::init(&scratch.path().join("root"), "overlay2", Default::default())
+        {
+            Ok(store) => store,
+            Err(e) => {
+                strata_driver_api::testing::skip("serve_conformance_overlay2", &e.to_string());
+                return None;
+            }
+        };
+        let snapshots: Arc<dyn Snapshotter> = store.snapshots().clone();
+        let (client, server) = common::served(&scratch, snapshots);
+        Some(Fixture {
+            snapshotter: Box::new(client),
+            keep: vec![Box::new(server), Box::new(store)],
+            scratch,
+        })
+    }
+
+    strata_driver_api::conformance_tests!(make);
+}
+
 fn key(s: &str) -> SnapshotKey {
     s.into()
 }

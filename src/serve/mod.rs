@@ -121,8 +121,9 @@ pub async fn serve_bound(
 }
 
 /// Serves on `socket` until SIGTERM or SIGINT: what `strata serve` runs.
+/// The signal handlers are installed before the socket is bound, so a
+/// SIGTERM that follows the socket's appearance always shuts down cleanly.
 pub fn serve_blocking(snapshotter: Arc<dyn Snapshotter>, socket: &Path) -> Result<()> {
-    let bound = BoundSocket::bind(socket)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata-serve")
@@ -130,6 +131,7 @@ pub fn serve_blocking(snapshotter: Arc<dyn Snapshotter>, socket: &Path) -> Resul
         .map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
         let signals = shutdown_signal().map_err(ServeError::Runtime)?;
+        let bound = BoundSocket::bind(socket)?;
         serve_bound(snapshotter, bound, signals).await
     })
 }

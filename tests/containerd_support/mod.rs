@@ -1,6 +1,5 @@
-//! Fixtures for the containerd tests: a private containerd, a `strata serve`
-//! (the binary when it has the verb, else an in-process server) and a
-//! one-layer busybox OCI image built here.
+//! Fixtures for the containerd tests: a private containerd, the `strata serve`
+//! binary, and a one-layer busybox OCI image built here.
 #![allow(dead_code)]
 
 pub mod image;
@@ -9,12 +8,7 @@ use std::fs;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use strata::serve::{self, ServerHandle};
-use strata::Store;
-use strata_driver_api::Snapshotter;
 
 /// Prefix of the namespaces the tests' containerd objects live in. Each
 /// containerd gets its own namespace because runc's state directory
@@ -68,55 +62,16 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::Exi
     None
 }
 
-/// The strata side: a child `strata serve` or a server thread over a store.
-pub enum Strata {
-    /// `strata --root R serve --socket S` as a child process.
-    Process {
-        /// The child.
-        child: Child,
-        /// Its log.
-        log: PathBuf,
-    },
-    /// In-process server (until the CLI has `serve`).
-    Thread {
-        /// The running server.
-        server: Option<ServerHandle>,
-        /// The store it serves (dropped after the server).
-        store: Option<Store>,
-    },
-}
-
-/// Whether the strata binary has the `serve` verb.
-pub fn binary_has_serve() -> bool {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["serve", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+/// `strata --root R serve --socket S` as a child process.
+pub struct Strata {
+    child: Child,
+    log: PathBuf,
 }
 
 impl Strata {
-    /// Starts serving a store of `driver` at `root` on `socket`. `Err` holds
-    /// why the driver cannot run here (the caller skips).
+    /// Creates a store of `driver` at `root` and serves it on `socket`.
+    /// `Err` holds why the driver cannot run here (the caller skips).
     pub fn start(root: &Path, driver: &str, socket: &Path) -> Result<Self, String> {
-        if binary_has_serve() {
-            Self::start_process(root, driver, socket)
-        } else {
-            eprintln!("note: strata has no `serve` verb yet; serving in-process");
-            let store = Store::init(root, driver, Default::default())
-                .map_err(|e| format!("init {driver} store: {e}"))?;
-            let snapshots: Arc<dyn Snapshotter> = store.snapshots().clone();
-            let server = serve::spawn(snapshots, socket).expect("start in-process server");
-            Ok(Strata::Thread {
-                server: Some(server),
-                store: Some(store),
-            })
-        }
-    }
-
-    fn start_process(root: &Path, driver: &str, socket: &Path) -> Result<Self, String> {
         let bin = env!("CARGO_BIN_EXE_strata");
         let root_arg = root.to_str().expect("utf-8 root");
         let init = Command::new(bin)
@@ -140,35 +95,23 @@ impl Strata {
             .spawn()
             .expect("spawn strata serve");
         wait_for_socket(socket, "strata serve", Some(&mut child));
-        Ok(Strata::Process { child, log })
+        Ok(Self { child, log })
     }
 
     /// Stops the server as systemd would (SIGTERM) and checks it went cleanly.
     pub fn stop(&mut self) {
-        match self {
-            Strata::Process { child, log } => {
-                let status = terminate(child, Duration::from_secs(20));
-                assert!(
-                    matches!(status, Some(s) if s.success()),
-                    "strata serve did not exit cleanly on SIGTERM ({status:?}):\n{}",
-                    tail(log)
-                );
-            }
-            Strata::Thread { server, store } => {
-                if let Some(server) = server.take() {
-                    server.stop().expect("stop in-process server");
-                }
-                store.take();
-            }
-        }
+        let status = terminate(&mut self.child, Duration::from_secs(20));
+        assert!(
+            matches!(status, Some(s) if s.success()),
+            "strata serve did not exit cleanly on SIGTERM ({status:?}):\n{}",
+            tail(&self.log)
+        );
     }
 }
 
 impl Drop for Strata {
     fn drop(&mut self) {
-        if let Strata::Process { child, .. } = self {
-            terminate(child, Duration::from_secs(20));
-        }
+        terminate(&mut self.child, Duration::from_secs(20));
     }
 }
 
@@ -257,8 +200,14 @@ impl Drop for Containerd {
         let _ = self.ctr(&["tasks", "rm", "-f", "t"]);
         let _ = self.ctr(&["containers", "rm", "t"]);
         terminate(&mut self.child, Duration::from_secs(20));
+        // runc's per-namespace state directory outlives containerd; it is
+        // empty once the task is gone (remove_dir leaves it otherwise).
+        let _ = fs::remove_dir(Path::new(RUNC_STATE).join(&self.namespace));
     }
 }
+
+/// Where the runc shim keeps container state (one directory per namespace).
+const RUNC_STATE: &str = "/run/containerd/runc";
 
 fn config_toml(dir: &Path, socket: &Path, strata_socket: &Path) -> String {
     let d = dir.display();
