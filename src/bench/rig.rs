@@ -111,21 +111,9 @@ pub struct BackingFs {
     pub scratch: ScratchDir,
 }
 
-/// Name of the filesystem type of `path`, from statfs magic numbers.
+/// Name of the filesystem type of `path`, `unknown` when statfs fails.
 pub fn fs_type_name(path: &Path) -> String {
-    let Ok(st) = nix::sys::statfs::statfs(path) else {
-        return "unknown".into();
-    };
-    let magic = st.filesystem_type().0 as u64;
-    match magic {
-        0xEF53 => "ext4",
-        0x5846_5342 => "xfs",
-        0x9123_683E => "btrfs",
-        0x0102_1994 => "tmpfs",
-        0x794c_7630 => "overlay",
-        _ => return format!("0x{magic:x}"),
-    }
-    .into()
+    strata_driver_api::fs_type_name(path).unwrap_or_else(|_| "unknown".into())
 }
 
 /// One column of the comparison: a driver with its backing and options.

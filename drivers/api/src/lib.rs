@@ -24,6 +24,7 @@ pub use types::*;
 pub mod conformance;
 pub mod du;
 pub mod failpoint;
+mod fsinfo;
 pub mod mount;
 mod reserve;
 mod store;
@@ -32,4 +33,5 @@ mod sys;
 pub mod testing;
 
 pub use failpoint::failpoint;
+pub use fsinfo::fs_type_name;
 pub use store::{Incomplete, Record, Snapshots, State};

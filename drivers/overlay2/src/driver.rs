@@ -46,7 +46,8 @@ impl Overlay2Driver {
                 "overlay is not in /proc/filesystems (is the overlay module loaded? try `modprobe overlay`)".into(),
             ));
         }
-        let backing = sys::fs_type_name(layout.home()).ctx("statfs", layout.home())?;
+        let backing =
+            strata_driver_api::fs_type_name(layout.home()).ctx("statfs", layout.home())?;
         let features = features(&config);
         sys::remove_stale_probes(layout.home());
         let probe = layout.home().join(format!(".probe-{}", std::process::id()));

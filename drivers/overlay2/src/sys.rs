@@ -25,22 +25,6 @@ pub fn module_param(name: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// Name of the filesystem type holding `path`, from its statfs magic.
-pub fn fs_type_name(path: &Path) -> io::Result<String> {
-    use nix::sys::statfs::{self, statfs};
-    let magic = statfs(path).map_err(io::Error::from)?.filesystem_type();
-    let name = match magic {
-        statfs::EXT4_SUPER_MAGIC => "ext4",
-        statfs::XFS_SUPER_MAGIC => "xfs",
-        statfs::BTRFS_SUPER_MAGIC => "btrfs",
-        statfs::TMPFS_MAGIC => "tmpfs",
-        statfs::OVERLAYFS_SUPER_MAGIC => "overlay",
-        statfs::NFS_SUPER_MAGIC => "nfs",
-        other => return Ok(format!("unknown (magic {:#x})", other.0)),
-    };
-    Ok(name.to_owned())
-}
-
 /// Unmounts and deletes probe directories (`.probe-<pid>`) under `home`
 /// that a process killed in the middle of `open` left behind.
 pub fn remove_stale_probes(home: &Path) {

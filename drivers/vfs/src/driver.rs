@@ -40,7 +40,7 @@ impl VfsDriver {
             fs::create_dir_all(&p).ctx("mkdir", &p)?;
         }
         let reflink = config.reflink == Reflink::Auto && probe_reflink(&home)?;
-        let backing = sys::fs_type_name(&home).ctx("statfs", &home)?;
+        let backing = strata_driver_api::fs_type_name(&home).ctx("statfs", &home)?;
         Ok(Self {
             home,
             config,

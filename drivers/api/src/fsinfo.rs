@@ -1,0 +1,23 @@
+//! What filesystem a path lives on.
+
+use std::path::Path;
+
+use nix::sys::statfs::{self, statfs};
+
+/// Name of the filesystem type holding `path` (`ext4`, `xfs`, `btrfs`,
+/// `tmpfs`, `overlay`, `nfs`, or `unknown (magic 0x..)`), from statfs.
+pub fn fs_type_name(path: &Path) -> std::io::Result<String> {
+    let magic = statfs(path)
+        .map_err(std::io::Error::from)?
+        .filesystem_type();
+    let name = match magic {
+        statfs::EXT4_SUPER_MAGIC => "ext4",
+        statfs::XFS_SUPER_MAGIC => "xfs",
+        statfs::BTRFS_SUPER_MAGIC => "btrfs",
+        statfs::TMPFS_MAGIC => "tmpfs",
+        statfs::OVERLAYFS_SUPER_MAGIC => "overlay",
+        statfs::NFS_SUPER_MAGIC => "nfs",
+        other => return Ok(format!("unknown (magic {:#x})", other.0)),
+    };
+    Ok(name.to_owned())
+}
