@@ -48,7 +48,13 @@ ensure_packages() {
 ensure_vng() {
     if ! command -v vng >/dev/null 2>&1; then
         log "installing virtme-ng"
-        pip install --quiet virtme-ng >&2
+        # Debian's own python refuses plain pip installs (PEP 668).
+        python3 -m pip install --quiet virtme-ng >&2 ||
+            python3 -m pip install --quiet --break-system-packages virtme-ng >&2
+        hash -r
+    fi
+    if ! command -v vng >/dev/null 2>&1 && [ -x /usr/local/bin/vng ]; then
+        export PATH="/usr/local/bin:$PATH"
     fi
     command -v vng >/dev/null 2>&1 || die "vng not on PATH after pip install virtme-ng"
 }
