@@ -9,19 +9,30 @@
 # STRATA_TEST_STRICT=1, so a missing prerequisite fails instead of skipping.
 # The exit status is the guest's: non-zero when any test binary failed.
 #
-# Usage: scripts/vm-test.sh [--check] [TEST_FILTER...]
+# The guest runs binaries from its tmpfs: executing a 150 MiB debug binary
+# straight off the host's shared root costs about 3 s per start under TCG,
+# and the reliability tests start strata thousands of times.
+#
+# Usage: scripts/vm-test.sh [--check] [TEST_ARG...]
 #   --check        only boot the guest and show that dm-thin loads
-#   TEST_FILTER    passed to every test binary (libtest name filter)
+#   TEST_ARG       appended to every test binary's arguments (e.g. a filter)
 # Environment: STRATA_VM_CACHE (default /var/cache/strata-vm),
-#   STRATA_VM_MEMORY (default 3G), STRATA_VM_TMPFS (guest tmpfs size, 2G),
-#   STRATA_VM_PACKAGES (cargo packages to test, default strata-devmapper),
+#   STRATA_VM_MEMORY (default 4G), STRATA_VM_TMPFS (guest tmpfs size, 2G),
+#   STRATA_VM_SUITES (what to run: suites separated by ';', each
+#     "CARGO_TEST_ARGS [-- TEST_ARGS]"; default: every strata-devmapper test,
+#     then the devmapper cases of the reliability tests),
 #   STRATA_VM_UDEV=1 (keep udevd running in the guest: tests the udev-sync path).
+# Every other STRATA_* variable of the caller (STRATA_CRASH_KILLS, ...) is
+# passed into the guest.
 set -euo pipefail
 
 cache=${STRATA_VM_CACHE:-/var/cache/strata-vm}
-memory=${STRATA_VM_MEMORY:-3G}
+memory=${STRATA_VM_MEMORY:-4G}
 tmpfs_size=${STRATA_VM_TMPFS:-2G}
-packages=${STRATA_VM_PACKAGES:-strata-devmapper}
+default_suites="-p strata-devmapper;
+  -p strata --test crash --test concurrency --test hygiene --test data_integrity
+  -- --include-ignored devmapper"
+suites=${STRATA_VM_SUITES:-$default_suites}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf 'vm-test: %s\n' "$*" >&2; }
@@ -90,10 +101,10 @@ ensure_kernel() {
     echo "$ver"
 }
 
-# Prints the test executables of $packages, one per line.
+# Prints the test executables that `cargo test $1 --no-run` builds.
 build_tests() {
-    local args=() p
-    for p in $packages; do args+=(-p "$p"); done
+    local args
+    read -r -a args <<<"$1"
     (cd "$repo" && cargo test "${args[@]}" --no-run --message-format=json) |
         python3 -c '
 import json, sys
@@ -107,12 +118,40 @@ for line in sys.stdin:
 '
 }
 
+# Fills $runs with one line per test binary to run: "BINARY TEST_ARGS...".
+plan_runs() {
+    local suite cargo_args test_args bin
+    runs=""
+    while read -r -d ';' suite || [ -n "$suite" ]; do
+        suite=$(echo $suite)
+        [ -n "$suite" ] || continue
+        cargo_args=${suite%% -- *}
+        test_args=""
+        case "$suite" in *" -- "*) test_args=${suite#* -- } ;; esac
+        local built
+        built=$(build_tests "$cargo_args")
+        [ -n "$built" ] || die "no test executables built for: $cargo_args"
+        for bin in $built; do
+            runs+="$bin $test_args"$'\n'
+        done
+        suite=""
+    done <<<"$suites"
+}
+
+# Prints `export` lines for the caller's STRATA_* variables (not the VM's own).
+guest_env() {
+    local name
+    for name in $(compgen -e | grep '^STRATA_' | grep -v '^STRATA_VM_'); do
+        printf "export %s=%q\n" "$name" "${!name}"
+    done
+}
+
 # Writes the script the guest runs to $1.
 write_guest_script() {
     local out=$1; shift
-    local filter=("$@")
+    local extra=("$@")
     {
-        echo '#!/bin/sh'
+        echo '#!/bin/bash'
         echo 'set -u'
         echo 'modprobe loop || exit 3'
         echo 'modprobe dm-thin-pool || exit 3'
@@ -125,19 +164,26 @@ write_guest_script() {
             echo 'udevadm control --exit 2>/dev/null; rm -f /run/udev/control'
         fi
         echo 'export TMPDIR=/tmp STRATA_TEST_STRICT=1 RUST_BACKTRACE=1'
+        guest_env
         echo "cd '$repo'"
         echo 'status=0'
-        if [ -n "${binaries:-}" ]; then
-            local b
-            for b in $binaries; do
-                echo "echo \"vm-test: running $b\""
+        if [ -n "$runs" ]; then
+            local cli="$repo/target/debug/strata"
+            # Tests find strata by its build path: a tmpfs copy bound over it.
+            echo "if [ -x '$cli' ]; then cp '$cli' /tmp/strata-cli && mount --bind /tmp/strata-cli '$cli' || exit 3; fi"
+            local bin args
+            while read -r bin args; do
+                [ -n "$bin" ] || continue
+                echo "echo \"vm-test: running $bin $args\""
                 echo "start=\$(date +%s)"
-                printf "'%s' --test-threads=1 --nocapture" "$b"
-                local f
-                for f in "${filter[@]}"; do printf " '%s'" "$f"; done
+                echo "cp '$bin' /tmp/test-bin || exit 3"
+                printf "/tmp/test-bin --test-threads=1 --nocapture %s" "$args"
+                local a
+                for a in "${extra[@]}"; do printf " '%s'" "$a"; done
                 echo ' 2>&1 || status=1'
-                echo "echo \"vm-test: $(basename "$b") took \$((\$(date +%s) - start)) s\""
-            done
+                echo 'rm -f /tmp/test-bin'
+                echo "echo \"vm-test: $(basename "$bin") took \$((\$(date +%s) - start)) s\""
+            done <<<"$runs"
         else
             echo 'ls -l /dev/mapper/control && grep -E "thin|device-mapper" /proc/devices /proc/modules'
         fi
@@ -153,10 +199,9 @@ main() {
     ensure_vng
     local ver
     ver=$(ensure_kernel)
-    binaries=""
+    runs=""
     if [ $check = 0 ]; then
-        binaries=$(build_tests)
-        [ -n "$binaries" ] || die "no test executables built for $packages"
+        plan_runs
     fi
     # The guest sees the host's / read-only, but not /var (an overlay there).
     mkdir -p "$repo/target/vm-test"

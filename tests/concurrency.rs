@@ -1,7 +1,8 @@
 //! Concurrency: two strata processes on one store (the second waits for the
 //! lock with a clear message, or refuses after the timeout, and nothing is
 //! corrupted); many CLI processes at once; many threads driving the
-//! in-process snapshotter without errors or leaks.
+//! in-process snapshotter, and many gRPC clients driving a `strata serve`
+//! process, without errors or leaks. The devmapper cases run in the VM tier.
 
 mod common;
 mod reliability;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use reliability::*;
+use strata::serve::GrpcSnapshotter;
 use strata_driver_api::testing::{require_root, skip, ScratchDir};
 use strata_driver_api::{Labels, SnapshotKey, Snapshotter, SnapshotterExt};
 
@@ -245,4 +247,154 @@ fn threads_hammer_the_snapshotter_btrfs() {
 #[test]
 fn threads_hammer_the_snapshotter_blockfile() {
     hammer("blockfile");
+}
+
+#[test]
+#[ignore = "needs dm-thin: runs in the VM tier"]
+fn threads_hammer_the_snapshotter_devmapper() {
+    hammer("devmapper");
+}
+
+/// A `strata serve` child process, killed if a test fails while it runs.
+struct Server {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(root: &Path, socket: &Path) -> Self {
+        let child = command(root, &["serve", "--socket", socket.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn strata serve");
+        let server = Self {
+            child,
+            socket: socket.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "strata serve did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn client(&self) -> GrpcSnapshotter {
+        GrpcSnapshotter::connect(&self.socket).expect("connect to strata serve")
+    }
+
+    /// SIGTERM, then the exit status must be success and the socket gone.
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "strata serve exited with {status}");
+        assert!(!self.socket.exists(), "socket left behind");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Clients × rounds of prepare, stat, mounts, commit, view, usage, list and
+/// remove through one `strata serve` process; afterwards the server stops
+/// cleanly and the store holds nothing but what the test left.
+fn serve_hammer(driver: &str) {
+    let test = format!("concurrency::serve_{driver}");
+    if !require_root(&test) {
+        return;
+    }
+    let scratch = ScratchDir::new(&format!("conc-serve-{driver}"));
+    let root = scratch.path().join("store");
+    if !init_store(&test, &root, driver, &[]) {
+        return;
+    }
+    let server = Server::start(&root, &scratch.path().join("strata.sock"));
+    let admin = server.client();
+    admin
+        .prepare(&"base-active".into(), None, Labels::new())
+        .unwrap();
+    admin
+        .commit(&"base".into(), &"base-active".into(), Labels::new())
+        .unwrap();
+    let clients = 8;
+    let rounds = 10;
+    let ops = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (server, ops) = (&server, &ops);
+            s.spawn(move || {
+                let sn = server.client();
+                for r in 0..rounds {
+                    let active = SnapshotKey(format!("c{c}-r{r}-active"));
+                    let layer = SnapshotKey(format!("c{c}-r{r}-layer"));
+                    let view = SnapshotKey(format!("c{c}-r{r}-view"));
+                    sn.prepare(&active, Some(&"base".into()), Labels::new())
+                        .unwrap_or_else(|e| panic!("prepare {active}: {e}"));
+                    sn.stat(&active).unwrap();
+                    assert!(!sn.mounts(&active).unwrap().is_empty());
+                    sn.commit(&layer, &active, Labels::new())
+                        .unwrap_or_else(|e| panic!("commit {layer}: {e}"));
+                    sn.view(&view, Some(&layer), Labels::new()).unwrap();
+                    sn.usage(&layer).unwrap();
+                    sn.list(&[]).unwrap();
+                    sn.remove(&view)
+                        .unwrap_or_else(|e| panic!("remove {view}: {e}"));
+                    sn.remove(&layer)
+                        .unwrap_or_else(|e| panic!("remove {layer}: {e}"));
+                    ops.fetch_add(9, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let left: Vec<_> = admin
+        .list(&[])
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(left, vec![SnapshotKey::from("base")], "snapshots left");
+    admin.remove(&"base".into()).unwrap();
+    drop(admin);
+    server.stop();
+    let (code, out) = check(&root, &[]);
+    assert_eq!(code, 0, "{test}: store not clean after serving:\n{out}");
+    assert_eq!(json(&root, &["info"])["snapshots"], 0);
+    assert_no_leaks(&root, "after strata serve stopped");
+    eprintln!(
+        "CONCURRENCY serve {driver}: {} gRPC operations from {clients} clients",
+        ops.into_inner()
+    );
+}
+
+#[test]
+fn serve_clients_hammer_the_socket_vfs() {
+    serve_hammer("vfs");
+}
+
+#[test]
+fn serve_clients_hammer_the_socket_overlay2() {
+    serve_hammer("overlay2");
+}
+
+#[test]
+fn serve_clients_hammer_the_socket_btrfs() {
+    serve_hammer("btrfs");
+}
+
+#[test]
+fn serve_clients_hammer_the_socket_blockfile() {
+    serve_hammer("blockfile");
+}
+
+#[test]
+#[ignore = "needs dm-thin: runs in the VM tier"]
+fn serve_clients_hammer_the_socket_devmapper() {
+    serve_hammer("devmapper");
 }

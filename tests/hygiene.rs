@@ -42,6 +42,15 @@ fn fill_one_container(root: &Path, created: &mut Vec<String>) -> String {
     panic!("the disk never filled up");
 }
 
+/// Whether `err` is what a full disk, quota or thin pool looks like: ENOSPC,
+/// EDQUOT, or the EIO a thin pool in error_if_no_space mode returns.
+fn out_of_space(err: &str) -> bool {
+    let err = err.to_lowercase();
+    ["no space", "quota", "input/output error"]
+        .iter()
+        .any(|s| err.contains(s))
+}
+
 /// Fails an import that does not fit, then fills the disk with containers
 /// until create fails; after each failure nothing is left behind.
 fn full_disk(test: &str, root: &Path, scratch: &Path, fill: u64, driver: &str) {
@@ -54,7 +63,7 @@ fn full_disk(test: &str, root: &Path, scratch: &Path, fill: u64, driver: &str) {
     big_tar(&big, fill);
     let err = strata_err(root, &["import", big.to_str().unwrap(), "too-big"]);
     assert!(
-        err.to_lowercase().contains("no space") || err.contains("quota"),
+        out_of_space(&err),
         "{test}: import failed for another reason: {err}"
     );
     let (code, out) = check(root, &[]);
@@ -145,4 +154,57 @@ fn full_disk_leaves_nothing_behind_blockfile() {
         return;
     }
     full_disk(test, &root, scratch.path(), 100 << 20, "blockfile");
+}
+
+/// devmapper, filesystem full: each thin device's ext4 (64 MiB) fills up
+/// long before the pool (512 MiB) does.
+#[test]
+#[ignore = "needs dm-thin: runs in the VM tier"]
+fn full_disk_leaves_nothing_behind_devmapper() {
+    let test = "hygiene::full_disk_devmapper";
+    if !require_root(test) {
+        return;
+    }
+    let scratch = ScratchDir::new("hygiene-devmapper");
+    let root = scratch.path().join("store");
+    if !init_store(
+        test,
+        &root,
+        "devmapper",
+        &[
+            "dm.basesize=64M",
+            "dm.data_size=512M",
+            "dm.autoextend_threshold=0",
+        ],
+    ) {
+        return;
+    }
+    full_disk(test, &root, scratch.path(), 100 << 20, "devmapper");
+}
+
+/// devmapper, pool full: the thin devices (512 MiB each) promise more than
+/// the pool (96 MiB) holds, so writes fail with EIO when the pool runs out;
+/// this is what left Docker's devmapper stores hung or inconsistent.
+#[test]
+#[ignore = "needs dm-thin: runs in the VM tier"]
+fn full_pool_leaves_nothing_behind_devmapper() {
+    let test = "hygiene::full_pool_devmapper";
+    if !require_root(test) {
+        return;
+    }
+    let scratch = ScratchDir::new("hygiene-devmapper-pool");
+    let root = scratch.path().join("store");
+    if !init_store(
+        test,
+        &root,
+        "devmapper",
+        &[
+            "dm.basesize=512M",
+            "dm.data_size=96M",
+            "dm.autoextend_threshold=0",
+        ],
+    ) {
+        return;
+    }
+    full_disk(test, &root, scratch.path(), 160 << 20, "devmapper");
 }
