@@ -13,9 +13,15 @@
 # straight off the host's shared root costs about 3 s per start under TCG,
 # and the reliability tests start strata thousands of times.
 #
-# Usage: scripts/vm-test.sh [--check] [TEST_ARG...]
+# Usage: scripts/vm-test.sh [--check | --bench] [ARG...]
 #   --check        only boot the guest and show that dm-thin loads
-#   TEST_ARG       appended to every test binary's arguments (e.g. a filter)
+#   --bench        run the devmapper benchmarks instead of the tests (not
+#                  part of CI): `strata bench --drivers devmapper --quick`
+#                  and every criterion bench with STRATA_BENCH_DEVMAPPER=1,
+#                  on an ext4 scratch disk (virtio-scsi, so fsync reaches a
+#                  real file on the host); outputs land in target/vm-bench
+#   ARG            appended to every test (or bench) binary's arguments,
+#                  e.g. a name filter
 # Environment: STRATA_VM_CACHE (default /var/cache/strata-vm),
 #   STRATA_VM_MEMORY (default 4G), STRATA_VM_TMPFS (guest tmpfs size, 2G),
 #   STRATA_VM_SUITES (what to run: suites separated by ';', each
@@ -192,26 +198,97 @@ write_guest_script() {
     chmod +x "$out"
 }
 
+# Prints the bench executables (release profile) and builds the CLI.
+build_benches() {
+    (cd "$repo" && cargo build --release --quiet --bin strata >&2)
+    (cd "$repo" && cargo bench --no-run --message-format=json) |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") and "bench" in msg.get("target", {}).get("kind", []):
+        print(msg["executable"])
+'
+}
+
+# Writes the bench script the guest runs to $1; results go to $2.
+write_guest_bench_script() {
+    local out=$1 results=$2; shift 2
+    local extra=("$@")
+    {
+        echo '#!/bin/bash'
+        echo 'set -u'
+        echo 'modprobe loop && modprobe dm-thin-pool || exit 3'
+        echo 'modprobe virtio_scsi; modprobe sd_mod'
+        echo "mount -t tmpfs -o size=$tmpfs_size,mode=1777 strata-vm-tmp /tmp || exit 3"
+        echo 'udevadm control --exit 2>/dev/null; rm -f /run/udev/control'
+        echo 'for i in $(seq 50); do [ -b /dev/sda ] && break; sleep 0.2; done'
+        echo 'mkfs.ext4 -q -F /dev/sda && mkdir -p /tmp/disk && mount /dev/sda /tmp/disk || exit 3'
+        echo 'export TMPDIR=/tmp/disk STRATA_BENCH_DEVMAPPER=1 STRATA_BENCH_DRIVERS=devmapper'
+        guest_env
+        echo "cd '$repo'"
+        echo 'status=0'
+        echo "cp '$repo/target/release/strata' /tmp/strata-cli || exit 3"
+        echo 'echo "vm-bench: strata bench --drivers devmapper --quick"'
+        echo "/tmp/strata-cli bench --drivers devmapper --quick --out '$results/strata-bench' 2>&1 || status=1"
+        local bin
+        for bin in $runs; do
+            local name
+            name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
+            echo "echo \"vm-bench: $name\""
+            echo "cp '$bin' /tmp/bench-bin || exit 3"
+            printf "/tmp/bench-bin --bench"
+            local a
+            for a in "${extra[@]}"; do printf " '%s'" "$a"; done
+            echo " 2>&1 | tee '$results/$name.txt'; [ \${PIPESTATUS[0]} = 0 ] || status=1"
+            echo 'rm -f /tmp/bench-bin'
+        done
+        echo 'exit $status'
+    } >"$out"
+    chmod +x "$out"
+}
+
 main() {
-    local check=0
-    if [ "${1:-}" = --check ]; then check=1; shift; fi
+    local mode=test
+    case "${1:-}" in
+    --check) mode=check; shift ;;
+    --bench) mode=bench; shift ;;
+    esac
     ensure_packages
     ensure_vng
     local ver
     ver=$(ensure_kernel)
     runs=""
-    if [ $check = 0 ]; then
-        plan_runs
-    fi
     # The guest sees the host's / read-only, but not /var (an overlay there).
     mkdir -p "$repo/target/vm-test"
     local guest="$repo/target/vm-test/guest-$$.sh"
-    write_guest_script "$guest" "$@"
+    local vng_args=()
+    case $mode in
+    test)
+        plan_runs
+        write_guest_script "$guest" "$@"
+        ;;
+    check) write_guest_script "$guest" ;;
+    bench)
+        runs=$(build_benches)
+        [ -n "$runs" ] || die "no bench executables built"
+        local results="$repo/target/vm-bench" disk="$cache/bench-disk.img"
+        rm -rf "$results" "$disk"
+        mkdir -p "$results"
+        truncate -s 32G "$disk"
+        vng_args=(--disk "$disk" --rwdir "$results")
+        write_guest_bench_script "$guest" "$results" "$@"
+        ;;
+    esac
     trap 'rm -f "$guest"' EXIT
     log "booting linux $ver under TCG (about 20 s)"
     local start=$SECONDS status=0
     vng --run "$cache/vmlinuz-$ver" --memory "$memory" --disable-kvm \
-        --exec "$guest" || status=$?
+        "${vng_args[@]}" --exec "$guest" || status=$?
+    [ $mode != bench ] || rm -f "$cache/bench-disk.img"
     log "guest exited with status $status after $((SECONDS - start)) s"
     exit "$status"
 }

@@ -33,6 +33,16 @@ impl TempMount {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Writes everything written under the mount to its device and reports
+    /// a failed writeback (a full thin pool returns EIO only here: an
+    /// unmount would drop the error and the data with it).
+    pub fn sync(&self) -> Result<()> {
+        let dir =
+            std::fs::File::open(&self.path).map_err(|e| StoreError::io("open", &self.path, e))?;
+        nix::unistd::syncfs(&dir)
+            .map_err(|e| StoreError::io("syncfs", &self.path, std::io::Error::from(e)))
+    }
 }
 
 impl Drop for TempMount {

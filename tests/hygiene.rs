@@ -31,10 +31,8 @@ fn fill_one_container(root: &Path, created: &mut Vec<String>) -> String {
     created.push(id.clone());
     let path = last_line(&strata_ok(root, &["mount", &id]));
     for i in 0..400 {
-        if let Err(e) = std::fs::write(
-            Path::new(&path).join(format!("fill-{i}")),
-            vec![7u8; 4 << 20],
-        ) {
+        // fsync: a full thin pool reports EIO at writeback, not at write.
+        if let Err(e) = write_synced(&Path::new(&path).join(format!("fill-{i}")), 4 << 20) {
             strata_ok(root, &["umount", &id]);
             return format!("write: {e}");
         }
@@ -49,6 +47,13 @@ fn out_of_space(err: &str) -> bool {
     ["no space", "quota", "input/output error"]
         .iter()
         .any(|s| err.contains(s))
+}
+
+fn write_synced(file: &Path, len: usize) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(file)?;
+    f.write_all(&vec![7u8; len])?;
+    f.sync_all()
 }
 
 /// Fails an import that does not fit, then fills the disk with containers

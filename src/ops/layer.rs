@@ -115,6 +115,7 @@ fn fill_and_commit(
         if upper.is_none() {
             apply_layer(mount.path(), &mut reader, &options)?;
         }
+        mount.sync()?;
         manifest::compute(mount.path())?
     };
     failpoint("layer.applied");
