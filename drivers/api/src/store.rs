@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::reserve::{is_out_of_space, SpaceReserve};
+use crate::reserve::{is_out_of_space, mentions_out_of_space, SpaceReserve};
 use crate::{
     failpoint, now_ns, CreateOptions, Driver, Error, Filters, Info, Kind, Labels, Mount, Result,
     SnapshotId, SnapshotKey, Snapshotter, Target, Usage,
@@ -132,7 +132,10 @@ impl<D: Driver> Snapshots<D> {
     }
 
     /// Runs a metadata write; if the disk is full, releases the space
-    /// reserve and tries once more.
+    /// reserve and tries once more. The retry only helps when redb failed
+    /// before writing anything: a write that failed half-way leaves the
+    /// handle refusing writes until reopened, so a caller that already knows
+    /// the disk is full releases the reserve first.
     fn write_retrying(&self, write: impl Fn() -> Result<()>) -> Result<()> {
         match write() {
             Err(e) if is_out_of_space(&e) && self.reserve.as_ref().is_some_and(|r| r.release()) => {
@@ -318,6 +321,14 @@ impl<D: Driver> Snapshots<D> {
                 Ok(mounts)
             }
             Err(e) => {
+                // A metadata write that hits ENOSPC poisons the database
+                // handle, so the retry in `write_retrying` would come too
+                // late: give the space back before the rollback writes.
+                if mentions_out_of_space(&e) {
+                    if let Some(reserve) = &self.reserve {
+                        reserve.release();
+                    }
+                }
                 let rollback = self
                     .driver
                     .remove(record.id)
