@@ -146,7 +146,7 @@ fn check_data_names_a_corrupted_file_devmapper() {
     }
     let scratch = ScratchDir::new("data-devmapper");
     let root = scratch.path().join("store");
-    if !init_store(test, &root, "devmapper", &["dm.data_size=256M"]) {
+    if !init_store(test, &root, "devmapper", &["dm.data_size=128M"]) {
         return;
     }
     let tar = scratch.path().join("img.tar");
