@@ -18,7 +18,7 @@
 #   --bench        run the devmapper benchmarks instead of the tests (not
 #                  part of CI): `strata bench --drivers devmapper --quick`
 #                  and every criterion bench with STRATA_BENCH_DEVMAPPER=1,
-#                  on an ext4 scratch disk (virtio-scsi, so fsync reaches a
+#                  on an ext4 scratch disk (virtio, so fsync reaches a
 #                  real file on the host); outputs land in target/vm-bench
 #   ARG            appended to every test (or bench) binary's arguments,
 #                  e.g. a name filter
@@ -225,8 +225,10 @@ write_guest_bench_script() {
         echo 'modprobe virtio_scsi; modprobe sd_mod'
         echo "mount -t tmpfs -o size=$tmpfs_size,mode=1777 strata-vm-tmp /tmp || exit 3"
         echo 'udevadm control --exit 2>/dev/null; rm -f /run/udev/control'
-        echo 'for i in $(seq 50); do [ -b /dev/sda ] && break; sleep 0.2; done'
-        echo 'mkfs.ext4 -q -F /dev/sda && mkdir -p /tmp/disk && mount /dev/sda /tmp/disk || exit 3'
+        # vng attaches --disk as virtio-blk (vda) or virtio-scsi (sda).
+        echo 'disk=""; for i in $(seq 50); do for d in /dev/vda /dev/sda; do [ -b $d ] && disk=$d; done; [ -n "$disk" ] && break; sleep 0.2; done'
+        echo '[ -n "$disk" ] || { echo "vm-bench: the scratch disk did not appear"; exit 3; }'
+        echo 'mkfs.ext4 -q -F $disk && mkdir -p /tmp/disk && mount $disk /tmp/disk || exit 3'
         echo 'export TMPDIR=/tmp/disk STRATA_BENCH_DEVMAPPER=1 STRATA_BENCH_DRIVERS=devmapper'
         guest_env
         echo "cd '$repo'"
