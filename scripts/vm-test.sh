@@ -230,6 +230,8 @@ write_guest_bench_script() {
         echo '[ -n "$disk" ] || { echo "vm-bench: the scratch disk did not appear"; exit 3; }'
         echo 'mkfs.ext4 -q -F $disk && mkdir -p /tmp/disk && mount $disk /tmp/disk || exit 3'
         echo 'export TMPDIR=/tmp/disk STRATA_BENCH_DEVMAPPER=1 STRATA_BENCH_DRIVERS=devmapper'
+        # The guest's view of target/ is read-only.
+        echo "export CRITERION_HOME='$results/criterion'"
         guest_env
         echo "cd '$repo'"
         echo 'status=0'
