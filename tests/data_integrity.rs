@@ -146,9 +146,14 @@ fn check_data_names_a_corrupted_file_devmapper() {
     }
     let scratch = ScratchDir::new("data-devmapper");
     let root = scratch.path().join("store");
-    // 256 MiB: the base device's ext4 writes its inode tables (about
-    // 160 MiB for the default 10 GiB) at init.
-    if !init_store(test, &root, "devmapper", &["dm.data_size=256M"]) {
+    // A small base: its ext4 inode tables are written into the pool at init
+    // (about 160 MiB for the default 10 GiB), and the test scans the pool.
+    if !init_store(
+        test,
+        &root,
+        "devmapper",
+        &["dm.data_size=96M", "dm.basesize=1G"],
+    ) {
         return;
     }
     let tar = scratch.path().join("img.tar");
