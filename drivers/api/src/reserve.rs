@@ -69,6 +69,5 @@ pub fn mentions_out_of_space(e: &crate::Error) -> bool {
 
 /// Whether a metadata error is the disk being full.
 pub fn is_out_of_space(e: &crate::Error) -> bool {
-    let os_error = format!("(os error {})", libc::ENOSPC);
-    matches!(e, crate::Error::Metadata(m) if m.contains(&os_error))
+    matches!(e, crate::Error::Metadata(_)) && mentions_out_of_space(e)
 }
