@@ -107,21 +107,30 @@ ensure_kernel() {
     echo "$ver"
 }
 
-# Prints the test executables that `cargo test $1 --no-run` builds.
-build_tests() {
-    local args
-    read -r -a args <<<"$1"
-    (cd "$repo" && cargo test "${args[@]}" --no-run --message-format=json) |
-        python3 -c '
+# Reads cargo's JSON messages on stdin and prints the executables built:
+# test binaries, or bench binaries when $1 is "bench".
+executables() {
+    python3 -c '
 import json, sys
+want_bench = sys.argv[1] == "bench"
 for line in sys.stdin:
     try:
         msg = json.loads(line)
     except ValueError:
         continue
-    if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg.get("profile", {}).get("test"):
+    if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
+        continue
+    is_bench = "bench" in msg.get("target", {}).get("kind", [])
+    if is_bench if want_bench else msg.get("profile", {}).get("test"):
         print(msg["executable"])
-'
+' "$1"
+}
+
+# Prints the test executables that `cargo test $1 --no-run` builds.
+build_tests() {
+    local args
+    read -r -a args <<<"$1"
+    (cd "$repo" && cargo test "${args[@]}" --no-run --message-format=json) | executables test
 }
 
 # Fills $runs with one line per test binary to run: "BINARY TEST_ARGS...".
@@ -201,17 +210,7 @@ write_guest_script() {
 # Prints the bench executables (release profile) and builds the CLI.
 build_benches() {
     (cd "$repo" && cargo build --release --quiet --bin strata >&2)
-    (cd "$repo" && cargo bench --no-run --message-format=json) |
-        python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        continue
-    if msg.get("reason") == "compiler-artifact" and msg.get("executable") and "bench" in msg.get("target", {}).get("kind", []):
-        print(msg["executable"])
-'
+    (cd "$repo" && cargo bench --no-run --message-format=json) | executables bench
 }
 
 # Writes the bench script the guest runs to $1; results go to $2.

@@ -161,30 +161,32 @@ fn full_disk_leaves_nothing_behind_blockfile() {
     full_disk(test, &root, scratch.path(), 100 << 20, "blockfile");
 }
 
+/// A devmapper store with a thin device size of `base` and a pool of
+/// `pool` (never grown), then [`full_disk`] with an import of `fill` bytes.
+fn full_devmapper(test: &str, base: &str, pool: &str, fill: u64) {
+    if !require_root(test) {
+        return;
+    }
+    let scratch = ScratchDir::new(&test.replace("::", "-"));
+    let root = scratch.path().join("store");
+    let options = [
+        format!("dm.basesize={base}"),
+        format!("dm.data_size={pool}"),
+        "dm.autoextend_threshold=0".to_owned(),
+    ];
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    if !init_store(test, &root, "devmapper", &options) {
+        return;
+    }
+    full_disk(test, &root, scratch.path(), fill, "devmapper");
+}
+
 /// devmapper, filesystem full: each thin device's ext4 (64 MiB) fills up
 /// long before the pool (512 MiB) does.
 #[test]
 #[ignore = "needs dm-thin: runs in the VM tier"]
 fn full_disk_leaves_nothing_behind_devmapper() {
-    let test = "hygiene::full_disk_devmapper";
-    if !require_root(test) {
-        return;
-    }
-    let scratch = ScratchDir::new("hygiene-devmapper");
-    let root = scratch.path().join("store");
-    if !init_store(
-        test,
-        &root,
-        "devmapper",
-        &[
-            "dm.basesize=64M",
-            "dm.data_size=512M",
-            "dm.autoextend_threshold=0",
-        ],
-    ) {
-        return;
-    }
-    full_disk(test, &root, scratch.path(), 100 << 20, "devmapper");
+    full_devmapper("hygiene::full_disk_devmapper", "64M", "512M", 100 << 20);
 }
 
 /// devmapper, pool full: the thin devices (512 MiB each) promise more than
@@ -193,23 +195,5 @@ fn full_disk_leaves_nothing_behind_devmapper() {
 #[test]
 #[ignore = "needs dm-thin: runs in the VM tier"]
 fn full_pool_leaves_nothing_behind_devmapper() {
-    let test = "hygiene::full_pool_devmapper";
-    if !require_root(test) {
-        return;
-    }
-    let scratch = ScratchDir::new("hygiene-devmapper-pool");
-    let root = scratch.path().join("store");
-    if !init_store(
-        test,
-        &root,
-        "devmapper",
-        &[
-            "dm.basesize=512M",
-            "dm.data_size=96M",
-            "dm.autoextend_threshold=0",
-        ],
-    ) {
-        return;
-    }
-    full_disk(test, &root, scratch.path(), 160 << 20, "devmapper");
+    full_devmapper("hygiene::full_pool_devmapper", "512M", "96M", 160 << 20);
 }
