@@ -7,7 +7,27 @@ mod common;
 use std::time::Duration;
 
 use criterion::BenchmarkId;
-use strata::bench::{human_bytes, workloads, GIB, KIB, MIB};
+use strata::bench::rig::Rig;
+use strata::bench::workloads::{self, WriteSample};
+use strata::bench::{human_bytes, GIB, KIB, MIB};
+use strata_driver_api::SnapshotKey;
+
+/// Runs `iters` copy-ups of `write` bytes, each in a fresh container on
+/// `image`, and sums the part of each sample that `timed` picks.
+fn copy_ups(
+    rig: &Rig,
+    image: &SnapshotKey,
+    write: u64,
+    iters: u64,
+    timed: fn(&WriteSample) -> f64,
+) -> Duration {
+    (0..iters)
+        .map(|_| {
+            let sample = workloads::copy_up(rig, image, write).expect("copy-up sample");
+            common::dur(timed(&sample))
+        })
+        .sum()
+}
 
 fn main() {
     if !common::can_run("copy_up") {
@@ -41,33 +61,13 @@ fn main() {
                     continue;
                 }
                 group.bench_function(BenchmarkId::new("first", &id), |b| {
-                    b.iter_custom(|iters| {
-                        (0..iters)
-                            .map(|_| {
-                                common::dur(
-                                    workloads::copy_up(&rig, &image, write)
-                                        .expect("copy-up sample")
-                                        .total_ns,
-                                )
-                            })
-                            .sum()
-                    })
+                    b.iter_custom(|iters| copy_ups(&rig, &image, write, iters, |s| s.total_ns))
                 });
                 // The steady state hardly depends on the file size; the 1 GiB
                 // case would cost a full copy-up per iteration for nothing.
                 if size < GIB {
                     group.bench_function(BenchmarkId::new("second", &id), |b| {
-                        b.iter_custom(|iters| {
-                            (0..iters)
-                                .map(|_| {
-                                    common::dur(
-                                        workloads::copy_up(&rig, &image, write)
-                                            .expect("copy-up sample")
-                                            .second_ns,
-                                    )
-                                })
-                                .sum()
-                        })
+                        b.iter_custom(|iters| copy_ups(&rig, &image, write, iters, |s| s.second_ns))
                     });
                 }
             }
