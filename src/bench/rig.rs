@@ -305,7 +305,7 @@ impl Rig {
 
 impl Drop for Rig {
     /// Removes every snapshot when the home is on the host filesystem (a
-    /// loop-backed home disappears with its filesystem), then closes the driver.
+    /// loop-backed home disappears with its filesystem), then releases the driver.
     fn drop(&mut self) {
         if self.target.backing == Backing::Host {
             if let Ok(mut records) = self.snapshots.records() {
@@ -315,8 +315,8 @@ impl Drop for Rig {
                 }
             }
         }
-        if let Err(e) = self.snapshots.driver().close() {
-            eprintln!("bench: closing driver {}: {e}", self.target.label);
+        if let Err(e) = self.snapshots.driver().release() {
+            eprintln!("bench: releasing driver {}: {e}", self.target.label);
         }
     }
 }

@@ -7,6 +7,7 @@ mod containers;
 mod images;
 mod layers;
 mod output;
+mod release;
 mod serve;
 mod store_cmds;
 
@@ -61,6 +62,9 @@ pub enum Command {
     },
     /// Show the driver, why it was chosen, its backing, space and counts.
     Info,
+    /// Unmount the driver's backing and detach its loop devices (they stay
+    /// set up between commands); refuses, naming it, while anything holds it.
+    Release,
     /// Import a flat rootfs tar (plain, gzip or zstd) as a one-layer image.
     Import {
         /// The tar file.
@@ -205,6 +209,7 @@ pub fn run() -> Result<()> {
     match &cli.command {
         Command::Init { options } => store_cmds::init(&cli, options),
         Command::Info => store_cmds::info(&cli),
+        Command::Release => release::release(&cli),
         Command::Import { file, reference } => images::import(&cli, file, reference),
         Command::Load { input } => layers::load(&cli, input),
         Command::Save {

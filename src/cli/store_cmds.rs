@@ -57,6 +57,30 @@ pub fn info(cli: &Cli) -> Result<()> {
     for (k, v) in &info.driver_status {
         t.row(vec![format!(" {k}"), v.clone()]);
     }
+    for b in &info.backing {
+        t.row(vec!["Backing file".into(), b.file.display().to_string()]);
+        let devices = if b.loop_devices.is_empty() {
+            "none (attached by the next command)".to_owned()
+        } else {
+            let list: Vec<String> = b
+                .loop_devices
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            list.join(", ")
+        };
+        t.row(vec![" loop devices".into(), devices]);
+        if let Some(point) = &b.mount_point {
+            let state = if b.mounted { "mounted" } else { "not mounted" };
+            t.row(vec![
+                " mount point".into(),
+                format!("{} ({state})", point.display()),
+            ]);
+        }
+        for u in &b.users {
+            t.row(vec![" also held by".into(), u.clone()]);
+        }
+    }
     t.row(vec![
         "Space".into(),
         format!(

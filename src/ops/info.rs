@@ -19,6 +19,9 @@ pub struct StoreInfo {
     pub options: std::collections::BTreeMap<String, String>,
     /// The driver's own status lines (backing, usage method, ...).
     pub driver_status: Vec<(String, String)>,
+    /// The driver's loop-backed files: loop devices, mount point, mounted
+    /// or not (they stay set up between commands until `strata release`).
+    pub backing: Vec<strata_driver_api::mount::BackingState>,
     /// Bytes free on the root's filesystem.
     pub space_free: u64,
     /// Bytes total on the root's filesystem.
@@ -50,6 +53,7 @@ pub fn info(store: &Store) -> Result<StoreInfo> {
         driver_reason: store.config().driver_reason.clone(),
         options: store.config().options.clone(),
         driver_status: store.driver().status(),
+        backing: super::release::backing(store)?,
         space_free: free,
         space_total: total,
         images: meta.images()?.len(),

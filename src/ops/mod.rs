@@ -6,4 +6,5 @@ pub mod image;
 pub mod import;
 pub mod info;
 pub mod layer;
+pub mod release;
 pub mod transfer;

@@ -184,20 +184,3 @@ impl Store {
         Ok(dir)
     }
 }
-
-impl Drop for Store {
-    /// Releases the driver's backing (loop mounts) when no container is
-    /// mounted, so a store at rest holds no kernel objects.
-    fn drop(&mut self) {
-        let busy = self
-            .meta()
-            .and_then(|m| m.containers())
-            .map(|all| all.iter().any(|c| c.mounted_at.is_some()))
-            .unwrap_or(true);
-        if !busy {
-            if let Err(e) = self.snapshots.driver().close() {
-                tracing::warn!(error = %e, "closing the driver");
-            }
-        }
-    }
-}

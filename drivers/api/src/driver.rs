@@ -68,12 +68,23 @@ pub trait Driver: Send + Sync + 'static {
         false
     }
 
-    /// Releases what `open` set up (backing mounts, loop devices) if nothing
-    /// uses it any more; called when the store closes with no container
-    /// mounted. Must not detach lazily: use [`crate::mount::try_unmount`] and
-    /// leave a busy backing mounted. Snapshots stay intact.
-    fn close(&self) -> Result<()> {
+    /// Releases what `open` set up (backing mounts, loop devices, a pool
+    /// the driver made) so the host holds nothing of the store; the next
+    /// `open` sets it up again. Only `strata release` calls it: the backing
+    /// otherwise stays set up between commands, because unmounting it at
+    /// every exit let a later command attach the same file twice.
+    /// Snapshots stay intact. Fails, changing nothing, with an error naming
+    /// what still holds the backing (a mounted snapshot, open files, a
+    /// device-mapper device); never detaches lazily.
+    fn release(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// The files this driver attaches to loop devices and keeps attached
+    /// (empty when it uses none), so `strata info` and `strata check` can
+    /// inspect them without knowing the driver.
+    fn backing_files(&self) -> Vec<crate::BackingFile> {
+        Vec::new()
     }
 }
 
@@ -115,7 +126,10 @@ impl Driver for Box<dyn Driver> {
     fn overlay_whiteouts(&self) -> bool {
         (**self).overlay_whiteouts()
     }
-    fn close(&self) -> Result<()> {
-        (**self).close()
+    fn release(&self) -> Result<()> {
+        (**self).release()
+    }
+    fn backing_files(&self) -> Vec<crate::BackingFile> {
+        (**self).backing_files()
     }
 }

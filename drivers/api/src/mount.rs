@@ -4,21 +4,26 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use nix::mount::{MntFlags, MsFlags};
 
-use crate::{sys, Error, IoContext, Mount, Result};
+use nix::fcntl::{Flock, FlockArg};
 
-/// A loop device attached by [`attach_loop`]. While this value lives, the
-/// device is held open, so an autoclear device is not detached before it is
-/// mounted.
+use crate::{sys, BackingFile, Error, IoContext, Mount, Result};
+
+/// A loop device attached by [`attach_loop`] or found or attached by
+/// [`attach_loop_once`]. While this value lives, the device is held open,
+/// so an autoclear device is not detached before it is mounted.
 #[derive(Debug)]
 pub struct LoopDevice {
     /// `/dev/loopN`.
     pub path: PathBuf,
+    /// Whether this call attached it (else it was attached already).
+    pub attached: bool,
     _handle: File,
 }
 
@@ -273,13 +278,18 @@ pub fn is_mountpoint(path: &Path) -> Result<bool> {
 
 /// Attaches `file` to a free loop device with LOOP_CONFIGURE. With
 /// `autoclear`, the device detaches itself when its last user (the mount,
-/// or this handle if nothing mounts it) goes away.
+/// or this handle if nothing mounts it) goes away. For files a driver keeps
+/// attached (backing filesystems, pool files) use [`attach_loop_once`].
 pub fn attach_loop(file: &Path, read_only: bool, autoclear: bool) -> Result<LoopDevice> {
     let backing = OpenOptions::new()
         .read(true)
         .write(!read_only)
         .open(file)
         .ctx("open loop backing file", file)?;
+    attach_fd(file, &backing, read_only, autoclear)
+}
+
+fn attach_fd(file: &Path, backing: &File, read_only: bool, autoclear: bool) -> Result<LoopDevice> {
     let control = File::open("/dev/loop-control").ctx("open", "/dev/loop-control")?;
     let mut flags = 0;
     if read_only {
@@ -297,8 +307,14 @@ pub fn attach_loop(file: &Path, read_only: bool, autoclear: bool) -> Result<Loop
             .write(!read_only)
             .open(&path)
             .ctx("open loop device", &path)?;
-        match sys::loop_configure(&dev, &backing, flags, name.as_os_str().as_bytes()) {
-            Ok(()) => return Ok(LoopDevice { path, _handle: dev }),
+        match sys::loop_configure(&dev, backing, flags, name.as_os_str().as_bytes()) {
+            Ok(()) => {
+                return Ok(LoopDevice {
+                    path,
+                    attached: true,
+                    _handle: dev,
+                })
+            }
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
             Err(e) => return Err(Error::io("LOOP_CONFIGURE", &path, e)),
         }
@@ -320,22 +336,449 @@ pub fn detach_loop(dev: &Path) -> Result<()> {
     }
 }
 
-/// Loop devices whose backing file is `file` (from sysfs).
+/// Loop devices whose backing file is `file` (the same inode, see
+/// [`BackingLock::loops`]); empty when `file` cannot be read.
 pub fn loops_backed_by(file: &Path) -> Vec<PathBuf> {
-    let want = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    match std::fs::metadata(file) {
+        Ok(m) => loops_with_identity(m.dev(), m.ino()),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Every attached loop device (per sysfs) whose LOOP_GET_STATUS64 names the
+/// file `(dev, ino)`. The sysfs path is only a hint: a renamed or deleted
+/// and re-created file would fool it, the inode does not.
+fn loops_with_identity(dev: u64, ino: u64) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let n: u32 = name.to_str()?.strip_prefix("loop")?.parse().ok()?;
+            // Only attached devices have a backing_file.
+            std::fs::metadata(e.path().join("loop/backing_file")).ok()?;
+            let path = Path::new("/dev").join(&name);
+            let handle = File::open(&path).ok()?;
+            let st = sys::loop_get_status(&handle).ok()?;
+            (st.device == dev && st.inode == ino).then_some((n, path))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Errors about loop-backed backing files.
+#[derive(Debug, thiserror::Error)]
+pub enum BackingError {
+    /// The file is attached to several loop devices and more than one
+    /// carries a mounted filesystem: two live instances of one filesystem.
+    #[error("{file} is attached to loop devices {devices} and {mounted} carry mounted filesystems (two live instances of one filesystem); run `strata check`")]
+    AttachedTwice {
+        /// The backing file.
+        file: PathBuf,
+        /// Every loop device attached to it.
+        devices: String,
+        /// The devices mounted somewhere.
+        mounted: String,
+    },
+    /// The mount point holds a mount that is not of the backing file.
+    #[error("{mount_point} is mounted from {from}, not from a loop device of {file}; refusing to mount over it")]
+    ForeignMount {
+        /// The backing's mount point.
+        mount_point: PathBuf,
+        /// The source of what is mounted there.
+        from: String,
+        /// The backing file.
+        file: PathBuf,
+    },
+    /// Something still uses the backing, so it cannot be released.
+    #[error("cannot release {file}: {holders}")]
+    Busy {
+        /// The backing file.
+        file: PathBuf,
+        /// What still holds it (mounts, device-mapper devices, open files).
+        holders: String,
+    },
+    /// A duplicate attachment that cannot be detached safely.
+    #[error("cannot detach the extra loop devices of {file}: {reason}")]
+    Unfixable {
+        /// The backing file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<BackingError> for Error {
+    fn from(e: BackingError) -> Self {
+        Error::FailedPrecondition(e.to_string())
+    }
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone)]
+struct MountEntry {
+    point: PathBuf,
+    source: String,
+}
+
+fn mount_table() -> Result<Vec<MountEntry>> {
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").ctx("read", "/proc/self/mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = unescape_mountinfo(left.split(' ').nth(4)?);
+            let source = unescape_mountinfo(right.split(' ').nth(1)?);
+            Some(MountEntry {
+                point: PathBuf::from(point),
+                source,
+            })
+        })
+        .collect())
+}
+
+/// What holds the loop device `dev` apart from a mount at `except`: other
+/// mounts of it and kernel holders (device-mapper tables), as phrases.
+fn loop_users(dev: &Path, table: &[MountEntry], except: Option<&Path>) -> Vec<String> {
+    let mut users: Vec<String> = table
+        .iter()
+        .filter(|m| Path::new(&m.source) == dev && Some(m.point.as_path()) != except)
+        .map(|m| format!("{} is mounted at {}", dev.display(), m.point.display()))
+        .collect();
+    let name = dev.file_name().unwrap_or_default();
+    if let Ok(holders) = std::fs::read_dir(Path::new("/sys/block").join(name).join("holders")) {
+        for h in holders.flatten() {
+            let dm_name = std::fs::read_to_string(h.path().join("dm/name"))
+                .map(|n| format!(" ({})", n.trim()))
+                .unwrap_or_default();
+            users.push(format!(
+                "{} is used by {}{dm_name}",
+                dev.display(),
+                h.file_name().to_string_lossy()
+            ));
+        }
+    }
+    users
+}
+
+/// Loop devices whose backing file (per sysfs) lies below `dir`, with it.
+fn loop_files_below(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
     let Ok(entries) = std::fs::read_dir("/sys/block") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter(|e| e.file_name().as_bytes().starts_with(b"loop"))
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("loop/backing_file"))
-                .map(|b| Path::new(b.trim_end()) == want)
-                .unwrap_or(false)
+        .filter_map(|e| {
+            let file = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            let file = PathBuf::from(file.trim_end());
+            file.starts_with(dir)
+                .then(|| (Path::new("/dev").join(e.file_name()), file))
         })
-        .map(|e| Path::new("/dev").join(e.file_name()))
         .collect()
+}
+
+/// A host-wide exclusive lock on a backing file: `flock` on the file
+/// itself, so every process that attaches, mounts, detaches or repairs it
+/// through this module takes turns, whatever store or driver instance it
+/// comes from. Held until dropped.
+///
+/// Backing loop devices are attached **without autoclear**: they stay
+/// until [`release_backing`] detaches them under this lock. With autoclear
+/// the kernel would detach a device the moment its last mount went away
+/// (an unmount by anyone, outside the lock), so a device just found by a
+/// lookup could vanish, or be reused for another file, before it was
+/// mounted. A device found attached with autoclear by an older version is
+/// still safe to reuse: the lookup and the mount go through a held-open
+/// handle ([`LoopDevice`]), which keeps it attached.
+#[derive(Debug)]
+pub struct BackingLock {
+    file: Flock<File>,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl BackingLock {
+    /// Opens `file` (read-write unless `read_only`) and waits for its lock.
+    pub fn acquire(file: &Path, read_only: bool) -> Result<Self> {
+        let handle = OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(file)
+            .ctx("open backing file", file)?;
+        let locked = Flock::lock(handle, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::errno("flock", file, e))?;
+        let meta = locked.metadata().ctx("stat", file)?;
+        Ok(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            file: locked,
+            path: file.to_path_buf(),
+        })
+    }
+
+    /// Loop devices attached to this very file (matched by device and inode
+    /// through LOOP_GET_STATUS64), lowest number first.
+    pub fn loops(&self) -> Vec<PathBuf> {
+        loops_with_identity(self.dev, self.ino)
+    }
+
+    /// Opens `dev` and checks it is still attached to this file.
+    fn open_existing(&self, dev: &Path) -> Result<LoopDevice> {
+        let handle = File::open(dev).ctx("open loop device", dev)?;
+        let st = sys::loop_get_status(&handle).ctx("LOOP_GET_STATUS64", dev)?;
+        if st.device != self.dev || st.inode != self.ino {
+            return Err(Error::io(
+                "reuse loop device",
+                dev,
+                std::io::Error::other(format!(
+                    "no longer attached to {} (detached behind the lock)",
+                    self.path.display()
+                )),
+            ));
+        }
+        Ok(LoopDevice {
+            path: dev.to_path_buf(),
+            attached: false,
+            _handle: handle,
+        })
+    }
+
+    /// The loop device of this file: the one already attached, or a new
+    /// one (no autoclear) when there is none. When several are attached,
+    /// the one carrying mounts or holders is used (the first when none
+    /// does); two carrying mounts is [`BackingError::AttachedTwice`].
+    pub fn attach_once(&self, read_only: bool) -> Result<LoopDevice> {
+        let loops = self.loops();
+        match loops.len() {
+            0 => attach_fd(&self.path, &self.file, read_only, false),
+            1 => self.open_existing(&loops[0]),
+            _ => {
+                let table = mount_table()?;
+                let used: Vec<&PathBuf> = loops
+                    .iter()
+                    .filter(|d| !loop_users(d, &table, None).is_empty())
+                    .collect();
+                if used.len() > 1 {
+                    return Err(BackingError::AttachedTwice {
+                        file: self.path.clone(),
+                        devices: join(loops.iter()),
+                        mounted: join(used.into_iter()),
+                    }
+                    .into());
+                }
+                let chosen = used.first().copied().unwrap_or(&loops[0]);
+                tracing::warn!(
+                    file = %self.path.display(),
+                    devices = %join(loops.iter()),
+                    using = %chosen.display(),
+                    "backing file attached to several loop devices; `strata check --repair` detaches the extra ones"
+                );
+                self.open_existing(chosen)
+            }
+        }
+    }
+}
+
+fn join<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {
+    paths
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Returns the loop device `file` is attached to, attaching it (without
+/// autoclear) only when no loop device has it yet. Serialised host-wide by
+/// [`BackingLock`], so two processes racing attach it once.
+pub fn attach_loop_once(file: &Path, read_only: bool) -> Result<LoopDevice> {
+    BackingLock::acquire(file, read_only)?.attach_once(read_only)
+}
+
+/// Mounts the filesystem in `file` at `mount_point`, once per host: if it
+/// is mounted there already (from the file's loop device) nothing is done;
+/// otherwise it is mounted from the loop device already attached to
+/// `file` (which may carry the live filesystem mounted elsewhere, e.g. a
+/// leftover scratch mount: the kernel then hands out the same superblock),
+/// and only when there is none is a loop device attached. Never a second
+/// loop device while one exists. Returns the loop device.
+pub fn mount_backing(
+    file: &Path,
+    mount_point: &Path,
+    fstype: &str,
+    options: &[String],
+) -> Result<PathBuf> {
+    let lock = BackingLock::acquire(file, false)?;
+    let point = std::fs::canonicalize(mount_point).ctx("canonicalize", mount_point)?;
+    let loops = lock.loops();
+    if let Some(top) = mount_table()?.into_iter().rev().find(|m| m.point == point) {
+        let source = PathBuf::from(&top.source);
+        if loops.contains(&source) {
+            return Ok(source);
+        }
+        return Err(BackingError::ForeignMount {
+            mount_point: point,
+            from: top.source,
+            file: file.to_path_buf(),
+        }
+        .into());
+    }
+    let dev = lock.attach_once(false)?;
+    if let Err(e) = mount_fs(&dev.path, &point, fstype, options) {
+        if dev.attached {
+            let path = dev.path.clone();
+            drop(dev);
+            let _ = detach_loop(&path);
+        }
+        return Err(e);
+    }
+    Ok(dev.path.clone())
+}
+
+/// Unmounts `mount_point` (when given and mounted from `file`) and detaches
+/// every loop device of `file`, under [`BackingLock`]. Refuses, changing
+/// nothing, with [`BackingError::Busy`] naming what still holds it: another
+/// mount of its filesystem, a device-mapper table on its loop device, or
+/// open files below the mount point. A file that does not exist, or is not
+/// attached, is released already.
+pub fn release_backing(file: &Path, mount_point: Option<&Path>) -> Result<()> {
+    if !file.exists() {
+        return Ok(());
+    }
+    let lock = BackingLock::acquire(file, true)?;
+    let loops = lock.loops();
+    let point = mount_point.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    let table = mount_table()?;
+    let mut holders: Vec<String> = loops
+        .iter()
+        .flat_map(|d| loop_users(d, &table, point.as_deref()))
+        .collect();
+    if let Some(point) = &point {
+        holders.extend(loop_files_below(point).into_iter().map(|(dev, file)| {
+            format!("{} has {} open", dev.display(), file.display())
+        }));
+    }
+    if !holders.is_empty() {
+        return Err(BackingError::Busy {
+            file: file.to_path_buf(),
+            holders: holders.join("; "),
+        }
+        .into());
+    }
+    if let Some(point) = &point {
+        let ours = |m: &MountEntry| &m.point == point && loops.iter().any(|d| d.as_os_str() == m.source.as_str());
+        while mount_table()?.iter().any(ours) {
+            if !try_unmount(point)? {
+                return Err(BackingError::Busy {
+                    file: file.to_path_buf(),
+                    holders: format!(
+                        "files are open below {} (see `fuser -vm {}`)",
+                        point.display(),
+                        point.display()
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    for dev in &loops {
+        detach_loop(dev)?;
+    }
+    let left = lock.loops();
+    if !left.is_empty() {
+        return Err(BackingError::Busy {
+            file: file.to_path_buf(),
+            holders: format!(
+                "{} still open by a process (detached when it closes it)",
+                join(left.iter())
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Detaches the loop devices of `file` beyond the one in use (mounted or
+/// held), under [`BackingLock`]; when none is in use the lowest-numbered
+/// one stays. Returns the devices detached. Fails with
+/// [`BackingError::Unfixable`] when more than one carries a mount.
+pub fn detach_extra_loops(file: &Path) -> Result<Vec<PathBuf>> {
+    let lock = BackingLock::acquire(file, true)?;
+    let loops = lock.loops();
+    let table = mount_table()?;
+    let used: Vec<(&PathBuf, Vec<String>)> = loops
+        .iter()
+        .map(|d| (d, loop_users(d, &table, None)))
+        .filter(|(_, u)| !u.is_empty())
+        .collect();
+    if used.len() > 1 {
+        return Err(BackingError::Unfixable {
+            file: file.to_path_buf(),
+            reason: format!(
+                "{}: two live instances of one filesystem; unmount them all, detach all but one \
+                 device, and check the filesystem (btrfs check, xfs_repair) before using it again",
+                used.iter()
+                    .flat_map(|(_, u)| u.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }
+        .into());
+    }
+    let keep = used.first().map(|(d, _)| *d).or(loops.first()).cloned();
+    let mut detached = Vec::new();
+    for dev in loops.iter().filter(|d| Some(*d) != keep.as_ref()) {
+        detach_loop(dev)?;
+        detached.push(dev.clone());
+    }
+    Ok(detached)
+}
+
+/// What the kernel holds of a backing file right now (for `strata info`
+/// and `strata check`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackingState {
+    /// The backing file.
+    pub file: PathBuf,
+    /// Loop devices attached to it (more than one is damage).
+    pub loop_devices: Vec<PathBuf>,
+    /// Where the driver mounts it, if it mounts it.
+    pub mount_point: Option<PathBuf>,
+    /// Whether it is mounted there from one of its loop devices.
+    pub mounted: bool,
+    /// Other mounts of its filesystem and kernel holders of its devices.
+    pub users: Vec<String>,
+}
+
+/// Reads the [`BackingState`] of `backing` (no lock taken: a snapshot).
+pub fn backing_state(backing: &BackingFile) -> Result<BackingState> {
+    let loop_devices = loops_backed_by(&backing.file);
+    let table = mount_table()?;
+    let point = backing
+        .mount_point
+        .as_ref()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
+    let mounted = point.as_ref().is_some_and(|p| {
+        table
+            .iter()
+            .any(|m| &m.point == p && loop_devices.iter().any(|d| d.as_os_str() == m.source.as_str()))
+    });
+    let users = loop_devices
+        .iter()
+        .flat_map(|d| loop_users(d, &table, point.as_deref()))
+        .collect();
+    Ok(BackingState {
+        file: backing.file.clone(),
+        loop_devices,
+        mount_point: backing.mount_point.clone(),
+        mounted,
+        users,
+    })
 }
 
 /// Runs an external command (mkfs, resize2fs, ...), returning its stdout or

@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
 /// Loop flag: read-only device.
 pub const LO_FLAGS_READ_ONLY: u32 = 1;
 /// Loop flag: detach when the last user closes the device.
@@ -31,6 +32,26 @@ struct LoopInfo64 {
     lo_crypt_name: [u8; LO_NAME_SIZE],
     lo_encrypt_key: [u8; 32],
     lo_init: [u64; 2],
+}
+
+impl LoopInfo64 {
+    fn zeroed() -> Self {
+        Self {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: 0,
+            lo_sizelimit: 0,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: 0,
+            lo_file_name: [0; LO_NAME_SIZE],
+            lo_crypt_name: [0; LO_NAME_SIZE],
+            lo_encrypt_key: [0; 32],
+            lo_init: [0; 2],
+        }
+    }
 }
 
 /// `struct loop_config` from `<linux/loop.h>`.
@@ -62,19 +83,9 @@ pub fn loop_configure(dev: &File, backing: &File, flags: u32, name: &[u8]) -> io
         fd: backing.as_raw_fd() as u32,
         block_size: 0,
         info: LoopInfo64 {
-            lo_device: 0,
-            lo_inode: 0,
-            lo_rdevice: 0,
-            lo_offset: 0,
-            lo_sizelimit: 0,
-            lo_number: 0,
-            lo_encrypt_type: 0,
-            lo_encrypt_key_size: 0,
             lo_flags: flags,
             lo_file_name: file_name,
-            lo_crypt_name: [0; LO_NAME_SIZE],
-            lo_encrypt_key: [0; 32],
-            lo_init: [0; 2],
+            ..LoopInfo64::zeroed()
         },
         reserved: [0; 8],
     };
@@ -91,6 +102,40 @@ pub fn loop_configure(dev: &File, backing: &File, flags: u32, name: &[u8]) -> io
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// What a loop device is bound to, from LOOP_GET_STATUS64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopStatus {
+    /// `st_dev` of the backing file (the kernel's `new_encode_dev`, as `stat`).
+    pub device: u64,
+    /// Inode number of the backing file.
+    pub inode: u64,
+    /// `LO_FLAGS_*`.
+    pub flags: u32,
+}
+
+/// Reads the backing file's identity of the loop device `dev`; ENXIO when
+/// nothing is attached.
+pub fn loop_get_status(dev: &File) -> io::Result<LoopStatus> {
+    let mut info = LoopInfo64::zeroed();
+    // SAFETY: `info` is a valid, writable `struct loop_info64` that outlives
+    // the call; the kernel writes at most its size. The fd is borrowed.
+    let rc = unsafe {
+        libc::ioctl(
+            dev.as_raw_fd(),
+            LOOP_GET_STATUS64 as _,
+            &mut info as *mut LoopInfo64,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(LoopStatus {
+        device: info.lo_device,
+        inode: info.lo_inode,
+        flags: info.lo_flags,
+    })
 }
 
 /// Detaches whatever backs the loop device `dev`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::mount::{attach_loop, mount_fs, run, unmount, unmount_below};
+use crate::mount::{attach_loop, detach_loop, mount_fs, run, unmount};
 use crate::{IoContext, Result};
 
 /// Environment variable that turns every skip into a failure (set in CI).
@@ -43,7 +43,9 @@ pub fn require_program(test: &str, program: &str) -> bool {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A directory `/tmp/strata-test-<tag>-<pid>-<n>`; on drop, everything
-/// mounted below it is unmounted and the tree is removed.
+/// mounted below it is unmounted, the loop devices of files below it are
+/// detached (backing loop devices stay attached between commands) and the
+/// tree is removed.
 #[derive(Debug)]
 pub struct ScratchDir {
     path: PathBuf,
@@ -70,11 +72,56 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        if let Err(e) = unmount_below(&self.path) {
-            eprintln!("cleanup: unmounting below {}: {e}", self.path.display());
-        }
+        clear_below(&self.path, true);
         remove_tree(&self.path);
     }
+}
+
+/// Unmounts every mount below `dir` (and `dir` itself when `including`),
+/// deepest first, detaching the loop devices of files inside each mount
+/// before unmounting it (a loop device keeps its file's filesystem busy),
+/// and at the end those of files below `dir`. Reports failures on stderr.
+fn clear_below(dir: &Path, including: bool) {
+    let mut points: Vec<PathBuf> = crate::mount::mount_points()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.starts_with(dir) && (including || p != dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    points.dedup();
+    for p in points {
+        detach_below(&p);
+        if let Err(e) = unmount(&p) {
+            eprintln!("cleanup: unmounting {}: {e}", p.display());
+        }
+    }
+    detach_below(dir);
+}
+
+fn detach_below(dir: &Path) {
+    for dev in loops_below(dir) {
+        if let Err(e) = detach_loop(&dev) {
+            eprintln!("cleanup: detaching {}: {e}", dev.display());
+        }
+    }
+}
+
+/// Loop devices whose backing file (per sysfs, deleted or not) lies below
+/// `dir`: only those, since other processes attach loop devices too.
+pub fn loops_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .map(|b| Path::new(b.trim_end().trim_end_matches(" (deleted)")).starts_with(dir))
+                .unwrap_or(false)
+        })
+        .map(|e| Path::new("/dev").join(e.file_name()))
+        .collect()
 }
 
 /// Removes a tree, deleting btrfs subvolumes it meets if plain removal fails.
@@ -136,7 +183,9 @@ impl LoopFs {
 
 impl Drop for LoopFs {
     fn drop(&mut self) {
-        if let Err(e) = unmount_below(&self.mount_point).and_then(|()| unmount(&self.mount_point)) {
+        clear_below(&self.mount_point, false);
+        detach_below(&self.mount_point);
+        if let Err(e) = unmount(&self.mount_point) {
             eprintln!("cleanup: unmounting {}: {e}", self.mount_point.display());
         }
         let _ = &self.scratch;

@@ -211,3 +211,14 @@ mod tests {
         }
     }
 }
+
+/// A file the driver attaches to a loop device and keeps attached between
+/// commands (a loop-backed filesystem, a thin pool's data or metadata
+/// file), with where the driver mounts it, if it does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackingFile {
+    /// The file.
+    pub file: std::path::PathBuf,
+    /// Its mount point, for a filesystem the driver mounts.
+    pub mount_point: Option<std::path::PathBuf>,
+}

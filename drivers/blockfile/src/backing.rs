@@ -1,6 +1,8 @@
 //! Where the image files live: the home directory itself when its filesystem
 //! can reflink, otherwise a loop-mounted xfs (`mkfs.xfs -m reflink=1`) file
-//! `<home>/backing.img` mounted at `<home>/store`.
+//! `<home>/backing.img` mounted at `<home>/store`, attached to one loop
+//! device per host and left mounted between commands until `strata
+//! release` ([`mount_backing`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -8,8 +10,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata_driver_api::mount::{attach_loop, is_mountpoint, mount_fs, run, try_unmount};
-use strata_driver_api::{IoContext, Result};
+use strata_driver_api::mount::{mount_backing, release_backing, run};
+use strata_driver_api::{BackingFile, IoContext, Result};
 
 use crate::config::{BackingMode, Config};
 use crate::sys;
@@ -54,11 +56,7 @@ impl Backing {
             make_backing(&image, cfg.backing_size)?;
         }
         std::fs::create_dir_all(&mountpoint).ctx("mkdir", &mountpoint)?;
-        if !is_mountpoint(&mountpoint)? {
-            // Autoclear: the device goes away when the store is unmounted.
-            let dev = attach_loop(&image, false, true)?;
-            mount_fs(&dev.path, &mountpoint, "xfs", &[])?;
-        }
+        mount_backing(&image, &mountpoint, "xfs", &[])?;
         Ok(Backing::Loop { image, mountpoint })
     }
 
@@ -70,21 +68,24 @@ impl Backing {
         }
     }
 
-    /// Unmounts the loop backing, if any and if nothing uses it (its loop
-    /// device autoclears); a busy backing stays mounted, never detached
-    /// lazily, and is logged.
-    pub fn close(&self) -> Result<()> {
+    /// Unmounts the loop backing, if any, and detaches its loop device,
+    /// unless anything else holds it (a mounted snapshot image, open
+    /// files): then nothing changes and the error names the holder.
+    pub fn release(&self) -> Result<()> {
         match self {
             Backing::Direct { .. } => Ok(()),
-            Backing::Loop { mountpoint, .. } => {
-                if !try_unmount(mountpoint)? {
-                    tracing::warn!(
-                        mountpoint = %mountpoint.display(),
-                        "blockfile: backing store busy, left mounted"
-                    );
-                }
-                Ok(())
-            }
+            Backing::Loop { image, mountpoint } => release_backing(image, Some(mountpoint)),
+        }
+    }
+
+    /// The loop file and its mount point (none for a direct store).
+    pub fn files(&self) -> Vec<BackingFile> {
+        match self {
+            Backing::Direct { .. } => Vec::new(),
+            Backing::Loop { image, mountpoint } => vec![BackingFile {
+                file: image.clone(),
+                mount_point: Some(mountpoint.clone()),
+            }],
         }
     }
 

@@ -242,7 +242,11 @@ impl Driver for BlockfileDriver {
         ]
     }
 
-    fn close(&self) -> Result<()> {
-        self.backing.close()
+    fn release(&self) -> Result<()> {
+        self.backing.release()
+    }
+
+    fn backing_files(&self) -> Vec<strata_driver_api::BackingFile> {
+        self.backing.files()
     }
 }

@@ -288,7 +288,7 @@ fn home_without_reflink_gets_a_loop_xfs_backing() {
     layer(&d, &scratch, 1, &[], |root| {
         std::fs::write(root.join("f"), "kept").expect("write");
     });
-    d.close().expect("close");
+    d.release().expect("release");
     assert!(!strata_driver_api::mount::is_mountpoint(&store).expect("mountinfo"));
     assert!(loops_backed_by(&ext4.path().join("home/backing.img")).is_empty());
 
@@ -303,13 +303,25 @@ fn home_without_reflink_gets_a_loop_xfs_backing() {
         std::fs::read_to_string(m.path().join("f")).expect("read"),
         "kept"
     );
-    d.close().expect("close while a view is mounted");
+    let err = d
+        .release()
+        .expect_err("release while a view is mounted")
+        .to_string();
+    assert!(
+        err.contains("backing.img") && err.contains("images/2.img"),
+        "the error names the backing and the view's image holding it: {err}"
+    );
     assert!(
         strata_driver_api::mount::is_mountpoint(&store).expect("mountinfo"),
         "a busy backing must stay mounted"
     );
+    assert_eq!(
+        loops_backed_by(&ext4.path().join("home/backing.img")).len(),
+        1,
+        "a busy backing stays attached"
+    );
     drop(m);
-    d.close().expect("close");
+    d.release().expect("release");
     assert!(!strata_driver_api::mount::is_mountpoint(&store).expect("mountinfo"));
 }
 

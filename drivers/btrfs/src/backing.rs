@@ -1,13 +1,17 @@
 //! The btrfs filesystem snapshots live on: the home itself when it is on
 //! btrfs, else a sparse loop file `<home>/btrfs.img` (made with mkfs.btrfs
-//! once) loop-mounted at `<home>/mnt` on open and unmounted on close.
+//! once) loop-mounted at `<home>/mnt` by the first open and left mounted
+//! between commands until `strata release`. It is attached to one loop
+//! device per host ([`mount_backing`]): two loop devices of one btrfs image
+//! mounted at once are two live instances of one filesystem, which
+//! corrupts it.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata_driver_api::mount::{attach_loop, mount_fs, run, try_unmount};
-use strata_driver_api::{Error, IoContext, Result};
+use strata_driver_api::mount::{mount_backing, release_backing, run};
+use strata_driver_api::{BackingFile, Error, IoContext, Result};
 
 use crate::config::BtrfsConfig;
 use crate::sys;
@@ -57,13 +61,12 @@ impl Backing {
         let image = home.join(IMAGE_FILE);
         let mnt = home.join(MOUNT_DIR);
         fs::create_dir_all(&mnt).ctx("mkdir", &mnt)?;
-        if !sys::is_btrfs(&mnt).ctx("statfs", &mnt)? {
-            if !image.exists() {
-                make_image(&home, &image, cfg)?;
-            }
-            mount_image(&image, &mnt)?;
+        // A new image is only made where none exists, so no loop device
+        // can hold it; an existing one is never formatted again.
+        if !image.exists() {
+            make_image(&home, &image, cfg)?;
         }
-        let device = mount_source(&mnt)?;
+        let device = mount_backing(&image, &mnt, "btrfs", &[])?;
         Ok(Self {
             root: mnt,
             device,
@@ -71,17 +74,25 @@ impl Backing {
         })
     }
 
-    /// Unmounts the loop file, whichever process mounted it (the store lock
-    /// makes this process its only user); the loop device detaches itself
-    /// (autoclear). Snapshots still mounted elsewhere keep the filesystem
-    /// busy: then it stays mounted and a warning is logged.
-    pub fn close(&self) -> Result<()> {
-        if let Kind::LoopFile { .. } = self.kind {
-            if sys::is_btrfs(&self.root).unwrap_or(false) && !try_unmount(&self.root)? {
-                tracing::warn!(mount = %self.root.display(), "backing filesystem busy; left mounted");
-            }
+    /// Unmounts the loop file and detaches its loop device, unless anything
+    /// else holds it (a mounted snapshot, open files): then nothing changes
+    /// and the error names the holder. A host btrfs is left alone.
+    pub fn release(&self) -> Result<()> {
+        match &self.kind {
+            Kind::Host => Ok(()),
+            Kind::LoopFile { image } => release_backing(image, Some(&self.root)),
         }
-        Ok(())
+    }
+
+    /// The loop file and its mount point (none on a host btrfs).
+    pub fn files(&self) -> Vec<BackingFile> {
+        match &self.kind {
+            Kind::Host => Vec::new(),
+            Kind::LoopFile { image } => vec![BackingFile {
+                file: image.clone(),
+                mount_point: Some(self.root.clone()),
+            }],
+        }
     }
 
     /// One line describing the backing for `strata info`.
@@ -121,13 +132,6 @@ fn make_image(home: &Path, image: &Path, cfg: &BtrfsConfig) -> Result<()> {
         .args(["-q", "-f", "-L", LABEL])
         .arg(&tmp))?;
     fs::rename(&tmp, image).ctx("rename", image)
-}
-
-/// Attaches `image` to a loop device (autoclear) and mounts it at `mnt`;
-/// the mount then holds the device, which detaches on unmount.
-fn mount_image(image: &Path, mnt: &Path) -> Result<()> {
-    let dev = attach_loop(image, false, true)?;
-    mount_fs(&dev.path, mnt, "btrfs", &[])
 }
 
 /// The source (device) of the btrfs mount whose mount point is the longest

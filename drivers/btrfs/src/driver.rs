@@ -42,16 +42,11 @@ impl BtrfsDriver {
         let backing = Backing::open(cfg.home, &options)?;
         let snapshots = backing.root.join(SNAPSHOTS_DIR);
         fs::create_dir_all(&snapshots).ctx("mkdir", &snapshots)?;
-        let quota = match sys::open_dir(&backing.root)
+        // The backing stays mounted when this fails, as it does between
+        // commands; `strata release` unmounts it.
+        let quota = sys::open_dir(&backing.root)
             .ctx("open", &backing.root)
-            .and_then(|dir| Ok(quota::open(&dir, &backing.root, options.quota)?))
-        {
-            Ok(q) => q,
-            Err(e) => {
-                let _ = backing.close();
-                return Err(e);
-            }
-        };
+            .and_then(|dir| Ok(quota::open(&dir, &backing.root, options.quota)?))?;
         let driver = Self {
             home: cfg.home.to_owned(),
             backing,
@@ -74,7 +69,7 @@ impl BtrfsDriver {
     }
 
     /// A directory fd on the filesystem for ioctls (opened per call so that
-    /// `close` can unmount).
+    /// `release` can unmount).
     fn fs_dir(&self) -> Result<File> {
         sys::open_dir(&self.backing.root).ctx("open", &self.backing.root)
     }
@@ -310,9 +305,13 @@ impl Driver for BtrfsDriver {
         lines
     }
 
-    fn close(&self) -> Result<()> {
+    fn release(&self) -> Result<()> {
         self.retry_pending(Instant::now() + quota::DROP_WAIT)?;
-        self.backing.close()
+        self.backing.release()
+    }
+
+    fn backing_files(&self) -> Vec<strata_driver_api::BackingFile> {
+        self.backing.files()
     }
 }
 

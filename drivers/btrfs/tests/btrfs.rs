@@ -21,7 +21,7 @@ struct Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        let _ = self.driver.close();
+        let _ = self.driver.release();
     }
 }
 
@@ -307,7 +307,7 @@ fn reopen_remounts_the_loop_file() {
     s.driver
         .create(target(7, Kind::Active, &[]), &CreateOptions::default())
         .expect("create");
-    s.driver.close().expect("close");
+    s.driver.release().expect("close");
     let root = s.driver.fs_root().to_owned();
     assert!(!sys::is_btrfs(&root).expect("statfs"), "close must unmount");
     let home = s.scratch.path().join("home");
@@ -322,7 +322,7 @@ fn reopen_remounts_the_loop_file() {
         .status()
         .iter()
         .any(|(k, v)| k == "backing" && v.contains("btrfs.img")));
-    again.close().expect("close again");
+    again.release().expect("close again");
 }
 
 #[test]
@@ -376,7 +376,7 @@ fn home_on_btrfs_is_used_directly() {
     let m = driver.mounts(t).expect("mounts");
     assert_eq!(m[0].fstype, "btrfs");
     driver.remove(SnapshotId(1)).expect("remove");
-    driver.close().expect("close");
+    driver.release().expect("close");
 }
 
 /// Prints how long usage of a container with 10,000 files takes from the

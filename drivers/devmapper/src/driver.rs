@@ -559,7 +559,7 @@ impl Inner {
 
     /// Deactivates every device of the store, then (for a pool the driver
     /// made) removes the pool and detaches its loop devices.
-    fn close(&self) -> Result<()> {
+    fn release(&self) -> Result<()> {
         for mut rec in self.records.all()? {
             if rec.state == DevState::Active {
                 self.deactivate(&mut rec)?;
@@ -628,8 +628,12 @@ impl Driver for DevmapperDriver {
         self.lock().status()
     }
 
-    fn close(&self) -> ApiResult<()> {
-        Ok(self.lock().close()?)
+    fn release(&self) -> ApiResult<()> {
+        Ok(self.lock().release()?)
+    }
+
+    fn backing_files(&self) -> Vec<strata_driver_api::BackingFile> {
+        self.lock().pool.backing_files()
     }
 }
 

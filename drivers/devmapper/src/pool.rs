@@ -5,7 +5,7 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use strata_driver_api::mount::{attach_loop, loops_backed_by};
+use strata_driver_api::mount::{attach_loop_once, release_backing};
 use strata_driver_api::IoContext;
 
 use crate::config::{Config, PoolSource};
@@ -82,12 +82,11 @@ pub struct Pool {
     pub metadata_file: Option<PathBuf>,
 }
 
-/// An existing or newly attached loop device for `file`.
+/// The loop device of `file`: the one attached already, or a new one (no
+/// autoclear: it stays until [`Pool::teardown`]). Host-wide once, so a
+/// pool file never sits on two loop devices.
 fn loop_for(file: &Path) -> Result<PathBuf> {
-    if let Some(dev) = loops_backed_by(file).into_iter().next() {
-        return Ok(dev);
-    }
-    Ok(attach_loop(file, false, false)?.path)
+    Ok(attach_loop_once(file, false)?.path.clone())
 }
 
 fn sparse_file(path: &Path, size: u64) -> Result<()> {
@@ -247,18 +246,29 @@ impl Pool {
         Ok(grown)
     }
 
-    /// Removes the pool device (if the driver made it) and detaches its loop devices.
+    /// Removes the pool device (if the driver made it) and detaches its
+    /// loop devices; fails naming what still holds one.
     pub fn teardown(&self, dm: &Dm) -> Result<()> {
         if !self.owned {
             return Ok(());
         }
         dm.remove(&self.name, false)?;
         for file in [&self.data_file, &self.metadata_file].into_iter().flatten() {
-            for dev in loops_backed_by(file) {
-                strata_driver_api::mount::detach_loop(&dev)?;
-            }
+            release_backing(file, None)?;
         }
         Ok(())
+    }
+
+    /// The loop files of a loop-backed pool the driver made.
+    pub fn backing_files(&self) -> Vec<strata_driver_api::BackingFile> {
+        [&self.data_file, &self.metadata_file]
+            .into_iter()
+            .flatten()
+            .map(|f| strata_driver_api::BackingFile {
+                file: f.clone(),
+                mount_point: None,
+            })
+            .collect()
     }
 }
 

@@ -151,7 +151,7 @@ fn copy_up_maps_one_block_and_latency() {
         freed <= before,
         "remove did not free blocks: {freed} > {before}"
     );
-    d.close().expect("close");
+    d.release().expect("close");
 }
 
 /// A container filling a small pool gets an error within seconds (the
@@ -206,7 +206,7 @@ fn full_pool_errors_fast_and_store_stays_consistent() {
         std::fs::metadata(r.join("keep")).map(|m| m.len())
     });
     assert_eq!(kept.expect("layer file"), MIB);
-    d.close().expect("close");
+    d.release().expect("close");
 }
 
 /// When the pool's data use passes the threshold, the loop data file grows
@@ -241,7 +241,7 @@ fn loop_pool_grows_past_threshold() {
         "pool did not grow: {total_before} -> {total_after} blocks"
     );
     assert_eq!(file, 144 * MIB);
-    d.close().expect("close");
+    d.release().expect("close");
 }
 
 /// A container asking for more than the base size gets a bigger thin
@@ -264,7 +264,7 @@ fn size_option_grows_device_and_filesystem() {
         st.blocks() * st.fragment_size()
     });
     assert!(total > 400 * MIB, "filesystem not grown: {total} bytes");
-    d.close().expect("close");
+    d.release().expect("close");
 }
 
 /// Child half of the crash test: opens the driver on the given home and
@@ -371,7 +371,7 @@ fn crash_between_kernel_steps_is_repaired() {
         Some(recorded["transaction_id"].to_string().as_str()),
         "kernel and recorded transaction ids differ"
     );
-    d.close().expect("close");
+    d.release().expect("close");
 }
 
 /// `dm.fs=xfs`: snapshots of one base share its uuid, so they mount with
@@ -433,5 +433,5 @@ fn xfs_snapshots_mount_side_by_side() {
             );
         })
     });
-    d.close().expect("close");
+    d.release().expect("close");
 }
