@@ -47,6 +47,8 @@ $strata --root "$root" umount "$a"
 $strata --root "$root" umount "$b"
 $strata --root "$root" rm "$a" "$b"
 $strata --root "$root" rmi demo/busybox
+# The backing stays mounted between commands; release takes it off the host.
+$strata --root "$root" release
 if grep -q " $root" /proc/self/mountinfo; then
     echo "a mount under $root was left behind" >&2; exit 1
 fi

@@ -79,7 +79,7 @@ fn end_to_end(driver: &str) {
     let info = json(&strata_ok(root, &["--format", "json", "info"]));
     assert_eq!(info["snapshots"], 0, "layers left after rmi: {info}");
     assert_eq!(
-        mounts_below(root),
+        stray_mounts_below(root),
         Vec::<String>::new(),
         "mounts left under the store"
     );

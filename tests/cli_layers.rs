@@ -208,7 +208,7 @@ fn flow(
     }
     strata_ok(root, &["umount", &c]);
     strata_ok(root, &["rm", &c]);
-    assert_eq!(mounts_below(root), Vec::<String>::new());
+    assert_eq!(stray_mounts_below(root), Vec::<String>::new());
     for tag in ["demo/app:2", "demo/app:1", "demo/other:1"] {
         strata_ok(root, &["rmi", tag]);
     }
@@ -282,5 +282,5 @@ fn hostile_archive_leaves_store_unchanged() {
         .unwrap_or(0);
     assert_eq!(kept, 0, "layer tars of a failed load kept");
     assert_eq!(info["images"], 0, "{info}");
-    assert_eq!(mounts_below(&root), Vec::<String>::new());
+    assert_eq!(stray_mounts_below(&root), Vec::<String>::new());
 }

@@ -68,6 +68,17 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
                 .map_err(|e| StoreError::io("remove", path, e))?;
             format!("removed {}", path.display())
         }
+        Problem::BackingAttachedTwice { file, .. } => {
+            let detached = strata_driver_api::mount::detach_extra_loops(file)?;
+            format!(
+                "detached {} (unused)",
+                detached
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
         Problem::BrokenImage { .. } | Problem::MissingManifest(_) | Problem::CorruptFile { .. } => {
             return Err(StoreError::Invalid("not repairable".into()))
         }

@@ -60,6 +60,14 @@ pub enum Problem {
     OrphanManifest(PathBuf),
     /// A committed layer without manifest: its data cannot be verified (a note).
     MissingManifest(SnapshotKey),
+    /// A backing file attached to more than one loop device: a second live
+    /// instance of its filesystem corrupts it.
+    BackingAttachedTwice {
+        /// The backing file.
+        file: PathBuf,
+        /// Its loop devices.
+        devices: Vec<PathBuf>,
+    },
     /// A file of a committed layer whose content no longer matches.
     CorruptFile {
         /// The layer.
@@ -197,6 +205,20 @@ impl Problem {
                 format!("layer {key} has no manifest; its data cannot be verified"),
                 false,
             ),
+            Self::BackingAttachedTwice { file, devices } => (
+                "backing_attached_twice",
+                file.display().to_string(),
+                format!(
+                    "attached to {} loop devices ({}); mounting two of them corrupts the filesystem",
+                    devices.len(),
+                    devices
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                true,
+            ),
             Self::CorruptFile { layer, mismatch } => (
                 "corrupt_file",
                 layer.to_string(),
@@ -268,6 +290,7 @@ pub fn scan(store: &Store) -> Result<Vec<Problem>> {
     temp_dirs(store, &mut out)?;
     layer_tars(store, &s, &mut out)?;
     manifests(store, &s, &mut out)?;
+    backing_files(store, &mut out);
     Ok(out)
 }
 
@@ -486,4 +509,17 @@ fn manifests(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
     }
     out.extend(strays.into_iter().map(Problem::OrphanManifest));
     Ok(())
+}
+
+/// Backing files (per the driver) attached to more than one loop device.
+fn backing_files(store: &Store, out: &mut Vec<Problem>) {
+    for b in store.driver().backing_files() {
+        let devices = strata_driver_api::mount::loops_backed_by(&b.file);
+        if devices.len() > 1 {
+            out.push(Problem::BackingAttachedTwice {
+                file: b.file,
+                devices,
+            });
+        }
+    }
 }

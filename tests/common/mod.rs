@@ -259,3 +259,42 @@ pub fn mounts_below(dir: &Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The driver's backing files as `strata info --format json` reports them:
+/// (file, loop devices, mount point if mounted).
+pub fn backing_of(root: &Path) -> Vec<(PathBuf, Vec<PathBuf>, Option<PathBuf>)> {
+    let info: serde_json::Value =
+        serde_json::from_str(&strata_ok(root, &["--format", "json", "info"])).expect("info json");
+    info["backing"]
+        .as_array()
+        .expect("info has a backing list")
+        .iter()
+        .map(|b| {
+            let path = |v: &serde_json::Value| PathBuf::from(v.as_str().expect("path"));
+            let devices = b["loop_devices"].as_array().expect("devices");
+            let mounted = b["mounted"].as_bool().expect("mounted");
+            (
+                path(&b["file"]),
+                devices.iter().map(path).collect(),
+                b["mount_point"]
+                    .as_str()
+                    .filter(|_| mounted)
+                    .map(PathBuf::from),
+            )
+        })
+        .collect()
+}
+
+/// Mount points at or below `root` other than the driver's own backing
+/// mount, which stays mounted between commands (until `strata release`).
+pub fn stray_mounts_below(root: &Path) -> Vec<String> {
+    let canonical = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let backing: Vec<PathBuf> = backing_of(root)
+        .into_iter()
+        .filter_map(|(_, _, m)| m.map(|m| canonical(&m)))
+        .collect();
+    mounts_below(root)
+        .into_iter()
+        .filter(|m| !backing.contains(&canonical(Path::new(m))))
+        .collect()
+}

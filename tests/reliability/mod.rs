@@ -105,31 +105,35 @@ pub fn check(root: &Path, args: &[&str]) -> (i32, String) {
 
 /// Loop devices whose backing file lies under `dir`.
 pub fn loops_below(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/block") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("loop/backing_file"))
-                .map(|b| Path::new(b.trim_end().trim_end_matches(" (deleted)")).starts_with(dir))
-                .unwrap_or(false)
-        })
-        .map(|e| Path::new("/dev").join(e.file_name()))
-        .collect()
+    strata_driver_api::testing::loops_below(dir)
 }
 
-/// Asserts that no mount and no loop device is left under the store.
+/// Asserts that nothing but the driver's backing is left under the store:
+/// no mount other than the backing's own mount point, no loop device other
+/// than the backing files' (which stay set up between commands, until
+/// `strata release`), and each backing file on at most one loop device.
 pub fn assert_no_leaks(root: &Path, when: &str) {
     assert_eq!(
-        mounts_below(root),
+        stray_mounts_below(root),
         Vec::<String>::new(),
         "mounts left under {} {when}",
         root.display()
     );
+    let backing = backing_of(root);
+    for (file, devices, _) in &backing {
+        assert!(
+            devices.len() <= 1,
+            "{} attached to {devices:?} {when}",
+            file.display()
+        );
+    }
+    let allowed: Vec<&PathBuf> = backing.iter().flat_map(|(_, d, _)| d).collect();
+    let stray: Vec<PathBuf> = loops_below(root)
+        .into_iter()
+        .filter(|d| !allowed.contains(&d))
+        .collect();
     assert_eq!(
-        loops_below(root),
+        stray,
         Vec::<PathBuf>::new(),
         "loop devices left under {} {when}",
         root.display()

@@ -659,9 +659,11 @@ pub fn release_backing(file: &Path, mount_point: Option<&Path>) -> Result<()> {
         .flat_map(|d| loop_users(d, &table, point.as_deref()))
         .collect();
     if let Some(point) = &point {
-        holders.extend(loop_files_below(point).into_iter().map(|(dev, file)| {
-            format!("{} has {} open", dev.display(), file.display())
-        }));
+        holders.extend(
+            loop_files_below(point)
+                .into_iter()
+                .map(|(dev, file)| format!("{} has {} open", dev.display(), file.display())),
+        );
     }
     if !holders.is_empty() {
         return Err(BackingError::Busy {
@@ -671,7 +673,9 @@ pub fn release_backing(file: &Path, mount_point: Option<&Path>) -> Result<()> {
         .into());
     }
     if let Some(point) = &point {
-        let ours = |m: &MountEntry| &m.point == point && loops.iter().any(|d| d.as_os_str() == m.source.as_str());
+        let ours = |m: &MountEntry| {
+            &m.point == point && loops.iter().any(|d| d.as_os_str() == m.source.as_str())
+        };
         while mount_table()?.iter().any(ours) {
             if !try_unmount(point)? {
                 return Err(BackingError::Busy {
@@ -764,9 +768,12 @@ pub fn backing_state(backing: &BackingFile) -> Result<BackingState> {
         .as_ref()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
     let mounted = point.as_ref().is_some_and(|p| {
-        table
-            .iter()
-            .any(|m| &m.point == p && loop_devices.iter().any(|d| d.as_os_str() == m.source.as_str()))
+        table.iter().any(|m| {
+            &m.point == p
+                && loop_devices
+                    .iter()
+                    .any(|d| d.as_os_str() == m.source.as_str())
+        })
     });
     let users = loop_devices
         .iter()
