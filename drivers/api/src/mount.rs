@@ -1,6 +1,12 @@
 //! Performs mount specs: bind, overlay (new mount API, so long lowerdir
 //! chains fit), loop-backed filesystem images and plain block filesystems.
 //! Nothing is left mounted or attached when a step fails.
+//!
+//! Also the drivers' backing files (a loop-backed filesystem, a thin pool's
+//! files): [`attach_loop_once`] and [`mount_backing`] attach each to one
+//! loop device per host, found by inode and serialised by [`BackingLock`];
+//! [`release_backing`] takes it off the host again; [`backing_state`] and
+//! [`detach_extra_loops`] serve `strata info` and `strata check`.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
