@@ -364,6 +364,45 @@ fn check_flags_a_second_attachment_blockfile() {
     second_attachment("backing::second_attachment_blockfile", "blockfile");
 }
 
+/// Two loop devices of the backing file that both carry a mount (two live
+/// instances: here a read-only, `nouuid` xfs mount, which writes nothing):
+/// `check --repair` cannot fix it and says why, until the extra mount goes.
+#[test]
+fn check_cannot_fix_two_live_instances_blockfile() {
+    let test = "backing::two_live_instances_blockfile";
+    let Some(mut f) = fixture(test, "blockfile") else {
+        return;
+    };
+    f.exercise(test);
+    let dev = f.device();
+    let extra = attach_loop(&f.image, true, false)
+        .expect("a second attachment")
+        .path;
+    let held = f.scratch.path().join("held");
+    std::fs::create_dir(&held).expect("mkdir held");
+    let ro = ["ro", "nouuid", "norecovery"].map(String::from);
+    mount_fs(&extra, &held, "xfs", &ro).expect("mount the second attachment");
+
+    let (code, out) = check(&f.root, &["--repair"]);
+    assert_eq!(
+        code, 1,
+        "{test}: two live instances cannot be repaired:\n{out}"
+    );
+    assert!(
+        out.contains("backing_attached_twice")
+            && out.contains("cannot detach the extra loop devices")
+            && out.contains(held.to_str().unwrap()),
+        "{test}: repair says why it cannot, naming the other mount:\n{out}"
+    );
+    assert_eq!(attached(&f.image).len(), 2, "{test}: nothing detached");
+
+    unmount(&held).expect("unmount the second instance");
+    let (code, out) = check(&f.root, &["--repair"]);
+    assert_eq!(code, 0, "{test}: repairable once unmounted:\n{out}");
+    f.assert_attached_to(&dev, "after repair");
+    f.exercise(test);
+}
+
 /// devmapper's pool files: attached once each across commands, released
 /// and re-attached, raced, and a second attachment flagged and repaired.
 #[test]
