@@ -114,15 +114,19 @@ fn sum_file(path: &Path) -> io::Result<FileSum> {
 }
 
 /// Writes the manifest of `chain` atomically (temp file, fsync, rename).
-pub fn save(root: &Path, chain: &ChainId, manifest: &Manifest) -> Result<()> {
+/// The file carries the writer's session until its layer is committed, so
+/// another process's `check` leaves it alone meanwhile.
+pub fn save(store: &crate::Store, chain: &ChainId, manifest: &Manifest) -> Result<()> {
+    let root = store.root();
     let dir = dir(root);
     fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
     let target = path(root, chain);
-    let tmp = dir.join(format!(".{}.tmp", chain.hex()));
-    let bytes = serde_json::to_vec(manifest).map_err(crate::error::meta_err)?;
+    let tmp = dir.join(format!(".{}.{}.tmp", chain.hex(), store.session().id()));
+    let bytes = serde_json::to_vec(manifest).map_err(|e| StoreError::Metadata(e.to_string()))?;
     let write = || -> io::Result<()> {
         use std::io::Write;
         let mut f = File::create(&tmp)?;
+        crate::store::owned::mark(store, &tmp);
         f.write_all(&bytes)?;
         f.sync_all()
     };
