@@ -234,10 +234,6 @@ impl Problem {
     }
 }
 
-/// Key prefix of the unlabelled read-only views `diff`, `commit` and
-/// `save` mount for a moment (src/ops/transfer.rs).
-const SCRATCH_VIEW_PREFIX: &str = "view-";
-
 /// Everything the scan looks at, read once.
 struct State0 {
     records: Vec<(SnapshotKey, Record)>,
@@ -350,9 +346,7 @@ fn dead_reason(
             "snapshot {key} is the scratch view of a data check that died"
         ));
     }
-    let scratch_view = r.labels.is_empty() && key.as_str().starts_with(SCRATCH_VIEW_PREFIX)
-        || session.is_some() && r.labels.len() == 1;
-    if r.kind == Kind::View && scratch_view {
+    if r.kind == Kind::View && session.is_some() && r.labels.len() == 1 {
         return Some(format!(
             "snapshot {key} is the scratch view of a diff, commit or save that died"
         ));

@@ -215,3 +215,52 @@ pub fn free_bytes(path: &Path) -> u64 {
     let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
     s.blocks_available() as u64 * s.fragment_size() as u64
 }
+
+/// A `strata serve` child process, killed if a test fails while it runs.
+pub struct Server {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Server {
+    /// Starts `strata serve` on `socket` and waits until it listens.
+    pub fn start(root: &Path, socket: &Path) -> Self {
+        let child = command(root, &["serve", "--socket", socket.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn strata serve");
+        let server = Self {
+            child,
+            socket: socket.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "strata serve did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// A gRPC client of it.
+    pub fn client(&self) -> strata::serve::GrpcSnapshotter {
+        strata::serve::GrpcSnapshotter::connect(&self.socket).expect("connect to strata serve")
+    }
+
+    /// SIGTERM, then the exit status must be success and the socket gone.
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "strata serve exited with {status}");
+        assert!(!self.socket.exists(), "socket left behind");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
