@@ -52,12 +52,22 @@ pub enum End {
     Exited(i32),
     /// Died of SIGKILL.
     Killed,
+    /// Died of SIGINT before its handler was installed.
+    Interrupted,
+}
+
+impl End {
+    /// Whether a SIGINT stopped the command (exit 130, or the default action).
+    pub fn interrupted(self) -> bool {
+        matches!(self, End::Exited(130) | End::Interrupted)
+    }
 }
 
 fn end_of(status: ExitStatus) -> End {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
         Some(9) => End::Killed,
+        Some(2) => End::Interrupted,
         Some(s) => panic!("strata died of signal {s}"),
         None => End::Exited(status.code().unwrap_or(-1)),
     }
@@ -89,6 +99,53 @@ pub fn run_and_kill(mut cmd: Command, after: Duration) -> End {
         }
         std::thread::sleep(Duration::from_micros(200));
     }
+}
+
+/// Runs `cmd` and sends it `signal` after `after` unless it ended first;
+/// returns how it ended and its stderr.
+pub fn run_and_signal(
+    mut cmd: Command,
+    after: Duration,
+    signal: nix::sys::signal::Signal,
+) -> (End, String) {
+    let mut child: Child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strata");
+    let deadline = Instant::now() + after;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = nix::sys::signal::kill(pid, signal);
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        end_of(out.status),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Files under `dir` attached to more than one loop device: two live
+/// instances of one filesystem, the way a btrfs store gets destroyed.
+pub fn files_attached_twice(dir: &Path) -> Vec<(PathBuf, Vec<PathBuf>)> {
+    let mut by_file: std::collections::BTreeMap<PathBuf, Vec<PathBuf>> = Default::default();
+    for dev in loops_below(dir) {
+        let name = dev.file_name().unwrap().to_string_lossy().into_owned();
+        let backing = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+            .unwrap_or_default();
+        by_file
+            .entry(PathBuf::from(backing.trim_end()))
+            .or_default()
+            .push(dev);
+    }
+    by_file.into_iter().filter(|(_, d)| d.len() > 1).collect()
 }
 
 /// Runs `check` (with extra args) and returns (exit code, stdout).
