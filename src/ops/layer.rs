@@ -129,7 +129,7 @@ fn fill_and_commit(
     };
     let name = layer_snapshot_key(&chain_id);
     if manifest::load(store.root(), &chain_id)?.is_none() {
-        manifest::save(store, &chain_id, &sums)?;
+        manifest::save(store.root(), store.session(), &chain_id, &sums)?;
     }
     if !store.snapshots().exists(&name)? {
         store.snapshots().commit(&name, key, Labels::new())?;

@@ -226,7 +226,7 @@ fn keep_tar(store: &Store, tmp: &Path, diff_id: &Digest) -> Result<()> {
     if let Some(dir) = dst.parent() {
         fs::create_dir_all(dir).map_err(|e| StoreError::io("mkdir", dir, e))?;
     }
-    crate::store::owned::mark(store, tmp);
+    crate::store::owned::mark(store.session(), tmp);
     fs::rename(tmp, &dst).map_err(|e| StoreError::io("rename", tmp, e))
 }
 

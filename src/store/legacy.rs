@@ -72,3 +72,45 @@ pub fn migrate(layout: &Layout, db: &Database) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_a_redb_store_move_to_sqlite_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        {
+            let old = redb::Database::create(layout.legacy_database()).unwrap();
+            let txn = old.begin_write().unwrap();
+            {
+                let def: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+                let mut images = txn.open_table(def).unwrap();
+                images.insert("sha256:aa", &b"{\"x\":1}"[..]).unwrap();
+                let mut tags = txn.open_table(TAGS).unwrap();
+                tags.insert("app:1", "sha256:aa").unwrap();
+                let mut counters = txn.open_table(COUNTERS).unwrap();
+                counters.insert("next_id", 7).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let db = Database::open(&layout.database()).unwrap();
+        migrate(&layout, &db).unwrap();
+        migrate(&layout, &db).unwrap();
+        let got = db
+            .read(|t| {
+                Ok::<_, StoreError>((
+                    t.get("images", "sha256:aa")?,
+                    t.get_json::<String>("tags", "app:1")?,
+                    t.get_json::<u64>("snapshot_counters", "next_id")?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(got.0.as_deref(), Some(&b"{\"x\":1}"[..]));
+        assert_eq!(got.1.as_deref(), Some("sha256:aa"));
+        assert_eq!(got.2, Some(7));
+        assert!(!layout.legacy_database().exists());
+        assert!(dir.path().join("metadata.redb.migrated").exists());
+    }
+}

@@ -5,14 +5,16 @@
 
 use std::path::Path;
 
+use strata_driver_api::Session;
+
 use super::Store;
 
 const XATTR: &str = "user.strata.session";
 
 /// Marks `path` as written by this process (best effort: a filesystem
 /// without user xattrs just loses the protection).
-pub fn mark(store: &Store, path: &Path) {
-    if let Err(e) = xattr::set(path, XATTR, store.session().id().as_bytes()) {
+pub fn mark(session: &Session, path: &Path) {
+    if let Err(e) = xattr::set(path, XATTR, session.id().as_bytes()) {
         tracing::debug!(path = %path.display(), error = %e, "cannot mark file with its session");
     }
 }
