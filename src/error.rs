@@ -19,6 +19,9 @@ pub enum StoreError {
     Image(#[from] crate::image::ImageError),
     /// The metadata database failed.
     #[error("metadata store: {0}")]
+    Database(#[from] strata_driver_api::db::DbError),
+    /// A metadata file or record is inconsistent.
+    #[error("metadata store: {0}")]
     Metadata(String),
     /// `--root` holds no store yet.
     #[error("no store at {0}: run `strata init` first")]
@@ -32,14 +35,6 @@ pub enum StoreError {
         root: PathBuf,
         /// Driver recorded at init.
         existing: String,
-    },
-    /// Another process holds the store.
-    #[error("store {root} is locked by another strata process{holder}; wait for it or stop it")]
-    Locked {
-        /// Store root.
-        root: PathBuf,
-        /// ` (pid N)` when known.
-        holder: String,
     },
     /// No image matches a reference or id.
     #[error("no such image: {0}")]
@@ -57,6 +52,14 @@ pub enum StoreError {
         id: String,
         /// Mount point.
         path: PathBuf,
+    },
+    /// Other strata processes have the store open (`strata release`).
+    #[error("other strata processes use the store {root} (sessions {sessions}, named <pid>-<n>); release it when they have exited")]
+    InUse {
+        /// Store root.
+        root: PathBuf,
+        /// Their session ids.
+        sessions: String,
     },
     /// An image is used by containers.
     #[error("image {image} is used by container(s) {containers}: remove them first")]
@@ -94,9 +97,4 @@ impl StoreError {
             source,
         }
     }
-}
-
-/// Maps a redb (or other) failure to [`StoreError::Metadata`].
-pub fn meta_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Metadata(e.to_string())
 }

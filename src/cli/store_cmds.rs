@@ -10,8 +10,12 @@ use super::{Cli, Format};
 
 /// Opens the store, creating it with `--driver` on first use.
 pub fn open(cli: &Cli) -> Result<Store> {
-    Store::init(&cli.root, &cli.driver, BTreeMap::new())
-        .with_context(|| format!("opening the store at {}", cli.root.display()))
+    let store = Store::init(&cli.root, &cli.driver, BTreeMap::new())
+        .with_context(|| format!("opening the store at {}", cli.root.display()))?;
+    if !store.recovered().is_empty() {
+        eprintln!("{}", store.recovered().summary());
+    }
+    Ok(store)
 }
 
 fn parse_options(options: &[String]) -> Result<BTreeMap<String, String>> {
@@ -92,6 +96,13 @@ pub fn info(cli: &Cli) -> Result<()> {
     t.row(vec!["Images".into(), info.images.to_string()]);
     t.row(vec!["Containers".into(), info.containers.to_string()]);
     t.row(vec!["Snapshots".into(), info.snapshots.to_string()]);
+    t.row(vec!["Strata processes".into(), info.sessions.to_string()]);
+    if info.operations_in_progress > 0 {
+        t.row(vec![
+            "Operations in progress".into(),
+            info.operations_in_progress.to_string(),
+        ]);
+    }
     if info.incomplete_operations > 0 {
         t.row(vec![
             "Incomplete operations".into(),

@@ -5,14 +5,25 @@
 //! before moving or deleting its root.
 
 use strata_driver_api::mount::{backing_state, BackingState};
+use strata_driver_api::{session, StepLock};
 
 use crate::error::{Result, StoreError};
 use crate::Store;
 
-/// Releases the backing when no container is mounted; the driver refuses,
-/// naming the holder, when anything else (a leftover scratch mount, open
-/// files, a device-mapper device) still holds it.
+/// Releases the backing when no container is mounted and no other strata
+/// process has the store open; the driver refuses, naming the holder, when
+/// anything else (a leftover scratch mount, open files, a device-mapper
+/// device) still holds it. Runs under the store's step lock, so a process
+/// opening the store waits and then sets the backing up again.
 pub fn release(store: &Store) -> Result<()> {
+    let _step = StepLock::new(store.layout().step_lock()).hold()?;
+    let others = other_sessions(store);
+    if !others.is_empty() {
+        return Err(StoreError::InUse {
+            root: store.root().to_path_buf(),
+            sessions: others.join(", "),
+        });
+    }
     if let Some(c) = store
         .meta()?
         .containers()?
@@ -26,6 +37,21 @@ pub fn release(store: &Store) -> Result<()> {
     }
     store.driver().release()?;
     Ok(())
+}
+
+/// Live sessions of other strata processes on the store (`<pid>-<n>`).
+fn other_sessions(store: &Store) -> Vec<String> {
+    let dir = store.layout().sessions();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut live: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|id| id != store.session().id() && session::is_alive(&dir, id))
+        .collect();
+    live.sort();
+    live
 }
 
 /// Reads the kernel state of the driver's loop-backed files (loop devices,
