@@ -236,6 +236,43 @@ fn release_then_a_command_reattaches_blockfile() {
     release_and_reattach("backing::release_blockfile", "blockfile");
 }
 
+/// `release` refuses while another strata process (here `strata serve`)
+/// has the store open, and works once it has exited.
+#[test]
+fn release_refuses_while_another_process_uses_the_store_btrfs() {
+    let test = "backing::release_busy_btrfs";
+    let Some(f) = fixture(test, "btrfs") else {
+        return;
+    };
+    let socket = f.scratch.path().join("strata.sock");
+    let mut serve = command(&f.root, &["serve", "--socket", socket.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn strata serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let result = std::panic::catch_unwind(|| {
+        assert!(socket.exists(), "{test}: strata serve did not start");
+        let err = strata_err(&f.root, &["release"]);
+        assert!(
+            err.contains("other strata processes") && err.contains(&serve.id().to_string()),
+            "{test}: release names the other process: {err}"
+        );
+        assert!(is_mountpoint(&f.mnt).expect("mountinfo"), "{test}: still mounted");
+    });
+    let pid = nix::unistd::Pid::from_raw(serve.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = serve.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    strata_ok(&f.root, &["release"]);
+    assert_eq!(attached(&f.image), Vec::<PathBuf>::new(), "{test}: released");
+}
+
 /// Several processes open a released store at once: the backing file is
 /// attached once.
 fn racing_opens(test: &str, driver: &str) {
