@@ -261,7 +261,10 @@ fn release_refuses_while_another_process_uses_the_store_btrfs() {
             err.contains("other strata processes") && err.contains(&serve.id().to_string()),
             "{test}: release names the other process: {err}"
         );
-        assert!(is_mountpoint(&f.mnt).expect("mountinfo"), "{test}: still mounted");
+        assert!(
+            is_mountpoint(&f.mnt).expect("mountinfo"),
+            "{test}: still mounted"
+        );
     });
     let pid = nix::unistd::Pid::from_raw(serve.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -270,7 +273,11 @@ fn release_refuses_while_another_process_uses_the_store_btrfs() {
         std::panic::resume_unwind(panic);
     }
     strata_ok(&f.root, &["release"]);
-    assert_eq!(attached(&f.image), Vec::<PathBuf>::new(), "{test}: released");
+    assert_eq!(
+        attached(&f.image),
+        Vec::<PathBuf>::new(),
+        "{test}: released"
+    );
 }
 
 /// Several processes open a released store at once: the backing file is
