@@ -62,6 +62,9 @@ pub fn remove(store: &Store, text: &str) -> Result<Removed> {
             containers: users.join(", "),
         });
     }
+    // The only safe point: once the record is gone, removing its layers is
+    // finished rather than undone.
+    crate::interrupt::check()?;
     meta.delete_image(&image)?;
     failpoint("image.rmi.deleted");
     let layers = remove_unused_layers(store, &image)?;

@@ -5,5 +5,7 @@ pub mod container;
 pub mod image;
 pub mod import;
 pub mod info;
+pub mod init;
+pub mod snapshots;
 pub mod layer;
 pub mod transfer;

@@ -87,14 +87,26 @@ pub fn load_with_progress(
 ) -> Result<Vec<ImageRecord>> {
     let archive = ImageArchive::open_with_temp(file, &store.temp_dir("load")?)?;
     let mut created: Vec<(SnapshotKey, Digest)> = Vec::new();
-    let result = load_images(store, &archive, &mut created, progress);
-    if result.is_err() {
+    let mut loaded = 0;
+    let result = load_images(store, &archive, &mut created, &mut loaded, progress);
+    if let Err(mut err) = result {
+        let mut removed = 0;
         for (key, diff_id) in created.iter().rev() {
-            if let Err(e) = store.snapshots().remove(key) {
-                tracing::error!(%key, error = %e, "removing a failed load's layer");
+            match store.snapshots().remove(key) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::error!(%key, error = %e, "removing a failed load's layer")
+                }
             }
             let _ = fs::remove_file(layer_tar_path(store, diff_id));
         }
+        if removed > 0 {
+            err = err.undone(format!("{removed} layer(s) removed"));
+        }
+        if loaded > 0 {
+            err = err.undone(format!("{loaded} image(s) loaded before it kept"));
+        }
+        return Err(err);
     }
     result
 }
@@ -103,6 +115,7 @@ fn load_images(
     store: &Store,
     archive: &ImageArchive,
     created: &mut Vec<(SnapshotKey, Digest)>,
+    loaded: &mut usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
     let known: Vec<LayerRecord> = store
@@ -117,6 +130,7 @@ fn load_images(
         let mut layers: Vec<LayerRecord> = Vec::new();
         let n = img.layers.len();
         for (i, (layer, chain)) in img.layers.iter().zip(&chains).enumerate() {
+            crate::interrupt::check()?;
             let short = layer.diff_id.short();
             let key = layer_snapshot_key(chain);
             if store.snapshots().exists(&key)? {
@@ -173,6 +187,10 @@ fn load_images(
             created_ns: crate::now_ns(),
         };
         meta.put_image(&record)?;
+        // The layers made so far belong to a recorded image now: a later
+        // failure must not remove them.
+        created.clear();
+        *loaded += 1;
         records.push(record);
     }
     Ok(records)
@@ -248,18 +266,89 @@ pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()
             layers,
         });
     }
-    let tmp = out.with_extension("strata-partial");
-    let file = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
     let opts = SaveOptions {
         gzip,
         temp_dir: store.temp_dir("save")?,
     };
-    let result = crate::image::write_oci_archive(BufWriter::new(file), &images, &opts);
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e.into());
+    let mut partial = PartialOutput::create(out)?;
+    let result = crate::image::write_oci_archive(
+        BufWriter::new(crate::interrupt::Writer(partial.file())),
+        &images,
+        &opts,
+    );
+    match result {
+        Ok(()) => partial.finish(),
+        Err(e) => Err(StoreError::from(e).undone(partial.discard())),
     }
-    fs::rename(&tmp, out).map_err(|e| StoreError::io("rename", &tmp, e))
+}
+
+/// A file written outside the store (`save -o`, `export -o`): written under
+/// a temporary name in the destination's directory (so the final rename
+/// stays on one filesystem) and renamed over the destination when complete.
+/// Dropped unfinished, on any error, interruption or panic, the temporary
+/// file is removed.
+pub struct PartialOutput {
+    out: PathBuf,
+    tmp: Option<tempfile::NamedTempFile>,
+}
+
+impl PartialOutput {
+    /// Creates the temporary file for `out` (mode 0666 less the umask, as
+    /// a plain create would give).
+    pub fn create(out: &Path) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = out
+            .file_name()
+            .ok_or_else(|| StoreError::Invalid(format!("{}: not a file name", out.display())))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".strata-partial")
+            .permissions(fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(|e| StoreError::io("create a temporary file in", dir, e))?;
+        Ok(Self {
+            out: out.to_owned(),
+            tmp: Some(tmp),
+        })
+    }
+
+    /// The temporary file to write to.
+    pub fn file(&self) -> &File {
+        self.tmp
+            .as_ref()
+            .expect("PartialOutput used after finish")
+            .as_file()
+    }
+
+    /// Flushes the file to disk and renames it over the destination.
+    pub fn finish(&mut self) -> Result<()> {
+        let Some(tmp) = self.tmp.take() else {
+            return Ok(());
+        };
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| StoreError::io("sync", tmp.path(), e))?;
+        let path = tmp.path().to_owned();
+        tmp.persist(&self.out)
+            .map_err(|e| StoreError::io("rename", path, e.error))?;
+        Ok(())
+    }
+
+    /// Removes the temporary file now; returns a note naming it, for an
+    /// interruption's report.
+    pub fn discard(&mut self) -> String {
+        if let Some(tmp) = self.tmp.take() {
+            let path = tmp.path().to_owned();
+            if let Err(e) = tmp.close() {
+                tracing::warn!(path = %path.display(), error = %e, "removing a partial output");
+            }
+        }
+        format!("partial {} removed", self.out.display())
+    }
 }
 
 /// The kept tar of `layer`, regenerating it from the snapshots if needed.
@@ -284,6 +373,9 @@ fn ensure_layer_tar(
         let ch = changes(lower.as_ref().map(|v| v.path()), upper.path())?;
         write_hashed(upper.path(), &ch, &tmp)?
     };
+    crate::interrupt::check().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
     if diff_id != layer.diff_id {
         let _ = fs::remove_file(&tmp);
         return Err(StoreError::Invalid(format!(
@@ -296,16 +388,25 @@ fn ensure_layer_tar(
 }
 
 /// Writes the layer tar of `ch` from `root` to `dst`, returning its diff id.
+/// The file is removed again on error (and on interruption, checked per
+/// entry and per chunk written).
 fn write_hashed(root: &Path, ch: &[Change], dst: &Path) -> Result<Digest> {
     let file = File::create(dst).map_err(|e| StoreError::io("create", dst, e))?;
     let mut w = HashingWriter {
-        inner: BufWriter::new(file),
+        inner: BufWriter::new(crate::interrupt::Writer(file)),
         hasher: Sha256::new(),
     };
-    write_layer(root, ch, &mut w)?;
-    w.inner
-        .flush()
-        .map_err(|e| StoreError::io("write", dst, e))?;
+    let result = write_layer(root, ch, &mut w)
+        .map_err(StoreError::from)
+        .and_then(|()| {
+            w.inner
+                .flush()
+                .map_err(|e| StoreError::io("write", dst, e))
+        });
+    if let Err(e) = result {
+        let _ = fs::remove_file(dst);
+        return Err(e);
+    }
     Ok(Digest::from_hasher(w.hasher))
 }
 
@@ -448,12 +549,14 @@ pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageR
     let diff_id = write_hashed(&root.path, &ch, &tmp)?;
     drop(root);
     let parent = image.layers.last().map(|l| &l.chain_id);
-    let tar = File::open(&tmp).map_err(|e| StoreError::io("open", &tmp, e))?;
-    let layer = match apply_layer_snapshot(store, parent, io::BufReader::new(tar)) {
+    let layer = match File::open(&tmp)
+        .map_err(|e| StoreError::io("open", &tmp, e))
+        .and_then(|tar| apply_layer_snapshot(store, parent, io::BufReader::new(tar)))
+    {
         Ok(l) => l,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
-            return Err(e);
+            return Err(e.undone("the new layer's tar removed"));
         }
     };
     if layer.diff_id != diff_id {
@@ -510,15 +613,15 @@ fn committed_config(parent: &[u8], diff_id: &Digest, created_by: &str) -> Result
 /// Writes a container's merged root as one flat tar at `out`.
 pub fn export(store: &Store, text: &str, out: &Path) -> Result<()> {
     let (_record, root) = container_root(store, text)?;
-    let tmp = out.with_extension("strata-partial");
-    let file = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
-    let mut w = BufWriter::new(file);
-    let result = write_tree(&root.path, &mut w)
-        .map_err(StoreError::from)
-        .and_then(|()| w.flush().map_err(|e| StoreError::io("write", &tmp, e)));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    let mut partial = PartialOutput::create(out)?;
+    let result = {
+        let mut w = BufWriter::new(crate::interrupt::Writer(partial.file()));
+        write_tree(&root.path, &mut w)
+            .map_err(StoreError::from)
+            .and_then(|()| w.flush().map_err(|e| StoreError::io("write", out, e)))
+    };
+    match result {
+        Ok(()) => partial.finish(),
+        Err(e) => Err(e.undone(partial.discard())),
     }
-    fs::rename(&tmp, out).map_err(|e| StoreError::io("rename", &tmp, e))
 }
