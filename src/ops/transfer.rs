@@ -93,7 +93,13 @@ pub fn load_with_progress(
         let mut removed = 0;
         for (key, diff_id) in created.iter().rev() {
             match store.snapshots().remove(key) {
-                Ok(()) => removed += 1,
+                Ok(()) => {
+                    removed += 1;
+                    let chain = Digest(key.0.clone());
+                    if let Err(e) = crate::check::manifest::remove(store.root(), &chain) {
+                        tracing::error!(%key, error = %e, "removing a failed load's layer manifest");
+                    }
+                }
                 Err(e) => {
                     tracing::error!(%key, error = %e, "removing a failed load's layer")
                 }
