@@ -110,11 +110,12 @@ impl StoreError {
     pub fn interruption(&self) -> Option<Interrupted> {
         let carried = match self {
             Self::Interrupted(i) => Some(i.clone()),
-            Self::Archive(ArchiveError::Interrupted(i)) | Self::Image(ImageError::Interrupted(i)) => {
-                Some(i.clone())
-            }
+            Self::Archive(ArchiveError::Interrupted(i))
+            | Self::Image(ImageError::Interrupted(i)) => Some(i.clone()),
             Self::Archive(
-                ArchiveError::Io { source, .. } | ArchiveError::Read(source) | ArchiveError::Write(source),
+                ArchiveError::Io { source, .. }
+                | ArchiveError::Read(source)
+                | ArchiveError::Write(source),
             )
             | Self::Image(ImageError::Io { source, .. })
             | Self::Io { source, .. } => source

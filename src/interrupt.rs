@@ -39,11 +39,7 @@ pub fn install() -> io::Result<()> {
     for sig in SIGNALS {
         // Handlers run in registration order: the shutdown fires only when
         // an earlier signal already set the flag.
-        signal_hook::flag::register_conditional_shutdown(
-            sig,
-            128 + sig,
-            STATE.requested.clone(),
-        )?;
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, STATE.requested.clone())?;
         signal_hook::flag::register_usize(sig, STATE.signal.clone(), sig as usize)?;
         signal_hook::flag::register(sig, STATE.requested.clone())?;
     }

@@ -62,6 +62,9 @@ enum Outcome {
     Done,
 }
 
+/// Whether a verb's change is in the store (or on disk).
+type Effect = Box<dyn Fn(&Bench) -> bool>;
+
 struct Bench {
     root: PathBuf,
     files: PathBuf,
@@ -101,7 +104,7 @@ impl Bench {
 
     /// Sets up `verb`'s input and returns its command, plus a check of its
     /// effect (`true` when the command's change is in the store or on disk).
-    fn prepare(&mut self, verb: Verb) -> (Command, Box<dyn Fn(&Bench) -> bool>) {
+    fn prepare(&mut self, verb: Verb) -> (Command, Effect) {
         self.serial += 1;
         let n = self.serial;
         let root = self.root.clone();
@@ -109,21 +112,43 @@ impl Bench {
             Verb::Load => {
                 let archive = self.files.join(format!("load-{n}.tar"));
                 let reference = format!("int/load-{n}:1");
-                multi_layer_archive(&archive, &reference, LAYERS, LAYER_BYTES, 1000 + n, "load\n");
+                multi_layer_archive(
+                    &archive,
+                    &reference,
+                    LAYERS,
+                    LAYER_BYTES,
+                    1000 + n,
+                    "load\n",
+                );
                 let cmd = command(&root, &["load", "-i", archive.to_str().unwrap()]);
-                (cmd, Box::new(move |b: &Bench| b.images().contains(&reference)))
+                (
+                    cmd,
+                    Box::new(move |b: &Bench| b.images().contains(&reference)),
+                )
             }
             Verb::Import => {
                 let tar = self.files.join(format!("import-{n}.tar"));
-                noise_layer_tar(&tar, 0, LAYERS as u64 * LAYER_BYTES, 2000 + n, Some("import\n"));
+                noise_layer_tar(
+                    &tar,
+                    0,
+                    LAYERS as u64 * LAYER_BYTES,
+                    2000 + n,
+                    Some("import\n"),
+                );
                 let reference = format!("int/import-{n}:1");
                 let cmd = command(&root, &["import", tar.to_str().unwrap(), &reference]);
-                (cmd, Box::new(move |b: &Bench| b.images().contains(&reference)))
+                (
+                    cmd,
+                    Box::new(move |b: &Bench| b.images().contains(&reference)),
+                )
             }
             Verb::Create => {
                 let before = self.containers().len();
                 let cmd = command(&root, &["create", "int/big:1"]);
-                (cmd, Box::new(move |b: &Bench| b.containers().len() > before))
+                (
+                    cmd,
+                    Box::new(move |b: &Bench| b.containers().len() > before),
+                )
             }
             Verb::Mount => {
                 let id = self.work.clone();
@@ -140,11 +165,23 @@ impl Bench {
                 }
                 let reference = format!("int/commit-{n}:1");
                 let cmd = command(&root, &["commit", &id, &reference]);
-                (cmd, Box::new(move |b: &Bench| b.images().contains(&reference)))
+                (
+                    cmd,
+                    Box::new(move |b: &Bench| b.images().contains(&reference)),
+                )
             }
             Verb::Save => {
                 let out = self.out_dir().join(format!("save-{n}.tar"));
-                let cmd = command(&root, &["save", "--uncompressed", "int/big:1", "-o", out.to_str().unwrap()]);
+                let cmd = command(
+                    &root,
+                    &[
+                        "save",
+                        "--uncompressed",
+                        "int/big:1",
+                        "-o",
+                        out.to_str().unwrap(),
+                    ],
+                );
                 (cmd, Box::new(move |_: &Bench| out.exists()))
             }
             Verb::Export => {
@@ -156,7 +193,10 @@ impl Bench {
                 let id = last_line(&self.ok(&["create", "int/big:1"]));
                 self.ok(&["mount", &id]);
                 let cmd = command(&root, &["rm", "--force", &id]);
-                (cmd, Box::new(move |b: &Bench| !b.containers().iter().any(|c| c["id"] == id)))
+                (
+                    cmd,
+                    Box::new(move |b: &Bench| !b.containers().iter().any(|c| c["id"] == id)),
+                )
             }
             Verb::Rmi => {
                 let tar = self.files.join(format!("rmi-{n}.tar"));
@@ -165,7 +205,10 @@ impl Bench {
                 self.ok(&["import", tar.to_str().unwrap(), &reference]);
                 let _ = std::fs::remove_file(&tar);
                 let cmd = command(&root, &["rmi", &reference]);
-                (cmd, Box::new(move |b: &Bench| !b.images().contains(&reference)))
+                (
+                    cmd,
+                    Box::new(move |b: &Bench| !b.images().contains(&reference)),
+                )
             }
         }
     }
@@ -232,7 +275,12 @@ fn assert_interrupted(
     // A signal that lands after the command's last check (while the
     // process exits) finds nothing to stop: it ends normally.
     let outcome = if !run.sent || (run.code == Some(0) && run.stderr_lines().is_empty()) {
-        assert_eq!(run.code, Some(0), "{when}: ended before the signal but failed: {}", run.stderr);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "{when}: ended before the signal but failed: {}",
+            run.stderr
+        );
         Outcome::Done
     } else {
         assert_eq!(
@@ -243,7 +291,12 @@ fn assert_interrupted(
             run.stderr
         );
         let lines = run.stderr_lines();
-        assert_eq!(lines.len(), 1, "{when}: want one line on stderr, got:\n{}", run.stderr);
+        assert_eq!(
+            lines.len(),
+            1,
+            "{when}: want one line on stderr, got:\n{}",
+            run.stderr
+        );
         let line = lines[0];
         let prefix = format!("interrupted: {} ", verb_name(verb));
         assert!(line.starts_with(&prefix), "{when}: line {line:?}");
@@ -266,7 +319,10 @@ fn assert_interrupted(
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.') || n.contains("partial"))
         .collect();
-    assert!(partial.is_empty(), "{when}: partial output left: {partial:?}");
+    assert!(
+        partial.is_empty(),
+        "{when}: partial output left: {partial:?}"
+    );
     assert_at_rest(&b.root, when);
     b.ordinary_commands_work(when);
     let (code, out) = check(&b.root, &[]);
@@ -293,7 +349,10 @@ fn setup(test: &str, scratch: &ScratchDir, driver: &str) -> Option<Bench> {
     let big = files.join("big.tar");
     multi_layer_archive(&big, "int/big:1", LAYERS, LAYER_BYTES, 1, "big\n");
     strata_ok(&root, &["load", "-i", big.to_str().unwrap()]);
-    let work = last_line(&strata_ok(&root, &["create", "--name", "work", "int/big:1"]));
+    let work = last_line(&strata_ok(
+        &root,
+        &["create", "--name", "work", "int/big:1"],
+    ));
     let path = last_line(&strata_ok(&root, &["mount", &work]));
     // A change worth committing and exporting.
     std::fs::write(Path::new(&path).join("changed"), vec![7u8; 16 << 20]).unwrap();
@@ -329,7 +388,10 @@ fn interrupt_every_verb(driver: &str) {
         for (i, fraction) in [0.0, 0.3, 0.6, 0.9].into_iter().enumerate() {
             let (cmd, effect) = b.prepare(verb);
             let after = typical.mul_f64(fraction);
-            let when = format!("{driver}: SIGINT {after:?} into {} (typically {typical:?})", verb_name(verb));
+            let when = format!(
+                "{driver}: SIGINT {after:?} into {} (typically {typical:?})",
+                verb_name(verb)
+            );
             let run = run_and_signal(cmd, after, &[libc::SIGINT], false);
             let outcome = assert_interrupted(&b, verb, &run, &*effect, libc::SIGINT, &when);
             if i == 0 {
@@ -398,13 +460,13 @@ fn second_signal_exits_at_once() {
     let Some(mut b) = setup(test, &scratch, "vfs") else {
         return;
     };
-    for verb in [Verb::Load, Verb::Export] {
+    for verb in [Verb::Load, Verb::Import, Verb::Export] {
         let (cmd, _effect) = b.prepare(verb);
         // Both signals are pending together when the process runs on: the
         // second is handled before any safe point can be reached.
         let run = run_and_signal(
             cmd,
-            Duration::from_millis(300),
+            Duration::from_millis(50),
             &[libc::SIGINT, libc::SIGHUP],
             true,
         );
@@ -426,7 +488,10 @@ fn second_signal_exits_at_once() {
             run.after_signal
         );
         let (code, out) = check(&b.root, &["--repair"]);
-        assert_eq!(code, 0, "{verb:?}: check --repair after a second signal:\n{out}");
+        assert_eq!(
+            code, 0,
+            "{verb:?}: check --repair after a second signal:\n{out}"
+        );
         let (code, out) = check(&b.root, &[]);
         assert_eq!(code, 0, "{verb:?}: check after repair:\n{out}");
         b.ordinary_commands_work(&format!("after a second signal in {verb:?}"));
@@ -481,16 +546,30 @@ fn verbs_on_a_missing_root_create_nothing() {
                 full.extend_from_slice(args);
                 let run = strata(&root, &full);
                 let stderr = String::from_utf8_lossy(&run.stderr);
-                assert_eq!(run.status.code(), Some(1), "{args:?} on {}: {stderr}", root.display());
+                assert_eq!(
+                    run.status.code(),
+                    Some(1),
+                    "{args:?} on {}: {stderr}",
+                    root.display()
+                );
                 let want = format!("no Strata store at {} (run strata init)", root.display());
                 assert!(stderr.contains(&want), "{args:?}: {stderr}");
                 assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
             }
         }
         if root == empty {
-            assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "files made in {}", root.display());
+            assert_eq!(
+                std::fs::read_dir(&root).unwrap().count(),
+                0,
+                "files made in {}",
+                root.display()
+            );
         } else {
-            assert!(!scratch.path().join("missing").exists(), "{} was created", root.display());
+            assert!(
+                !scratch.path().join("missing").exists(),
+                "{} was created",
+                root.display()
+            );
         }
     }
     assert!(!out.exists() && !socket.parent().unwrap().exists());
@@ -518,7 +597,11 @@ fn failed_init_leaves_nothing() {
             let run = strata(root, args);
             assert_eq!(run.status.code(), Some(1), "{args:?} should fail");
             if root == &missing {
-                assert!(!scratch.path().join("a").exists(), "{args:?} left {}", root.display());
+                assert!(
+                    !scratch.path().join("a").exists(),
+                    "{args:?} left {}",
+                    root.display()
+                );
             } else {
                 let names: Vec<_> = std::fs::read_dir(root)
                     .unwrap()
@@ -527,7 +610,11 @@ fn failed_init_leaves_nothing() {
                     .collect();
                 assert_eq!(names, ["keep"], "{args:?} left files in {}", root.display());
             }
-            assert_eq!(loops_below(scratch.path()), Vec::<PathBuf>::new(), "{args:?}");
+            assert_eq!(
+                loops_below(scratch.path()),
+                Vec::<PathBuf>::new(),
+                "{args:?}"
+            );
         }
     }
     let first = strata_ok(&empty, &["--driver", "vfs", "init"]);

@@ -351,7 +351,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             data,
             prune,
         } => check::check(
-            &cli,
+            cli,
             CheckOptions {
                 repair: *repair,
                 data: *data,

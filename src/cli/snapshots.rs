@@ -17,7 +17,9 @@ pub fn snapshots(cli: &Cli, view: SnapshotsView) -> Result<()> {
             if cli.format == Format::Json {
                 return print_json(&all);
             }
-            let mut t = Table::new(&["KEY", "KIND", "PARENT", "SIZE", "CREATED", "OWNER", "LABELS"]);
+            let mut t = Table::new(&[
+                "KEY", "KIND", "PARENT", "SIZE", "CREATED", "OWNER", "LABELS",
+            ]);
             for s in &all {
                 t.row(vec![
                     s.key.clone(),
@@ -50,7 +52,9 @@ pub fn snapshots(cli: &Cli, view: SnapshotsView) -> Result<()> {
                 t.row(vec![
                     s.key.clone(),
                     size(s),
-                    s.inodes.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                    s.inodes
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     s.owner.clone(),
                 ]);
             }

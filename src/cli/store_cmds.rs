@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use strata::Store;
 
-
 use super::output::{human_size, print_json, Table};
 use super::{Cli, Format};
 

@@ -57,7 +57,8 @@ impl Before {
         }
         let mut entries = HashSet::new();
         if created_top.is_none() {
-            let rd = std::fs::read_dir(root).map_err(|e| StoreError::io("read directory", root, e))?;
+            let rd =
+                std::fs::read_dir(root).map_err(|e| StoreError::io("read directory", root, e))?;
             for e in rd {
                 let e = e.map_err(|e| StoreError::io("read directory", root, e))?;
                 entries.insert(e.file_name());

@@ -6,6 +6,6 @@ pub mod image;
 pub mod import;
 pub mod info;
 pub mod init;
-pub mod snapshots;
 pub mod layer;
+pub mod snapshots;
 pub mod transfer;

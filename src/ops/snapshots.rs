@@ -82,13 +82,16 @@ pub fn list(store: &Store, usage: bool) -> Result<Vec<SnapshotEntry>> {
     for info in sn.list(&[])? {
         let key = info.name.0.clone();
         let owner = owners.get(&key).cloned().unwrap_or_else(|| {
-            let scratch = ["extract-", "view-"].iter().any(|p| key.starts_with(p))
-                || info.labels.contains_key(crate::ops::layer::LABEL_EXTRACT);
-            // Layer snapshots are named by their chain id.
+            let committed = info.kind == strata_driver_api::Kind::Committed;
+            let scratch = !committed
+                && (["extract-", "view-"].iter().any(|p| key.starts_with(p))
+                    || info.labels.contains_key(crate::ops::layer::LABEL_EXTRACT));
+            // Strata names its layer snapshots by chain id; containerd's
+            // keys are `namespace/N/name`.
             let layer = key.starts_with("sha256:");
             if scratch {
                 "strata".to_owned()
-            } else if layer && info.kind == strata_driver_api::Kind::Committed {
+            } else if layer && committed {
                 "unused layer".to_owned()
             } else {
                 "runtime".to_owned()
@@ -184,7 +187,11 @@ mod tests {
         ]);
         let roots: Vec<&str> = t.iter().map(|n| n.snapshot.key.as_str()).collect();
         assert_eq!(roots, ["a", "orphan"]);
-        let kids: Vec<&str> = t[0].children.iter().map(|n| n.snapshot.key.as_str()).collect();
+        let kids: Vec<&str> = t[0]
+            .children
+            .iter()
+            .map(|n| n.snapshot.key.as_str())
+            .collect();
         assert_eq!(kids, ["b", "d"]);
         assert_eq!(t[0].children[0].children[0].snapshot.key, "c");
     }

@@ -404,11 +404,7 @@ fn write_hashed(root: &Path, ch: &[Change], dst: &Path) -> Result<Digest> {
     };
     let result = write_layer(root, ch, &mut w)
         .map_err(StoreError::from)
-        .and_then(|()| {
-            w.inner
-                .flush()
-                .map_err(|e| StoreError::io("write", dst, e))
-        });
+        .and_then(|()| w.inner.flush().map_err(|e| StoreError::io("write", dst, e)));
     if let Err(e) = result {
         let _ = fs::remove_file(dst);
         return Err(e);

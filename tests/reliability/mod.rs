@@ -333,7 +333,10 @@ pub struct Signalled {
 impl Signalled {
     /// Non-empty lines of stderr.
     pub fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
     }
 }
 
@@ -382,7 +385,10 @@ pub fn run_and_signal(
         match proc_mask_has(pid, "SigCgt:", libc::SIGINT) {
             Some(true) => {}
             _ => {
-                assert!(Instant::now() < ready_by, "strata never installed its signal handlers");
+                assert!(
+                    Instant::now() < ready_by,
+                    "strata never installed its signal handlers"
+                );
                 std::thread::sleep(Duration::from_micros(200));
                 continue;
             }
