@@ -114,7 +114,11 @@ fn uninitialised_store_and_bad_input_fail_clearly() {
         &["--driver", "vfs", "import", "/nonexistent.tar", "x"],
     );
     assert!(err.contains("no Strata store at"), "{err}");
-    assert!(!root.exists(), "import without a store made {}", root.display());
+    assert!(
+        !root.exists(),
+        "import without a store made {}",
+        root.display()
+    );
     strata_ok(&root, &["--driver", "vfs", "init"]);
     let err = strata_err(&root, &["import", "/nonexistent.tar", "x"]);
     assert!(err.contains("/nonexistent.tar"), "{err}");
