@@ -23,6 +23,9 @@ pub enum StoreError {
     Image(#[from] crate::image::ImageError),
     /// The metadata database failed.
     #[error("metadata store: {0}")]
+    Database(#[from] strata_driver_api::db::DbError),
+    /// A metadata file or record is inconsistent.
+    #[error("metadata store: {0}")]
     Metadata(String),
     /// `--root` holds no store yet.
     #[error("no Strata store at {} (run strata init)", .0.display())]
@@ -36,14 +39,6 @@ pub enum StoreError {
         root: PathBuf,
         /// Driver recorded at init.
         existing: String,
-    },
-    /// Another process holds the store.
-    #[error("store {root} is locked by another strata process{holder}; wait for it or stop it")]
-    Locked {
-        /// Store root.
-        root: PathBuf,
-        /// ` (pid N)` when known.
-        holder: String,
     },
     /// No image matches a reference or id.
     #[error("no such image: {0}")]
@@ -144,9 +139,4 @@ impl StoreError {
             None => self,
         }
     }
-}
-
-/// Maps a redb (or other) failure to [`StoreError::Metadata`].
-pub fn meta_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Metadata(e.to_string())
 }

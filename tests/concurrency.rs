@@ -1,19 +1,16 @@
-//! Concurrency: two strata processes on one store (the second waits for the
-//! lock with a clear message, or refuses after the timeout, and nothing is
-//! corrupted); many CLI processes at once; many threads driving the
+//! Concurrency: many CLI processes at once; many threads driving the
 //! in-process snapshotter, and many gRPC clients driving a `strata serve`
-//! process, without errors or leaks. The devmapper cases run in the VM tier.
+//! process, without errors or leaks; and the CLI working on the store a
+//! busy `strata serve` serves (tests/shared_store.rs). The devmapper cases
+//! run in the VM tier.
 
 mod common;
 mod reliability;
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::*;
 use reliability::*;
-use strata::serve::GrpcSnapshotter;
 use strata_driver_api::testing::{require_root, skip, ScratchDir};
 use strata_driver_api::{Labels, SnapshotKey, Snapshotter, SnapshotterExt};
 
@@ -26,80 +23,6 @@ fn store_with_base(test: &str, scratch: &ScratchDir, driver: &str) -> Option<std
     busybox_rootfs_tar(&tar, "base\n");
     strata_ok(&root, &["import", tar.to_str().unwrap(), "base"]);
     Some(root)
-}
-
-/// Holds the store lock from this process for `hold`, in a thread.
-fn hold_lock(root: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
-    let lock =
-        strata::store::StoreLock::acquire(root, Duration::from_secs(5)).expect("take the lock");
-    std::thread::spawn(move || {
-        std::thread::sleep(hold);
-        drop(lock);
-    })
-}
-
-#[test]
-fn a_second_process_waits_for_the_lock_and_says_so() {
-    if !require_root("concurrency::waits") {
-        return;
-    }
-    let scratch = ScratchDir::new("conc-wait");
-    let Some(root) = store_with_base("concurrency::waits", &scratch, "vfs") else {
-        return;
-    };
-    let holder = hold_lock(&root, Duration::from_millis(1500));
-    let started = Instant::now();
-    let out = command(&root, &["create", "--name", "waited", "base"])
-        .env("STRATA_LOCK_WAIT", "20")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the waiting process failed: {stderr}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(1000),
-        "it did not wait"
-    );
-    assert!(
-        stderr.contains("waiting for the store lock")
-            && stderr.contains(&format!("pid {}", std::process::id())),
-        "{stderr}"
-    );
-    holder.join().unwrap();
-    assert_eq!(check(&root, &[]).0, 0);
-    strata_ok(&root, &["rm", "waited"]);
-}
-
-#[test]
-fn a_second_process_refuses_after_the_timeout_and_changes_nothing() {
-    if !require_root("concurrency::refuses") {
-        return;
-    }
-    let scratch = ScratchDir::new("conc-refuse");
-    let Some(root) = store_with_base("concurrency::refuses", &scratch, "vfs") else {
-        return;
-    };
-    let before = strata_ok(&root, &["--format", "json", "images"]);
-    let db = std::fs::read(root.join("metadata.redb")).unwrap();
-    let holder = hold_lock(&root, Duration::from_secs(4));
-    let out = command(&root, &["rmi", "base"])
-        .env("STRATA_LOCK_WAIT", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "rmi ran while the store was locked");
-    assert!(
-        stderr.contains("is locked by another strata process")
-            && stderr.contains(&format!("pid {}", std::process::id())),
-        "unclear refusal: {stderr}"
-    );
-    assert_eq!(
-        std::fs::read(root.join("metadata.redb")).unwrap(),
-        db,
-        "the refused process wrote the database"
-    );
-    holder.join().unwrap();
-    assert_eq!(strata_ok(&root, &["--format", "json", "images"]), before);
-    assert_eq!(check(&root, &[]).0, 0);
 }
 
 #[test]
@@ -122,7 +45,6 @@ fn many_cli_processes_at_once_serialise_cleanly() {
         let name = format!("c{i}");
         children.push(
             command(&root, &["create", "--name", &name, "base"])
-                .env("STRATA_LOCK_WAIT", "120")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -133,13 +55,11 @@ fn many_cli_processes_at_once_serialise_cleanly() {
         let reference = format!("img{i}");
         children.push(
             command(&root, &["import", tar.to_str().unwrap(), &reference])
-                .env("STRATA_LOCK_WAIT", "120")
                 .spawn()
                 .unwrap(),
         );
         children.push(
             command(&root, &["ps"])
-                .env("STRATA_LOCK_WAIT", "120")
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -253,53 +173,6 @@ fn threads_hammer_the_snapshotter_blockfile() {
 #[ignore = "needs dm-thin: runs in the VM tier"]
 fn threads_hammer_the_snapshotter_devmapper() {
     hammer("devmapper");
-}
-
-/// A `strata serve` child process, killed if a test fails while it runs.
-struct Server {
-    child: std::process::Child,
-    socket: std::path::PathBuf,
-}
-
-impl Server {
-    fn start(root: &Path, socket: &Path) -> Self {
-        let child = command(root, &["serve", "--socket", socket.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn strata serve");
-        let server = Self {
-            child,
-            socket: socket.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "strata serve did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn client(&self) -> GrpcSnapshotter {
-        GrpcSnapshotter::connect(&self.socket).expect("connect to strata serve")
-    }
-
-    /// SIGTERM, then the exit status must be success and the socket gone.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "strata serve exited with {status}");
-        assert!(!self.socket.exists(), "socket left behind");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// Clients × rounds of prepare, stat, mounts, commit, view, usage, list and

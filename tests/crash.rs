@@ -1,12 +1,17 @@
-//! Crash consistency, per driver that runs on this host: kill strata with
-//! SIGKILL at every failpoint and at random moments inside create, rm,
-//! mount, umount, import (prepare, apply, commit) and rmi; after each kill
-//! `check --repair` must leave a store that `check` calls clean, in which
-//! every image still creates and mounts a container showing its content,
-//! with no orphan, mount or loop device left.
+//! The interrupt loop, per driver (devmapper in the VM tier): SIGKILL at
+//! every failpoint, then SIGINT and SIGKILL at random moments of import,
+//! load, create, mount, umount, commit, save, export, rm and rmi. After each
+//! signal, *ordinary commands first* (`images`, `ps`, then a container of
+//! every image, mounted, must show the image's content): they finish or
+//! undo what the interrupted process left. Then `check --data`, `check
+//! --repair`, and `check` must be clean, with no mount, loop device,
+//! snapshot, scratch file or partial output left. After every step no file
+//! is attached to two loop devices; every 20 steps a loop-backed btrfs is
+//! released and `btrfs check --readonly` must pass.
 //!
-//! `STRATA_CRASH_KILLS=N` sets the kills per driver (default 20; CI runs
-//! 100). `STRATA_CRASH_SEED` replays a run.
+//! `STRATA_CRASH_KILLS=N` and `STRATA_CRASH_INTERRUPTS=N` set the SIGKILLs
+//! and SIGINTs that must land per driver (default 20 each).
+//! `STRATA_CRASH_SEED` replays a run.
 
 mod common;
 mod reliability;
@@ -16,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
+use nix::sys::signal::Signal;
 use reliability::*;
 use strata_driver_api::testing::{require_root, ScratchDir};
 
@@ -31,9 +37,13 @@ enum Op {
     Rmi,
     Commit,
     Load,
+    Save,
+    Export,
 }
 
 const OPS: &[Op] = &[
+    Op::Save,
+    Op::Export,
     Op::Import,
     Op::Create,
     Op::Mount,
@@ -90,9 +100,15 @@ struct Harness {
     /// Typical duration of each op, for random kill times.
     durations: BTreeMap<&'static str, Duration>,
     kills: usize,
+    interrupts: usize,
     completed: usize,
+    /// Problems `check --data` found after the ordinary commands, by kind.
+    found: BTreeMap<String, usize>,
     /// Problems repaired, by kind.
     repaired: BTreeMap<String, usize>,
+    /// Where `save` and `export` write.
+    outputs: PathBuf,
+    steps: usize,
 }
 
 impl Harness {
@@ -174,36 +190,101 @@ impl Harness {
                 let cmd = command(&root, &["load", "-i", archive.to_str().unwrap()]);
                 (cmd, Some((reference, motd)))
             }
+            Op::Save => {
+                let out = self.outputs.join("saved.tar");
+                (
+                    command(&root, &["save", "base", "-o", out.to_str().unwrap()]),
+                    None,
+                )
+            }
+            Op::Export => {
+                let id = container(self, false);
+                let out = self.outputs.join("exported.tar");
+                (
+                    command(&root, &["export", &id, "-o", out.to_str().unwrap()]),
+                    None,
+                )
+            }
         }
     }
 
-    /// Repairs, then checks every invariant, then returns to the base state
-    /// (image `base` only, no container).
-    fn recover(&mut self, what: &str, maybe: Option<(String, String)>) {
-        let (code, out) = check(&self.root, &["--repair", "--format", "json"]);
-        assert_eq!(code, 0, "check --repair after {what} left damage:\n{out}");
-        let report: serde_json::Value = serde_json::from_str(&out).expect("check json");
-        for f in report["findings"].as_array().unwrap() {
-            if !f["repaired"].is_null() {
-                *self
-                    .repaired
-                    .entry(f["kind"].as_str().unwrap().to_owned())
-                    .or_default() += 1;
-            }
+    /// No file under the store is attached to two loop devices.
+    fn assert_attached_once(&self, what: &str) {
+        let twice = files_attached_twice(&self.root);
+        assert!(twice.is_empty(), "after {what}: attached twice: {twice:?}");
+    }
+
+    /// `save`/`export` left either their complete output or nothing.
+    fn assert_no_partial_output(&self, what: &str) {
+        let names: Vec<String> = std::fs::read_dir(&self.outputs)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for name in &names {
+            assert!(
+                name == "saved.tar" || name == "exported.tar",
+                "partial output {name} left after {what}"
+            );
+            std::fs::remove_file(self.outputs.join(name)).unwrap();
         }
-        let (code, out) = check(&self.root, &[]);
-        assert_eq!(code, 0, "check after repair of {what} is not clean:\n{out}");
-        if let Some((reference, motd)) = maybe {
-            self.expected.insert(reference, motd);
+    }
+
+    /// Every 20 steps on a loop-backed btrfs store: release the backing
+    /// and run `btrfs check --readonly` on its image.
+    fn fsck_btrfs(&mut self, what: &str) {
+        self.steps += 1;
+        let image = self.root.join("btrfs/btrfs.img");
+        if self.steps % 20 != 0 || !image.exists() {
+            return;
         }
-        let images = json(&self.root, &["images"]);
-        let present: Vec<String> = images
+        strata_ok(&self.root, &["release"]);
+        let out = std::process::Command::new("btrfs")
+            .args(["check", "--readonly"])
+            .arg(&image)
+            .output()
+            .expect("run btrfs check");
+        assert!(
+            out.status.success(),
+            "btrfs check --readonly after {what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The images present, by tag.
+    fn present_images(&self) -> Vec<String> {
+        json(&self.root, &["images"])
             .as_array()
             .unwrap()
             .iter()
             .flat_map(|i| i["tags"].as_array().cloned().unwrap_or_default())
             .map(|t| t.as_str().unwrap().to_owned())
-            .collect();
+            .collect()
+    }
+
+    /// Counts the findings of a `check --format json` report into `into`.
+    fn count_findings(out: &str, into: &mut BTreeMap<String, usize>, repaired_only: bool) {
+        let report: serde_json::Value = serde_json::from_str(out).expect("check json");
+        for f in report["findings"].as_array().unwrap() {
+            if !repaired_only || !f["repaired"].is_null() {
+                *into
+                    .entry(f["kind"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// Ordinary commands first, then the checks and the repair, then every
+    /// invariant; returns to the base state (image `base` only, no container).
+    fn recover(&mut self, what: &str, maybe: Option<(String, String)>) {
+        self.assert_attached_once(what);
+        if let Some((reference, motd)) = maybe {
+            self.expected.insert(reference, motd);
+        }
+        json(&self.root, &["ps"]);
+        let present = self.present_images();
+        self.assert_attached_once(what);
         assert!(
             present.contains(&"base:latest".to_owned()),
             "image base lost after {what}: {present:?}"
@@ -223,6 +304,13 @@ impl Harness {
             );
             strata_ok(&self.root, &["rm", "--force", &id]);
         }
+        let (_, out) = check(&self.root, &["--data", "--format", "json"]);
+        Self::count_findings(&out, &mut self.found, false);
+        let (code, out) = check(&self.root, &["--repair", "--format", "json"]);
+        assert_eq!(code, 0, "check --repair after {what} left damage:\n{out}");
+        Self::count_findings(&out, &mut self.repaired, true);
+        let (code, out) = check(&self.root, &[]);
+        assert_eq!(code, 0, "check after repair of {what} is not clean:\n{out}");
         for c in json(&self.root, &["ps"]).as_array().unwrap() {
             strata_ok(&self.root, &["rm", "--force", c["id"].as_str().unwrap()]);
         }
@@ -241,17 +329,21 @@ impl Harness {
             Vec::<String>::new(),
             "container mounts left after {what}"
         );
-        assert_eq!(
-            mounts_below(&self.root.join("tmp")),
-            Vec::<String>::new(),
-            "scratch mounts left after {what}"
-        );
+        let scratch: Vec<_> = std::fs::read_dir(self.root.join("tmp"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert_eq!(scratch, Vec::<PathBuf>::new(), "scratch left after {what}");
+        self.assert_no_partial_output(what);
+        self.assert_attached_once(what);
+        self.fsck_btrfs(what);
     }
 
-    fn note(&mut self, end: End) {
+    fn note(&mut self, end: End, what: &str) {
         match end {
             End::Killed => self.kills += 1,
-            End::Exited(_) => self.completed += 1,
+            e if e.interrupted() => self.interrupts += 1,
+            End::Exited(0) => self.completed += 1,
+            other => panic!("{what}: strata ended {other:?}"),
         }
     }
 
@@ -305,11 +397,13 @@ fn name(op: Op) -> &'static str {
         Op::Rmi => "rmi",
         Op::Commit => "commit",
         Op::Load => "load",
+        Op::Save => "save",
+        Op::Export => "export",
     }
 }
 
-fn kills_wanted() -> usize {
-    std::env::var("STRATA_CRASH_KILLS")
+fn wanted(var: &str) -> usize {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20)
@@ -323,7 +417,9 @@ fn crash(driver: &str) {
     let scratch = ScratchDir::new(&format!("crash-{driver}"));
     let root = scratch.path().join("store");
     let tars = scratch.path().join("tars");
+    let outputs = scratch.path().join("outputs");
     std::fs::create_dir_all(&tars).unwrap();
+    std::fs::create_dir_all(&outputs).unwrap();
     if !init_store(&test, &root, driver, &[]) {
         return;
     }
@@ -339,8 +435,12 @@ fn crash(driver: &str) {
         rng: Rng::new(),
         durations: BTreeMap::new(),
         kills: 0,
+        interrupts: 0,
         completed: 0,
+        found: BTreeMap::new(),
         repaired: BTreeMap::new(),
+        outputs,
+        steps: 0,
     };
     h.calibrate();
     for &(point, op) in FAILPOINTS {
@@ -352,25 +452,35 @@ fn crash(driver: &str) {
             "{} never reached failpoint {point}",
             name(op)
         );
-        h.note(end);
-        h.recover(&format!("a kill at {point} in {}", name(op)), maybe);
+        let what = format!("a kill at {point} in {}", name(op));
+        h.note(end, &what);
+        h.recover(&what, maybe);
     }
-    let wanted = kills_wanted().max(h.kills + 5);
+    let at_failpoints = h.kills;
+    let kills = wanted("STRATA_CRASH_KILLS") + at_failpoints;
+    let interrupts = wanted("STRATA_CRASH_INTERRUPTS");
     let mut attempts = 0;
-    while h.kills < wanted {
+    while h.kills < kills || h.interrupts < interrupts {
         attempts += 1;
         assert!(
-            attempts < wanted * 4,
-            "too few random kills landed: {} of {attempts}",
-            h.kills
+            attempts < (kills + interrupts) * 4,
+            "too few random signals landed: {} kills, {} interrupts of {attempts}",
+            h.kills,
+            h.interrupts
         );
+        let signal = if h.kills >= kills || (h.interrupts < interrupts && attempts % 2 == 0) {
+            Signal::SIGINT
+        } else {
+            Signal::SIGKILL
+        };
         let op = OPS[h.rng.below(OPS.len() as u64) as usize];
         let typical = h.durations[name(op)].as_micros() as u64;
         let after = Duration::from_micros(h.rng.below(typical + typical / 4 + 1));
         let (cmd, maybe) = h.prepare(op);
-        let end = run_and_kill(cmd, after);
-        h.note(end);
-        h.recover(&format!("a kill {after:?} into {}", name(op)), maybe);
+        let (end, stderr) = run_and_signal(cmd, after, signal);
+        let what = format!("{signal} {after:?} into {} ({stderr})", name(op));
+        h.note(end, &what);
+        h.recover(&what, maybe);
     }
     let elapsed = started.elapsed();
     strata_ok(&root, &["rmi", "base"]);
@@ -392,10 +502,11 @@ fn crash(driver: &str) {
     assert_eq!(code, 0, "final check:\n{out}");
     assert_no_leaks(&root, "at the end");
     eprintln!(
-        "CRASH {driver}: {} kills survived ({} at failpoints), {} ops finished before their kill, repaired {:?}, {pruned} unused layers pruned at the end, {:.1} s",
+        "CRASH {driver}: {} SIGKILLs ({at_failpoints} at failpoints) and {} SIGINTs survived, {} ops finished before their signal; found after ordinary commands {:?}; repaired {:?}; {pruned} unused layers pruned at the end, {:.1} s",
         h.kills,
-        FAILPOINTS.len(),
+        h.interrupts,
         h.completed,
+        h.found,
         h.repaired,
         elapsed.as_secs_f64()
     );

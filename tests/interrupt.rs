@@ -380,7 +380,7 @@ fn interrupt_every_verb(driver: &str) {
         // How long the verb takes, uninterrupted (and that it works).
         let (cmd, effect) = b.prepare(verb);
         let t = Instant::now();
-        let run = run_and_signal(cmd, Duration::from_secs(3600), &[], false);
+        let run = signal_when_ready(cmd, Duration::from_secs(3600), &[], false);
         let typical = t.elapsed();
         assert_eq!(run.code, Some(0), "{verb:?} uninterrupted: {}", run.stderr);
         assert!(effect(&b), "{verb:?} uninterrupted had no effect");
@@ -392,7 +392,7 @@ fn interrupt_every_verb(driver: &str) {
                 "{driver}: SIGINT {after:?} into {} (typically {typical:?})",
                 verb_name(verb)
             );
-            let run = run_and_signal(cmd, after, &[libc::SIGINT], false);
+            let run = signal_when_ready(cmd, after, &[libc::SIGINT], false);
             let outcome = assert_interrupted(&b, verb, &run, &*effect, libc::SIGINT, &when);
             if i == 0 {
                 // Before the first irreversible step every verb undoes.
@@ -406,7 +406,7 @@ fn interrupt_every_verb(driver: &str) {
     for signal in [libc::SIGTERM, libc::SIGHUP] {
         let (cmd, effect) = b.prepare(Verb::Load);
         let when = format!("{driver}: signal {signal} into load");
-        let run = run_and_signal(cmd, Duration::ZERO, &[signal], false);
+        let run = signal_when_ready(cmd, Duration::ZERO, &[signal], false);
         assert_eq!(
             assert_interrupted(&b, Verb::Load, &run, &*effect, signal, &when),
             Outcome::Undone
@@ -473,7 +473,7 @@ fn second_signal_exits_at_once() {
         let (cmd, _effect) = b.prepare(verb);
         // Both signals are pending together when the process runs on: the
         // second is handled before any safe point can be reached.
-        let run = run_and_signal(
+        let run = signal_when_ready(
             cmd,
             Duration::from_millis(50),
             &[libc::SIGINT, libc::SIGHUP],

@@ -211,7 +211,8 @@ impl Rig {
         std::fs::create_dir_all(&home).with_context(|| format!("mkdir {}", home.display()))?;
         let driver = open_driver(&target.driver, &home, &target.options)
             .with_context(|| format!("opening driver {} on {}", target.driver, home.display()))?;
-        let db = redb::Database::create(backing.scratch.path().join("metadata.redb"))?;
+        let db =
+            strata_driver_api::db::Database::open(&backing.scratch.path().join("metadata.db"))?;
         let snapshots = Snapshots::open(driver, Arc::new(db))?;
         let status = snapshots.driver().status();
         Ok(Self {

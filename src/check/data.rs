@@ -1,7 +1,7 @@
 //! `check --data`: re-reads every committed layer through a read-only view
 //! and compares each file with the layer's manifest.
 
-use strata_driver_api::{Kind, Labels, SnapshotKey, Snapshotter, State};
+use strata_driver_api::{Kind, SnapshotKey, Snapshotter, State};
 
 use super::{manifest, Problem, LABEL_CHECK};
 use crate::error::Result;
@@ -57,7 +57,8 @@ pub fn verify(store: &Store) -> Result<Verified> {
 fn read_layer(store: &Store, key: &SnapshotKey) -> Result<manifest::Manifest> {
     let sn = store.snapshots();
     let view = SnapshotKey(format!("check-{}", ContainerId::generate()));
-    let labels: Labels = [(LABEL_CHECK.to_owned(), "1".to_owned())].into();
+    let mut labels = store.session_labels();
+    labels.insert(LABEL_CHECK.to_owned(), "1".to_owned());
     let mounts = sn.view(&view, Some(key), labels)?;
     let result = store
         .temp_dir("check")

@@ -114,15 +114,23 @@ fn sum_file(path: &Path) -> io::Result<FileSum> {
 }
 
 /// Writes the manifest of `chain` atomically (temp file, fsync, rename).
-pub fn save(root: &Path, chain: &ChainId, manifest: &Manifest) -> Result<()> {
+/// The file carries the writer's session until its layer is committed, so
+/// another process's `check` leaves it alone meanwhile.
+pub fn save(
+    root: &Path,
+    session: &strata_driver_api::Session,
+    chain: &ChainId,
+    manifest: &Manifest,
+) -> Result<()> {
     let dir = dir(root);
     fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
     let target = path(root, chain);
-    let tmp = dir.join(format!(".{}.tmp", chain.hex()));
-    let bytes = serde_json::to_vec(manifest).map_err(crate::error::meta_err)?;
+    let tmp = dir.join(format!(".{}.{}.tmp", chain.hex(), session.id()));
+    let bytes = serde_json::to_vec(manifest).map_err(|e| StoreError::Metadata(e.to_string()))?;
     let write = || -> io::Result<()> {
         use std::io::Write;
         let mut f = File::create(&tmp)?;
+        crate::store::owned::mark(session, &tmp);
         f.write_all(&bytes)?;
         f.sync_all()
     };
@@ -222,7 +230,8 @@ mod tests {
         let chain = crate::model::Digest::of(b"layer");
         let mut m = Manifest::default();
         m.files.insert("/a".into(), FileSum { size: 1, crc32: 7 });
-        save(dir.path(), &chain, &m).unwrap();
+        let session = strata_driver_api::Session::begin(&dir.path().join("sessions")).unwrap();
+        save(dir.path(), &session, &chain, &m).unwrap();
         assert_eq!(load(dir.path(), &chain).unwrap(), Some(m));
         assert_eq!(stored(dir.path()).unwrap().0, vec![chain]);
     }

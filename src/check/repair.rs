@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use strata_driver_api::{Driver, Error, Snapshotter};
+use strata_driver_api::{Error, Snapshotter};
 
 use super::Problem;
 use crate::error::{Result, StoreError};
@@ -23,8 +23,11 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             }
         }
         Problem::OrphanStorage(id) => {
-            sn.driver().remove(*id)?;
-            format!("removed storage {id}")
+            if sn.remove_orphan(*id)? {
+                format!("removed storage {id}")
+            } else {
+                format!("storage {id} is in use again; left alone")
+            }
         }
         Problem::UnusedLayer(key) => {
             sn.remove(key)?;
@@ -58,9 +61,14 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             format!("recorded container {} as not mounted", c.id.short())
         }
         Problem::LeftoverTemp(path) => {
-            unmount_persistent(path)?;
-            remove_tree_unless_mounted(path)?;
-            format!("removed {}", path.display())
+            if crate::store::remove_scratch_dir(path) {
+                format!("removed {}", path.display())
+            } else {
+                return Err(StoreError::Invalid(format!(
+                    "{} is still mounted and could not be unmounted",
+                    path.display()
+                )));
+            }
         }
         Problem::OrphanManifest(path) | Problem::OrphanLayerTar(path) => {
             std::fs::remove_file(path)

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::model::{layer_snapshot_key, ContainerRecord, ImageRecord};
 use crate::ops::container::LABEL_CONTAINER;
 use crate::ops::layer::LABEL_EXTRACT;
+use crate::store::LABEL_SESSION;
 use crate::Store;
 
 /// One inconsistency.
@@ -233,10 +234,6 @@ impl Problem {
     }
 }
 
-/// Key prefix of the unlabelled read-only views `diff`, `commit` and
-/// `save` mount for a moment (src/ops/transfer.rs).
-const SCRATCH_VIEW_PREFIX: &str = "view-";
-
 /// Everything the scan looks at, read once.
 struct State0 {
     records: Vec<(SnapshotKey, Record)>,
@@ -261,7 +258,7 @@ pub fn scan(store: &Store) -> Result<Vec<Problem>> {
         .map(Problem::Incomplete)
         .collect();
     out.extend(sn.orphans()?.into_iter().map(Problem::OrphanStorage));
-    snapshots(&s, &mut out);
+    snapshots(store, &s, &mut out);
     images(&s, &mut out);
     containers(&s, &mut out);
     mounts(store, &s, &mut out)?;
@@ -283,7 +280,7 @@ fn image_layers(s: &State0) -> HashSet<SnapshotKey> {
 }
 
 /// Dangling records, dead scratch/container snapshots, unused layers.
-fn snapshots(s: &State0, out: &mut Vec<Problem>) {
+fn snapshots(store: &Store, s: &State0, out: &mut Vec<Problem>) {
     let needed = image_layers(s);
     let parents: HashSet<&SnapshotKey> = s
         .records
@@ -301,7 +298,7 @@ fn snapshots(s: &State0, out: &mut Vec<Problem>) {
             });
             continue;
         }
-        if let Some(why) = dead_reason(key, r, &containers) {
+        if let Some(why) = dead_reason(store, key, r, &containers) {
             out.push(Problem::DeadSnapshot {
                 key: key.clone(),
                 why,
@@ -316,12 +313,20 @@ fn snapshots(s: &State0, out: &mut Vec<Problem>) {
     }
 }
 
+/// Why an uncommitted Strata snapshot is dead, if it is. Snapshots of a
+/// live process (its session label) are in use; snapshots a runtime made
+/// through `strata serve` carry none of Strata's labels and are never dead.
 fn dead_reason(
+    store: &Store,
     key: &SnapshotKey,
     r: &Record,
     containers: &HashMap<&str, &ContainerRecord>,
 ) -> Option<String> {
     if r.kind == Kind::Committed {
+        return None;
+    }
+    let session = r.labels.get(LABEL_SESSION);
+    if session.is_some_and(|s| store.session().is_alive(s)) {
         return None;
     }
     if let Some(owner) = r.labels.get(LABEL_CONTAINER) {
@@ -341,8 +346,7 @@ fn dead_reason(
             "snapshot {key} is the scratch view of a data check that died"
         ));
     }
-    if r.kind == Kind::View && r.labels.is_empty() && key.as_str().starts_with(SCRATCH_VIEW_PREFIX)
-    {
+    if r.kind == Kind::View && session.is_some() && r.labels.len() == 1 {
         return Some(format!(
             "snapshot {key} is the scratch view of a diff, commit or save that died"
         ));
@@ -407,7 +411,9 @@ fn mounts(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
         .collect();
     for p in &points {
         if p.starts_with(root.join("tmp")) {
-            out.push(Problem::LeftoverTemp(p.clone()));
+            if !in_live_scratch(store, &root, p) {
+                out.push(Problem::LeftoverTemp(p.clone()));
+            }
         } else if p.starts_with(root.join("containers")) && !recorded.contains(p) {
             out.push(Problem::UnrecordedMount(p.clone()));
         }
@@ -422,27 +428,28 @@ fn mounts(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
     Ok(())
 }
 
-/// Entries of `<root>/tmp/<purpose>/` (scratch mounts, layer tars being
-/// written, archives being unpacked): with the store lock held no operation
-/// is running, so each belongs to one that died. Mount points among them are
-/// reported by [`mounts`].
+/// Whether `p` lies in the scratch directory of a live process.
+fn in_live_scratch(store: &Store, root: &Path, p: &Path) -> bool {
+    p.strip_prefix(root.join("tmp"))
+        .ok()
+        .and_then(|rest| rest.components().next())
+        .is_some_and(|session| {
+            store
+                .session()
+                .is_alive(&session.as_os_str().to_string_lossy())
+        })
+}
+
+/// Scratch directories `<root>/tmp/<session>/` of processes that died
+/// (mounts among them are reported by [`mounts`]).
 fn temp_dirs(store: &Store, out: &mut Vec<Problem>) -> Result<()> {
-    let points: HashSet<PathBuf> = strata_driver_api::mount::mount_points()?
-        .into_iter()
-        .collect();
-    let tmp = canonical(&store.root().join("tmp"));
-    let Ok(purposes) = std::fs::read_dir(&tmp) else {
+    let tmp = canonical(&store.layout().scratch_root());
+    let Ok(sessions) = std::fs::read_dir(&tmp) else {
         return Ok(());
     };
-    for purpose in purposes.flatten().filter(|e| e.path().is_dir()) {
-        let Ok(entries) = std::fs::read_dir(purpose.path()) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if !points.contains(&p) {
-                out.push(Problem::LeftoverTemp(p));
-            }
+    for entry in sessions.flatten() {
+        if !in_live_scratch(store, &canonical(store.root()), &entry.path()) {
+            out.push(Problem::LeftoverTemp(entry.path()));
         }
     }
     Ok(())
@@ -460,7 +467,9 @@ fn layer_tars(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
         return Ok(());
     };
     for entry in entries.flatten() {
-        if !wanted.contains(entry.file_name().to_string_lossy().as_ref()) {
+        if !wanted.contains(entry.file_name().to_string_lossy().as_ref())
+            && !crate::store::owned::held_by_live_session(store, &entry.path())
+        {
             out.push(Problem::OrphanLayerTar(entry.path()));
         }
     }
@@ -477,13 +486,21 @@ fn manifests(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
         .collect();
     let (chains, strays) = manifest::stored(store.root())?;
     for chain in chains {
-        if !committed.contains(&layer_snapshot_key(&chain)) {
+        let file = manifest::path(store.root(), &chain);
+        if !committed.contains(&layer_snapshot_key(&chain))
+            && !crate::store::owned::held_by_live_session(store, &file)
+        {
             out.push(Problem::OrphanManifest(manifest::path(
                 store.root(),
                 &chain,
             )));
         }
     }
-    out.extend(strays.into_iter().map(Problem::OrphanManifest));
+    out.extend(
+        strays
+            .into_iter()
+            .filter(|p| !crate::store::owned::held_by_live_session(store, p))
+            .map(Problem::OrphanManifest),
+    );
     Ok(())
 }

@@ -11,10 +11,14 @@ use super::{Cli, Format};
 /// Opens the existing store; without one, fails with `no Strata store at
 /// PATH (run strata init)` and creates nothing.
 pub fn open(cli: &Cli) -> Result<Store> {
-    strata::ops::init::open_existing(&cli.root, &cli.driver).map_err(|e| match e {
+    let store = strata::ops::init::open_existing(&cli.root, &cli.driver).map_err(|e| match e {
         e @ strata::StoreError::NotInitialized(_) => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context(format!("opening the store at {}", cli.root.display())),
-    })
+    })?;
+    if !store.recovered().is_empty() {
+        eprintln!("{}", store.recovered().summary());
+    }
+    Ok(store)
 }
 
 fn parse_options(options: &[String]) -> Result<BTreeMap<String, String>> {
@@ -76,6 +80,13 @@ pub fn info(cli: &Cli) -> Result<()> {
     t.row(vec!["Images".into(), info.images.to_string()]);
     t.row(vec!["Containers".into(), info.containers.to_string()]);
     t.row(vec!["Snapshots".into(), info.snapshots.to_string()]);
+    t.row(vec!["Strata processes".into(), info.sessions.to_string()]);
+    if info.operations_in_progress > 0 {
+        t.row(vec![
+            "Operations in progress".into(),
+            info.operations_in_progress.to_string(),
+        ]);
+    }
     if info.incomplete_operations > 0 {
         t.row(vec![
             "Incomplete operations".into(),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use strata_driver_api::{failpoint, Labels, Snapshotter, LABEL_SIZE};
+use strata_driver_api::{failpoint, Snapshotter, LABEL_SIZE};
 
 use crate::error::{Result, StoreError};
 use crate::model::{container_snapshot_key, ContainerId, ContainerRecord};
@@ -36,7 +36,8 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
         return Err(StoreError::Conflict(format!("container name {name}")));
     }
     let key = container_snapshot_key(&id);
-    let mut labels: Labels = [(LABEL_CONTAINER.to_owned(), id.0.clone())].into();
+    let mut labels = store.session_labels();
+    labels.insert(LABEL_CONTAINER.to_owned(), id.0.clone());
     if let Some(size) = req.size {
         labels.insert(LABEL_SIZE.to_owned(), size.to_string());
     }
@@ -59,7 +60,7 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
         mounted_at: None,
         created_ns: crate::now_ns(),
     };
-    if let Err(e) = meta.put_container(&record) {
+    if let Err(e) = meta.add_container(&record) {
         let _ = store.snapshots().remove(&key);
         return Err(e);
     }

@@ -11,12 +11,8 @@ use crate::Store;
 
 /// Points `target` at the image `source` resolves to.
 pub fn tag(store: &Store, source: &str, target: &Reference) -> Result<ImageRecord> {
-    let mut image = store.resolve_image(source)?;
-    if !image.tags.contains(target) {
-        image.tags.push(target.clone());
-    }
-    store.meta()?.put_image(&image)?;
-    Ok(image)
+    let image = store.resolve_image(source)?;
+    store.meta()?.add_tag(&image.id, target)
 }
 
 /// What `rmi` did.
@@ -36,36 +32,26 @@ pub enum Removed {
 /// Removes a tag, or the image with its unshared layers when it was the
 /// last tag (or the image was named by id). Refused while containers use it.
 pub fn remove(store: &Store, text: &str) -> Result<Removed> {
-    let mut image = store.resolve_image(text)?;
+    let image = store.resolve_image(text)?;
     let meta = store.meta()?;
     let by_tag = Reference::parse(text)
         .ok()
         .filter(|r| image.tags.contains(r));
     if let Some(reference) = by_tag.filter(|_| image.tags.len() > 1) {
-        image.tags.retain(|t| *t != reference);
-        meta.delete_image(&ImageRecord {
-            tags: vec![reference.clone()],
-            ..image.clone()
-        })?;
-        meta.put_image(&image)?;
+        meta.untag(&reference)?;
         return Ok(Removed::Untagged(reference.0));
-    }
-    let users: Vec<String> = meta
-        .containers()?
-        .iter()
-        .filter(|c| c.image == image.id)
-        .map(|c| c.id.short().to_owned())
-        .collect();
-    if !users.is_empty() {
-        return Err(StoreError::ImageInUse {
-            image: text.to_owned(),
-            containers: users.join(", "),
-        });
     }
     // The only safe point: once the record is gone, removing its layers is
     // finished rather than undone.
     crate::interrupt::check()?;
-    meta.delete_image(&image)?;
+    let users = meta.remove_image_unless_used(&image.id)?;
+    if !users.is_empty() {
+        let ids: Vec<&str> = users.iter().map(|c| c.id.short()).collect();
+        return Err(StoreError::ImageInUse {
+            image: text.to_owned(),
+            containers: ids.join(", "),
+        });
+    }
     failpoint("image.rmi.deleted");
     let layers = remove_unused_layers(store, &image)?;
     Ok(Removed::Deleted {

@@ -29,8 +29,13 @@ pub struct StoreInfo {
     pub containers: usize,
     /// Snapshot count.
     pub snapshots: usize,
-    /// Half-finished operations waiting for `check --repair`.
+    /// Half-finished operations of processes that died (opening the store
+    /// finishes or undoes them; what could not be is counted here).
     pub incomplete_operations: usize,
+    /// Snapshot operations other live strata processes are running now.
+    pub operations_in_progress: usize,
+    /// Live strata processes using the store, this one included.
+    pub sessions: usize,
 }
 
 /// Gathers [`StoreInfo`].
@@ -56,5 +61,9 @@ pub fn info(store: &Store) -> Result<StoreInfo> {
         containers: meta.containers()?.len(),
         snapshots: store.snapshots().list(&[])?.len(),
         incomplete_operations: store.snapshots().incomplete()?.len(),
+        operations_in_progress: store.snapshots().in_progress()?.len(),
+        sessions: std::fs::read_dir(store.layout().sessions())
+            .map(|d| d.count())
+            .unwrap_or(1),
     })
 }

@@ -76,7 +76,8 @@ pub fn apply_layer_snapshot(
     let sn = store.snapshots();
     let key = SnapshotKey(format!("extract-{}", ContainerId::generate()));
     let parent_key = parent.map(layer_snapshot_key);
-    let labels: Labels = [(LABEL_EXTRACT.to_owned(), "1".to_owned())].into();
+    let mut labels = store.session_labels();
+    labels.insert(LABEL_EXTRACT.to_owned(), "1".to_owned());
     let mounts = sn.prepare(&key, parent_key.as_ref(), labels)?;
     failpoint("layer.prepared");
     let result = fill_and_commit(store, &key, &mounts, parent, crate::interrupt::Reader(tar));
@@ -137,7 +138,7 @@ fn fill_and_commit(
     };
     let name = layer_snapshot_key(&chain_id);
     if manifest::load(store.root(), &chain_id)?.is_none() {
-        manifest::save(store.root(), &chain_id, &sums)?;
+        manifest::save(store.root(), store.session(), &chain_id, &sums)?;
     }
     if !store.snapshots().exists(&name)? {
         store.snapshots().commit(&name, key, Labels::new())?;

@@ -12,7 +12,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
-use strata_driver_api::{Labels, Mount, SnapshotKey, Snapshotter, SnapshotterExt};
+use strata_driver_api::{Mount, SnapshotKey, Snapshotter, SnapshotterExt};
 
 use crate::archive::{changes, changes_overlay, write_layer, write_tree, Change};
 use crate::error::{Result, StoreError};
@@ -49,7 +49,10 @@ pub fn prune_layer_tars(store: &Store) -> Result<usize> {
     for e in entries {
         let e = e.map_err(|e| StoreError::io("read directory", &dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tar") && !used.contains(&name) {
+        if name.ends_with(".tar")
+            && !used.contains(&name)
+            && !crate::store::owned::held_by_live_session(store, &e.path())
+        {
             fs::remove_file(e.path()).map_err(|err| StoreError::io("remove", e.path(), err))?;
             removed += 1;
         }
@@ -247,6 +250,7 @@ fn keep_tar(store: &Store, tmp: &Path, diff_id: &Digest) -> Result<()> {
     if let Some(dir) = dst.parent() {
         fs::create_dir_all(dir).map_err(|e| StoreError::io("mkdir", dir, e))?;
     }
+    crate::store::owned::mark(store.session(), tmp);
     fs::rename(tmp, &dst).map_err(|e| StoreError::io("rename", tmp, e))
 }
 
@@ -440,7 +444,9 @@ struct View<'a> {
 impl<'a> View<'a> {
     fn new(store: &'a Store, parent: Option<&SnapshotKey>) -> Result<Self> {
         let key = SnapshotKey(format!("view-{}", ContainerId::generate()));
-        let mounts = store.snapshots().view(&key, parent, Labels::new())?;
+        let mounts = store
+            .snapshots()
+            .view(&key, parent, store.session_labels())?;
         let mut view = View {
             store,
             key,

@@ -1,147 +1,194 @@
-//! Image, tag and container records in the store's redb database, beside
-//! the snapshot records the driver api keeps there.
+//! Image, tag and container records in the store's database, beside the
+//! snapshot records the driver api keeps there. Each public method is one
+//! whole operation in one transaction, so a crash never leaves half of it
+//! and another process never sees half of it.
 
-use redb::{Database, ReadableTable, TableDefinition};
-use serde::{de::DeserializeOwned, Serialize};
+use strata_driver_api::db::{Database, Txn};
 
-use crate::error::{meta_err, Result, StoreError};
-use crate::model::{ContainerId, ContainerRecord, ImageId, ImageRecord, Reference};
+use crate::error::{Result, StoreError};
+use crate::model::{ContainerId, ContainerRecord, Digest, ImageId, ImageRecord, Reference};
 
-const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
-const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
-const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+const IMAGES: &str = "images";
+const TAGS: &str = "tags";
+const CONTAINERS: &str = "containers";
 
 /// Typed access to the image, tag and container tables.
 pub struct Meta<'a> {
     db: &'a Database,
 }
 
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Metadata(format!("record {what}: {e}")))
+fn image_in(t: &Txn<'_>, id: &str) -> Result<Option<ImageRecord>> {
+    Ok(t.get_json(IMAGES, id)?)
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(meta_err)
+fn containers_in(t: &Txn<'_>) -> Result<Vec<ContainerRecord>> {
+    let mut out: Vec<ContainerRecord> = t
+        .scan_json(CONTAINERS)?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    out.sort_by_key(|c| c.created_ns);
+    Ok(out)
+}
+
+/// Points `tag` at `id`, taking it off the image that had it.
+fn move_tag(t: &Txn<'_>, tag: &Reference, id: &ImageId) -> Result<()> {
+    let previous: Option<String> = t.get_json(TAGS, &tag.0)?;
+    t.put_json(TAGS, &tag.0, &id.0)?;
+    if let Some(old_id) = previous.filter(|old| *old != id.0) {
+        if let Some(mut old) = image_in(t, &old_id)? {
+            old.tags.retain(|x| x != tag);
+            t.put_json(IMAGES, &old_id, &old)?;
+        }
+    }
+    Ok(())
 }
 
 impl<'a> Meta<'a> {
-    /// Wraps the database, creating the tables if needed.
+    /// Wraps the database.
     pub fn new(db: &'a Database) -> Result<Self> {
-        let txn = db.begin_write().map_err(meta_err)?;
-        txn.open_table(IMAGES).map_err(meta_err)?;
-        txn.open_table(TAGS).map_err(meta_err)?;
-        txn.open_table(CONTAINERS).map_err(meta_err)?;
-        txn.commit().map_err(meta_err)?;
         Ok(Self { db })
     }
 
     /// Every image.
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let txn = self.db.begin_read().map_err(meta_err)?;
-        let table = txn.open_table(IMAGES).map_err(meta_err)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(meta_err)? {
-            let (k, v) = entry.map_err(meta_err)?;
-            out.push(decode(k.value(), v.value())?);
-        }
-        Ok(out)
+        self.db.read(|t| {
+            Ok(t.scan_json::<ImageRecord>(IMAGES)?
+                .into_iter()
+                .map(|(_, i)| i)
+                .collect())
+        })
     }
 
     /// The image with exactly this id.
     pub fn image(&self, id: &ImageId) -> Result<Option<ImageRecord>> {
-        let txn = self.db.begin_read().map_err(meta_err)?;
-        let table = txn.open_table(IMAGES).map_err(meta_err)?;
-        let value = table.get(id.0.as_str()).map_err(meta_err)?;
-        value.map(|v| decode(&id.0, v.value())).transpose()
+        self.db.read(|t| image_in(t, &id.0))
     }
 
     /// Stores an image and points each of its tags at it, moving tags away
-    /// from images that had them, in one transaction.
+    /// from images that had them.
     pub fn put_image(&self, image: &ImageRecord) -> Result<()> {
-        let txn = self.db.begin_write().map_err(meta_err)?;
-        {
-            let mut images = txn.open_table(IMAGES).map_err(meta_err)?;
-            let mut tags = txn.open_table(TAGS).map_err(meta_err)?;
+        self.db.write(|t| {
             for tag in &image.tags {
-                let previous = tags
-                    .insert(tag.0.as_str(), image.id.0.as_str())
-                    .map_err(meta_err)?;
-                let previous = previous.map(|p| p.value().to_owned());
-                if let Some(old_id) = previous.filter(|old| *old != image.id.0) {
-                    let old = images
-                        .get(old_id.as_str())
-                        .map_err(meta_err)?
-                        .map(|v| v.value().to_vec());
-                    if let Some(bytes) = old {
-                        let mut old: ImageRecord = decode(&old_id, &bytes)?;
-                        old.tags.retain(|t| t != tag);
-                        images
-                            .insert(old_id.as_str(), encode(&old)?.as_slice())
-                            .map_err(meta_err)?;
+                move_tag(t, tag, &image.id)?;
+            }
+            t.put_json(IMAGES, &image.id.0, image)?;
+            Ok(())
+        })
+    }
+
+    /// Adds `tag` to the image `id` (moving it off another image).
+    pub fn add_tag(&self, id: &ImageId, tag: &Reference) -> Result<ImageRecord> {
+        self.db.write(|t| {
+            let mut image =
+                image_in(t, &id.0)?.ok_or_else(|| StoreError::UnknownImage(id.0.clone()))?;
+            move_tag(t, tag, id)?;
+            if !image.tags.contains(tag) {
+                image.tags.push(tag.clone());
+            }
+            t.put_json(IMAGES, &id.0, &image)?;
+            Ok(image)
+        })
+    }
+
+    /// Removes `tag` from the image it points at; the image stays.
+    pub fn untag(&self, tag: &Reference) -> Result<ImageRecord> {
+        self.db.write(|t| {
+            let id: String = t
+                .get_json(TAGS, &tag.0)?
+                .ok_or_else(|| StoreError::UnknownImage(tag.0.clone()))?;
+            t.remove(TAGS, &tag.0)?;
+            let mut image = image_in(t, &id)?.ok_or_else(|| {
+                StoreError::Metadata(format!("tag {tag} points at missing image {id}"))
+            })?;
+            image.tags.retain(|x| x != tag);
+            t.put_json(IMAGES, &id, &image)?;
+            Ok(image)
+        })
+    }
+
+    /// Deletes an image record and its tags unless a container uses it;
+    /// returns the containers that do (then nothing was deleted).
+    pub fn remove_image_unless_used(&self, id: &ImageId) -> Result<Vec<ContainerRecord>> {
+        self.db.write(|t| {
+            let users: Vec<ContainerRecord> = containers_in(t)?
+                .into_iter()
+                .filter(|c| c.image == *id)
+                .collect();
+            if !users.is_empty() {
+                return Ok(users);
+            }
+            if let Some(image) = image_in(t, &id.0)? {
+                for tag in &image.tags {
+                    let points_here: Option<String> = t.get_json(TAGS, &tag.0)?;
+                    if points_here.as_deref() == Some(id.0.as_str()) {
+                        t.remove(TAGS, &tag.0)?;
                     }
                 }
             }
-            images
-                .insert(image.id.0.as_str(), encode(image)?.as_slice())
-                .map_err(meta_err)?;
-        }
-        txn.commit().map_err(meta_err)
-    }
-
-    /// Deletes an image record and its tags.
-    pub fn delete_image(&self, image: &ImageRecord) -> Result<()> {
-        let txn = self.db.begin_write().map_err(meta_err)?;
-        {
-            let mut images = txn.open_table(IMAGES).map_err(meta_err)?;
-            let mut tags = txn.open_table(TAGS).map_err(meta_err)?;
-            for tag in &image.tags {
-                tags.remove(tag.0.as_str()).map_err(meta_err)?;
-            }
-            images.remove(image.id.0.as_str()).map_err(meta_err)?;
-        }
-        txn.commit().map_err(meta_err)
+            t.remove(IMAGES, &id.0)?;
+            Ok(Vec::new())
+        })
     }
 
     /// The image a tag points at.
     pub fn tag(&self, reference: &Reference) -> Result<Option<ImageId>> {
-        let txn = self.db.begin_read().map_err(meta_err)?;
-        let table = txn.open_table(TAGS).map_err(meta_err)?;
-        let value = table.get(reference.0.as_str()).map_err(meta_err)?;
-        Ok(value.map(|v| crate::model::Digest(v.value().to_owned())))
+        self.db
+            .read(|t| Ok(t.get_json::<String>(TAGS, &reference.0)?.map(Digest)))
     }
 
-    /// Every container.
+    /// Every tag and the image id it points at.
+    pub fn tags(&self) -> Result<Vec<(Reference, ImageId)>> {
+        self.db.read(|t| {
+            Ok(t.scan_json::<String>(TAGS)?
+                .into_iter()
+                .map(|(k, v)| (Reference(k), Digest(v)))
+                .collect())
+        })
+    }
+
+    /// Removes a tag outright (repair of a tag whose image is gone).
+    pub fn delete_tag(&self, tag: &Reference) -> Result<()> {
+        self.db.write(|t| Ok(t.remove(TAGS, &tag.0).map(drop)?))
+    }
+
+    /// Every container, oldest first.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
-        let txn = self.db.begin_read().map_err(meta_err)?;
-        let table = txn.open_table(CONTAINERS).map_err(meta_err)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(meta_err)? {
-            let (k, v) = entry.map_err(meta_err)?;
-            out.push(decode(k.value(), v.value())?);
-        }
-        out.sort_by_key(|c: &ContainerRecord| c.created_ns);
-        Ok(out)
+        self.db.read(containers_in)
+    }
+
+    /// One container.
+    pub fn container(&self, id: &ContainerId) -> Result<Option<ContainerRecord>> {
+        self.db.read(|t| Ok(t.get_json(CONTAINERS, &id.0)?))
+    }
+
+    /// Stores a new container record, refusing a taken name and an image
+    /// that is gone (removed by another process meanwhile).
+    pub fn add_container(&self, container: &ContainerRecord) -> Result<()> {
+        self.db.write(|t| {
+            if image_in(t, &container.image.0)?.is_none() {
+                return Err(StoreError::UnknownImage(container.image.0.clone()));
+            }
+            if containers_in(t)?.iter().any(|c| c.name == container.name) {
+                return Err(StoreError::Conflict(format!(
+                    "container name {}",
+                    container.name
+                )));
+            }
+            t.put_json(CONTAINERS, &container.id.0, container)?;
+            Ok(())
+        })
     }
 
     /// Stores a container record.
     pub fn put_container(&self, container: &ContainerRecord) -> Result<()> {
-        let txn = self.db.begin_write().map_err(meta_err)?;
-        {
-            let mut table = txn.open_table(CONTAINERS).map_err(meta_err)?;
-            table
-                .insert(container.id.0.as_str(), encode(container)?.as_slice())
-                .map_err(meta_err)?;
-        }
-        txn.commit().map_err(meta_err)
+        self.db
+            .write(|t| Ok(t.put_json(CONTAINERS, &container.id.0, container)?))
     }
 
     /// Deletes a container record.
     pub fn delete_container(&self, id: &ContainerId) -> Result<()> {
-        let txn = self.db.begin_write().map_err(meta_err)?;
-        {
-            let mut table = txn.open_table(CONTAINERS).map_err(meta_err)?;
-            table.remove(id.0.as_str()).map_err(meta_err)?;
-        }
-        txn.commit().map_err(meta_err)
+        self.db
+            .write(|t| Ok(t.remove(CONTAINERS, &id.0).map(drop)?))
     }
 }

@@ -1,63 +1,61 @@
-//! The store: a root directory holding the driver's data, the metadata
-//! database (snapshots, images, tags, containers) and the lock.
+//! The store: a root directory holding the driver's data and the metadata
+//! database (snapshots, images, tags, containers), shared by any number of
+//! strata processes at once (see [`layout`] for the paths).
 //!
-//! ```text
-//! <root>/strata.json      driver and options chosen at init
-//! <root>/lock             one strata process at a time
-//! <root>/metadata.redb    snapshots (driver api), images, tags, containers
-//! <root>/<driver>/        the driver's home
-//! <root>/containers/<id>/rootfs   where `strata mount` mounts
-//! <root>/tmp/             private mount points for import/commit
-//! ```
+//! Concurrency: metadata changes are SQLite transactions (WAL: readers never
+//! wait); driver steps run one at a time across processes under a step lock
+//! held for one kernel operation ([`strata_driver_api::Serialised`]); each
+//! process runs in a [`Session`] whose id marks its half-done work, so the
+//! next process finishes or undoes the work of a process that died, and
+//! never touches the work of one still running.
 
 mod config;
-mod lock;
+pub mod layout;
+mod legacy;
 mod meta;
+pub mod owned;
+mod recover;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use strata_driver_api::{Driver, Snapshots};
+use strata_driver_api::db::Database;
+use strata_driver_api::{Driver, Labels, Serialised, Session, Snapshots, StepLock};
 
 pub use config::StoreConfig;
-pub use lock::StoreLock;
+pub use layout::Layout;
 pub use meta::Meta;
+pub use recover::{remove_scratch_dir, Recovered};
 
-use crate::error::{meta_err, Result, StoreError};
+use crate::error::{Result, StoreError};
 use crate::model::{ContainerRecord, ImageRecord, Reference};
+
+/// Label on every snapshot a strata process makes: the session that made
+/// it, so scratch and half-made snapshots of a live process are left alone.
+pub const LABEL_SESSION: &str = "strata.io/session";
 
 /// An open store.
 pub struct Store {
-    root: PathBuf,
+    layout: Layout,
     config: StoreConfig,
+    session: Arc<Session>,
     snapshots: Arc<Snapshots<Box<dyn Driver>>>,
-    _lock: StoreLock,
+    recovered: Recovered,
 }
 
 /// Disk kept back so metadata can still record the outcome of an operation
 /// that filled the disk.
 const METADATA_RESERVE: u64 = 8 << 20;
 
-/// How long a second process waits for the lock before giving up.
-pub const LOCK_WAIT: Duration = Duration::from_secs(30);
-
-/// [`LOCK_WAIT`], or `STRATA_LOCK_WAIT` seconds when set (tests, scripts).
-pub fn lock_wait() -> Duration {
-    std::env::var("STRATA_LOCK_WAIT")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or(LOCK_WAIT)
-}
-
 impl Store {
     /// Creates a store at `root` with `driver` (`auto` picks one), or opens
     /// the existing one if it already uses that driver.
     pub fn init(root: &Path, driver: &str, options: BTreeMap<String, String>) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| StoreError::io("mkdir", root, e))?;
-        let _lock = StoreLock::acquire(root, lock_wait())?;
+        let layout = Layout::new(root);
+        let init_lock = StepLock::new(layout.step_lock());
+        let guard = init_lock.hold()?;
         if let Some(existing) = StoreConfig::load(root)? {
             if driver != "auto" && driver != existing.driver {
                 return Err(StoreError::DriverMismatch {
@@ -65,7 +63,7 @@ impl Store {
                     existing: existing.driver,
                 });
             }
-            drop(_lock);
+            drop(guard);
             return Self::open(root);
         }
         let (name, reason) = if driver == "auto" {
@@ -79,39 +77,62 @@ impl Store {
             driver_reason: reason,
             options,
         };
-        let store = Self::open_with(root, config.clone(), _lock)?;
+        drop(guard);
+        let store = Self::open_with(root, config.clone())?;
         config.save(root)?;
         Ok(store)
     }
 
-    /// Opens the store at `root`.
+    /// Opens the store at `root`, finishing or undoing what processes that
+    /// died left half-done ([`Store::recovered`] says what).
     pub fn open(root: &Path) -> Result<Self> {
         let config = StoreConfig::load(root)?
             .ok_or_else(|| StoreError::NotInitialized(root.to_path_buf()))?;
-        let lock = StoreLock::acquire(root, lock_wait())?;
-        Self::open_with(root, config, lock)
+        Self::open_with(root, config)
     }
 
-    fn open_with(root: &Path, config: StoreConfig, lock: StoreLock) -> Result<Self> {
-        let home = root.join(&config.driver);
-        for dir in [&home, &root.join("containers"), &root.join("tmp")] {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::io("mkdir", dir, e))?;
+    fn open_with(root: &Path, config: StoreConfig) -> Result<Self> {
+        let layout = Layout::new(root);
+        let home = layout.driver_home(&config.driver);
+        for dir in [
+            home.clone(),
+            layout.containers(),
+            layout.scratch_root(),
+            layout.sessions(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
         }
-        let driver = crate::drivers::open_driver(&config.driver, &home, &config.options)?;
-        let db = redb::Database::create(root.join("metadata.redb")).map_err(meta_err)?;
+        let session = Arc::new(Session::begin(&layout.sessions())?);
+        let steps = StepLock::new(layout.step_lock());
+        let driver = {
+            let _guard = steps.hold()?;
+            crate::drivers::open_driver(&config.driver, &home, &config.options)?
+        };
+        let driver: Box<dyn Driver> = Box::new(Serialised::new(driver, steps));
+        let db = Database::open(&layout.database())?;
+        legacy::migrate(&layout, &db)?;
         let snapshots = Snapshots::open(driver, Arc::new(db))?
-            .with_space_reserve(root.join("metadata.reserve"), METADATA_RESERVE);
-        Ok(Self {
-            root: root.to_path_buf(),
+            .with_session(session.clone())
+            .with_space_reserve(layout.metadata_reserve(), METADATA_RESERVE);
+        let mut store = Self {
+            layout,
             config,
+            session,
             snapshots: Arc::new(snapshots),
-            _lock: lock,
-        })
+            recovered: Recovered::default(),
+        };
+        store.recovered = recover::recover(&store)?;
+        Ok(store)
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    /// Every path of the store.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// What init recorded.
@@ -119,12 +140,27 @@ impl Store {
         &self.config
     }
 
+    /// This process's session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// What opening the store finished or undid for processes that died.
+    pub fn recovered(&self) -> &Recovered {
+        &self.recovered
+    }
+
+    /// Labels marking a snapshot as made by this process.
+    pub fn session_labels(&self) -> Labels {
+        [(LABEL_SESSION.to_owned(), self.session.id().to_owned())].into()
+    }
+
     /// The snapshotter (containerd semantics over the driver).
     pub fn snapshots(&self) -> &Arc<Snapshots<Box<dyn Driver>>> {
         &self.snapshots
     }
 
-    /// The driver.
+    /// The driver (its state-changing steps serialised across processes).
     pub fn driver(&self) -> &dyn Driver {
         self.snapshots.driver().as_ref()
     }
@@ -177,27 +213,22 @@ impl Store {
         }
     }
 
-    /// A private scratch directory under `<root>/tmp`.
+    /// A scratch directory of this process, `<root>/tmp/<session>/<name>`;
+    /// what a process that dies leaves there is removed by the next one.
     pub fn temp_dir(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.root.join("tmp").join(name);
+        let dir = self.layout.scratch(self.session.id()).join(name);
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
         Ok(dir)
     }
 }
 
 impl Drop for Store {
-    /// Releases the driver's backing (loop mounts) when no container is
-    /// mounted, so a store at rest holds no kernel objects.
+    /// Removes this process's scratch directory (whatever is still mounted
+    /// there is left for the next process to find and clean up).
     fn drop(&mut self) {
-        let busy = self
-            .meta()
-            .and_then(|m| m.containers())
-            .map(|all| all.iter().any(|c| c.mounted_at.is_some()))
-            .unwrap_or(true);
-        if !busy {
-            if let Err(e) = self.snapshots.driver().close() {
-                tracing::warn!(error = %e, "closing the driver");
-            }
+        let dir = self.layout.scratch(self.session.id());
+        if dir.exists() {
+            recover::remove_scratch_dir(&dir);
         }
     }
 }

@@ -52,12 +52,22 @@ pub enum End {
     Exited(i32),
     /// Died of SIGKILL.
     Killed,
+    /// Died of SIGINT before its handler was installed.
+    Interrupted,
+}
+
+impl End {
+    /// Whether a SIGINT stopped the command (exit 130, or the default action).
+    pub fn interrupted(self) -> bool {
+        matches!(self, End::Exited(130) | End::Interrupted)
+    }
 }
 
 fn end_of(status: ExitStatus) -> End {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
         Some(9) => End::Killed,
+        Some(2) => End::Interrupted,
         Some(s) => panic!("strata died of signal {s}"),
         None => End::Exited(status.code().unwrap_or(-1)),
     }
@@ -89,6 +99,53 @@ pub fn run_and_kill(mut cmd: Command, after: Duration) -> End {
         }
         std::thread::sleep(Duration::from_micros(200));
     }
+}
+
+/// Runs `cmd` and sends it `signal` after `after` unless it ended first;
+/// returns how it ended and its stderr.
+pub fn run_and_signal(
+    mut cmd: Command,
+    after: Duration,
+    signal: nix::sys::signal::Signal,
+) -> (End, String) {
+    let mut child: Child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strata");
+    let deadline = Instant::now() + after;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = nix::sys::signal::kill(pid, signal);
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        end_of(out.status),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Files under `dir` attached to more than one loop device: two live
+/// instances of one filesystem, the way a btrfs store gets destroyed.
+pub fn files_attached_twice(dir: &Path) -> Vec<(PathBuf, Vec<PathBuf>)> {
+    let mut by_file: std::collections::BTreeMap<PathBuf, Vec<PathBuf>> = Default::default();
+    for dev in loops_below(dir) {
+        let name = dev.file_name().unwrap().to_string_lossy().into_owned();
+        let backing = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+            .unwrap_or_default();
+        by_file
+            .entry(PathBuf::from(backing.trim_end()))
+            .or_default()
+            .push(dev);
+    }
+    by_file.into_iter().filter(|(_, d)| d.len() > 1).collect()
 }
 
 /// Runs `check` (with extra args) and returns (exit code, stdout).
@@ -345,7 +402,7 @@ impl Signalled {
 /// With `stopped`, the process is stopped while all of them are sent and
 /// continued afterwards, so they are all pending at once (a second signal
 /// before the process ran on). Returns how it ended.
-pub fn run_and_signal(
+pub fn signal_when_ready(
     mut cmd: Command,
     after: Duration,
     signals: &[i32],
@@ -477,5 +534,54 @@ pub fn assert_at_rest(root: &Path, when: &str) {
             "snapshot {} owned by {owner:?} left {when}",
             s["key"]
         );
+    }
+}
+
+/// A `strata serve` child process, killed if a test fails while it runs.
+pub struct Server {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Server {
+    /// Starts `strata serve` on `socket` and waits until it listens.
+    pub fn start(root: &Path, socket: &Path) -> Self {
+        let child = command(root, &["serve", "--socket", socket.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn strata serve");
+        let server = Self {
+            child,
+            socket: socket.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "strata serve did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// A gRPC client of it.
+    pub fn client(&self) -> strata::serve::GrpcSnapshotter {
+        strata::serve::GrpcSnapshotter::connect(&self.socket).expect("connect to strata serve")
+    }
+
+    /// SIGTERM, then the exit status must be success and the socket gone.
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "strata serve exited with {status}");
+        assert!(!self.socket.exists(), "socket left behind");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -20,7 +20,8 @@ pub fn vfs_store(scratch: &ScratchDir) -> Arc<dyn Snapshotter> {
         options: &options,
     })
     .expect("open vfs driver");
-    let db = redb::Database::create(scratch.path().join("store/meta.redb")).expect("create redb");
+    let db = strata_driver_api::db::Database::open(&scratch.path().join("store/meta.db"))
+        .expect("open metadata database");
     Arc::new(Snapshots::open(driver, Arc::new(db)).expect("open store"))
 }
 

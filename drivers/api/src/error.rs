@@ -50,7 +50,7 @@ pub enum Error {
     },
     /// The metadata store failed.
     #[error("metadata store: {0}")]
-    Metadata(String),
+    Metadata(#[from] crate::db::DbError),
     /// A driver-specific failure.
     #[error("{driver}: {message}")]
     Driver {
@@ -74,6 +74,15 @@ impl Error {
     /// Builds an [`Error::Io`] from a nix errno.
     pub fn errno(op: &'static str, path: impl Into<PathBuf>, errno: nix::errno::Errno) -> Self {
         Self::io(op, path, std::io::Error::from(errno))
+    }
+
+    /// Whether the disk (or the thin pool or quota under it) is full: an
+    /// I/O error `ENOSPC`/`EDQUOT`, or the metadata database finding no room.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            Error::Metadata(db) => db.is_out_of_space(),
+            _ => matches!(self.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)),
+        }
     }
 
     /// The OS error number behind this error, if any.

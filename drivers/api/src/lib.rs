@@ -4,7 +4,7 @@
 //! commit, remove storage by [`SnapshotId`], return [`Mount`] specs). Around it,
 //! [`Snapshots`] gives any driver containerd's full snapshotter semantics
 //! ([`Snapshotter`]): keys, parents, labels, kinds, filters, a transactional
-//! metadata store (redb) that records every intent before the kernel is
+//! metadata store (SQLite, shared by every process on the store) that records every intent before the kernel is
 //! touched, and locking. [`mount`] performs mount specs. With the `testing`
 //! and `conformance` features come loop-backed fixtures and the shared
 //! conformance suite every driver's tests run.
@@ -22,11 +22,14 @@ pub use snapshotter::{Snapshotter, SnapshotterExt};
 pub use types::*;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod db;
 pub mod du;
 pub mod failpoint;
 mod fsinfo;
 pub mod mount;
 mod reserve;
+mod serialised;
+pub mod session;
 mod store;
 mod sys;
 #[cfg(feature = "testing")]
@@ -34,4 +37,6 @@ pub mod testing;
 
 pub use failpoint::failpoint;
 pub use fsinfo::fs_type_name;
+pub use serialised::{Serialised, StepGuard, StepLock};
+pub use session::Session;
 pub use store::{Incomplete, Record, Snapshots, State};

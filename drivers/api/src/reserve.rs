@@ -60,14 +60,3 @@ impl SpaceReserve {
         released
     }
 }
-
-/// Whether any error (a driver's included) reports the disk being full.
-pub fn mentions_out_of_space(e: &crate::Error) -> bool {
-    let os_error = format!("(os error {})", libc::ENOSPC);
-    e.to_string().contains(&os_error)
-}
-
-/// Whether a metadata error is the disk being full.
-pub fn is_out_of_space(e: &crate::Error) -> bool {
-    matches!(e, crate::Error::Metadata(_)) && mentions_out_of_space(e)
-}

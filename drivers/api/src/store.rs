@@ -1,23 +1,29 @@
 //! [`Snapshots`]: containerd's snapshotter semantics over any [`Driver`],
-//! with a transactional redb metadata store. Every kernel step is preceded
-//! by a committed record of the intent (`Creating`, `Committing`,
-//! `Removing`), so an operation that dies half-way is found on the next
-//! open and [`Snapshots::repair`] can finish or undo it.
+//! with records in the store's SQLite database. Every kernel step is
+//! preceded by a committed record of the intent (`Creating`, `Committing`,
+//! `Removing`) naming the session that runs it, so an operation whose
+//! process died is found by the next one and [`Snapshots::repair`] can
+//! finish or undo it, while operations of live processes are left alone.
+//!
+//! Each check-then-act (the key is free, the parent is committed, nothing
+//! is based on the snapshot being removed) happens inside one write
+//! transaction, so it holds across every process that opens the store.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::reserve::{is_out_of_space, mentions_out_of_space, SpaceReserve};
+use crate::db::{Database, Txn};
+use crate::reserve::SpaceReserve;
+use crate::session::Session;
 use crate::{
     failpoint, now_ns, CreateOptions, Driver, Error, Filters, Info, Kind, Labels, Mount, Result,
     SnapshotId, SnapshotKey, Snapshotter, Target, Usage,
 };
 
-const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
-const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("snapshot_counters");
+const SNAPSHOTS: &str = "snapshots";
+const COUNTERS: &str = "snapshot_counters";
 const NEXT_ID: &str = "next_id";
 
 /// Where a snapshot's storage stands.
@@ -50,6 +56,9 @@ pub struct Record {
     pub updated_ns: u64,
     /// Crash bookkeeping.
     pub state: State,
+    /// Session running the operation named by `state` (none when `Ready`).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// An operation found half-done, and what repair did about it.
@@ -61,48 +70,47 @@ pub struct Incomplete {
     pub id: SnapshotId,
     /// The state it was left in.
     pub state: State,
+    /// The session that left it.
+    pub owner: Option<String>,
 }
 
 /// containerd's snapshotter semantics for driver `D`.
 pub struct Snapshots<D: Driver> {
     driver: D,
     db: Arc<Database>,
-    /// Serialises mutating operations of this process (redb serialises
-    /// transactions, but check-then-act spans a driver call).
-    write_lock: Mutex<()>,
+    /// This process's session; without one every half-done record counts
+    /// as abandoned (single-process use: tests, benches).
+    session: Option<Arc<Session>>,
     /// Space given back when a metadata write finds the disk full.
     reserve: Option<SpaceReserve>,
     /// Size of the reserve.
     reserve_bytes: u64,
 }
 
-fn meta_err(e: impl std::fmt::Display) -> Error {
-    Error::Metadata(e.to_string())
+fn record_in(txn: &Txn<'_>, key: &SnapshotKey) -> Result<Option<Record>> {
+    Ok(txn.get_json(SNAPSHOTS, key.as_str())?)
 }
 
-fn decode(key: &str, bytes: &[u8]) -> Result<Record> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::Metadata(format!("record of snapshot {key}: {e}")))
-}
-
-fn encode(record: &Record) -> Result<Vec<u8>> {
-    serde_json::to_vec(record).map_err(meta_err)
+fn is_ready(r: &Record) -> bool {
+    r.state == State::Ready || r.state == State::Committing
 }
 
 impl<D: Driver> Snapshots<D> {
     /// Wraps `driver`, keeping snapshot records in `db`.
     pub fn open(driver: D, db: Arc<Database>) -> Result<Self> {
-        let txn = db.begin_write().map_err(meta_err)?;
-        txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-        txn.open_table(COUNTERS).map_err(meta_err)?;
-        txn.commit().map_err(meta_err)?;
         Ok(Self {
             driver,
             db,
-            write_lock: Mutex::new(()),
+            session: None,
             reserve: None,
             reserve_bytes: 0,
         })
+    }
+
+    /// Records `session` as the owner of this process's operations.
+    pub fn with_session(mut self, session: Arc<Session>) -> Self {
+        self.session = Some(session);
+        self
     }
 
     /// Keeps `bytes` of disk at `path` for metadata writes that find the
@@ -117,7 +125,11 @@ impl<D: Driver> Snapshots<D> {
     /// is (nearly) full and a failure could not be recorded.
     fn require_space_reserve(&self, key: &SnapshotKey) -> Result<()> {
         match &self.reserve {
-            Some(r) if !r.is_present() && !SpaceReserve::new(r.path().to_path_buf(), self.reserve_bytes).is_present() => {
+            Some(r)
+                if !r.is_present()
+                    && !SpaceReserve::new(r.path().to_path_buf(), self.reserve_bytes)
+                        .is_present() =>
+            {
                 Err(Error::io(
                     "create snapshot",
                     r.path(),
@@ -132,16 +144,28 @@ impl<D: Driver> Snapshots<D> {
     }
 
     /// Runs a metadata write; if the disk is full, releases the space
-    /// reserve and tries once more. The retry only helps when redb failed
-    /// before writing anything: a write that failed half-way leaves the
-    /// handle refusing writes until reopened, so a caller that already knows
-    /// the disk is full releases the reserve first.
-    fn write_retrying(&self, write: impl Fn() -> Result<()>) -> Result<()> {
-        match write() {
-            Err(e) if is_out_of_space(&e) && self.reserve.as_ref().is_some_and(|r| r.release()) => {
-                write()
-            }
+    /// reserve and tries once more (SQLite rolls a failed transaction back
+    /// whole, so the retry starts clean).
+    fn write<T>(&self, f: impl Fn(&Txn<'_>) -> Result<T>) -> Result<T> {
+        match self.db.write(&f) {
+            Err(e) if e.is_out_of_space() && self.release_reserve() => self.db.write(&f),
             other => other,
+        }
+    }
+
+    fn release_reserve(&self) -> bool {
+        self.reserve.as_ref().is_some_and(|r| r.release())
+    }
+
+    fn owner(&self) -> Option<String> {
+        self.session.as_ref().map(|s| s.id().to_owned())
+    }
+
+    /// Whether the session that owns `r`'s half-done operation is gone.
+    fn abandoned(&self, r: &Record) -> bool {
+        match (&self.session, &r.owner) {
+            (Some(s), Some(owner)) => !s.is_alive(owner),
+            _ => true,
         }
     }
 
@@ -155,61 +179,33 @@ impl<D: Driver> Snapshots<D> {
         &self.db
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.write_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Every record, in key order.
     pub fn records(&self) -> Result<Vec<(SnapshotKey, Record)>> {
-        let txn = self.db.begin_read().map_err(meta_err)?;
-        let table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(meta_err)? {
-            let (k, v) = entry.map_err(meta_err)?;
-            out.push((SnapshotKey::from(k.value()), decode(k.value(), v.value())?));
-        }
-        Ok(out)
+        self.db.read(|t| {
+            Ok(t.scan_json::<Record>(SNAPSHOTS)?
+                .into_iter()
+                .map(|(k, r)| (SnapshotKey(k), r))
+                .collect())
+        })
     }
 
     fn get(&self, key: &SnapshotKey) -> Result<Option<Record>> {
-        let txn = self.db.begin_read().map_err(meta_err)?;
-        let table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-        let value = table.get(key.as_str()).map_err(meta_err)?;
-        value.map(|v| decode(key.as_str(), v.value())).transpose()
+        self.db.read(|t| record_in(t, key))
     }
 
     fn get_ready(&self, key: &SnapshotKey) -> Result<Record> {
         match self.get(key)? {
-            Some(r) if r.state == State::Ready || r.state == State::Committing => Ok(r),
+            Some(r) if is_ready(&r) => Ok(r),
             _ => Err(Error::NotFound(key.to_string())),
         }
     }
 
     fn put(&self, key: &SnapshotKey, record: &Record) -> Result<()> {
-        let bytes = encode(record)?;
-        self.write_retrying(|| {
-            let txn = self.db.begin_write().map_err(meta_err)?;
-            {
-                let mut table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-                table
-                    .insert(key.as_str(), bytes.as_slice())
-                    .map_err(meta_err)?;
-            }
-            txn.commit().map_err(meta_err)
-        })
+        self.write(|t| Ok(t.put_json(SNAPSHOTS, key.as_str(), record)?))
     }
 
     fn delete(&self, key: &SnapshotKey) -> Result<()> {
-        self.write_retrying(|| {
-            let txn = self.db.begin_write().map_err(meta_err)?;
-            {
-                let mut table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-                table.remove(key.as_str()).map_err(meta_err)?;
-            }
-            txn.commit().map_err(meta_err)
-        })
+        self.write(|t| Ok(t.remove(SNAPSHOTS, key.as_str()).map(drop)?))
     }
 
     /// Ids of the committed ancestors of `parent` (itself first).
@@ -241,23 +237,19 @@ impl<D: Driver> Snapshots<D> {
         key: &SnapshotKey,
         parent: Option<&SnapshotKey>,
         kind: Kind,
-        labels: Labels,
+        labels: &Labels,
     ) -> Result<Record> {
         if key.as_str().is_empty() {
             return Err(Error::InvalidArgument("snapshot key is empty".into()));
         }
-        let txn = self.db.begin_write().map_err(meta_err)?;
-        let record = {
-            let mut table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-            if table.get(key.as_str()).map_err(meta_err)?.is_some() {
+        self.write(|t| {
+            if record_in(t, key)?.is_some() {
                 return Err(Error::AlreadyExists(key.to_string()));
             }
             if let Some(p) = parent {
-                let value = table.get(p.as_str()).map_err(meta_err)?;
-                let Some(value) = value else {
+                let Some(parent_record) = record_in(t, p)? else {
                     return Err(Error::NotFound(format!("{p} (parent of {key})")));
                 };
-                let parent_record = decode(p.as_str(), value.value())?;
                 if parent_record.kind != Kind::Committed || parent_record.state != State::Ready {
                     return Err(Error::FailedPrecondition(format!(
                         "parent {p} of {key} is {} and not a committed snapshot",
@@ -265,30 +257,22 @@ impl<D: Driver> Snapshots<D> {
                     )));
                 }
             }
-            let mut counters = txn.open_table(COUNTERS).map_err(meta_err)?;
-            let id = counters
-                .get(NEXT_ID)
-                .map_err(meta_err)?
-                .map(|v| v.value())
-                .unwrap_or(1);
-            counters.insert(NEXT_ID, id + 1).map_err(meta_err)?;
+            let id = t.get_json::<u64>(COUNTERS, NEXT_ID)?.unwrap_or(1);
+            t.put_json(COUNTERS, NEXT_ID, &(id + 1))?;
             let now = now_ns();
             let record = Record {
                 id: SnapshotId(id),
                 kind,
                 parent: parent.cloned(),
-                labels,
+                labels: labels.clone(),
                 created_ns: now,
                 updated_ns: now,
                 state: State::Creating,
+                owner: self.owner(),
             };
-            table
-                .insert(key.as_str(), encode(&record)?.as_slice())
-                .map_err(meta_err)?;
-            record
-        };
-        txn.commit().map_err(meta_err)?;
-        Ok(record)
+            t.put_json(SNAPSHOTS, key.as_str(), &record)?;
+            Ok(record)
+        })
     }
 
     fn create(
@@ -299,9 +283,8 @@ impl<D: Driver> Snapshots<D> {
         labels: Labels,
     ) -> Result<Vec<Mount>> {
         let options = CreateOptions::from_labels(&labels)?;
-        let _guard = self.lock();
         self.require_space_reserve(key)?;
-        let mut record = self.reserve(key, parent, kind, labels)?;
+        let mut record = self.reserve(key, parent, kind, &labels)?;
         failpoint("snapshots.create.recorded");
         let parents = self.parent_chain(parent)?;
         let target = Target {
@@ -317,17 +300,13 @@ impl<D: Driver> Snapshots<D> {
             Ok(mounts) => {
                 failpoint("snapshots.create.stored");
                 record.state = State::Ready;
+                record.owner = None;
                 self.put(key, &record)?;
                 Ok(mounts)
             }
             Err(e) => {
-                // A metadata write that hits ENOSPC poisons the database
-                // handle, so the retry in `write_retrying` would come too
-                // late: give the space back before the rollback writes.
-                if mentions_out_of_space(&e) {
-                    if let Some(reserve) = &self.reserve {
-                        reserve.release();
-                    }
+                if e.is_out_of_space() {
+                    self.release_reserve();
                 }
                 let rollback = self
                     .driver
@@ -341,25 +320,69 @@ impl<D: Driver> Snapshots<D> {
         }
     }
 
-    /// Records stuck half-way through an operation.
+    /// Half-done operations whose process is gone.
     pub fn incomplete(&self) -> Result<Vec<Incomplete>> {
         Ok(self
-            .records()?
+            .unfinished()?
             .into_iter()
-            .filter(|(_, r)| r.state != State::Ready)
+            .filter(|(_, r)| self.abandoned(r))
             .map(|(key, r)| Incomplete {
                 key,
                 id: r.id,
                 state: r.state,
+                owner: r.owner,
             })
             .collect())
     }
 
-    /// Finishes (commit, remove) or undoes (create) every half-done operation.
+    /// Operations other live processes (or this one) are running now.
+    pub fn in_progress(&self) -> Result<Vec<Incomplete>> {
+        Ok(self
+            .unfinished()?
+            .into_iter()
+            .filter(|(_, r)| !self.abandoned(r))
+            .map(|(key, r)| Incomplete {
+                key,
+                id: r.id,
+                state: r.state,
+                owner: r.owner,
+            })
+            .collect())
+    }
+
+    fn unfinished(&self) -> Result<Vec<(SnapshotKey, Record)>> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .filter(|(_, r)| r.state != State::Ready)
+            .collect())
+    }
+
+    /// Takes over `item` for repair if it is still abandoned in the same
+    /// state: returns its record, now owned by this session, or `None` when
+    /// another process got there first.
+    fn claim(&self, item: &Incomplete) -> Result<Option<Record>> {
+        self.write(|t| {
+            let Some(mut r) = record_in(t, &item.key)? else {
+                return Ok(None);
+            };
+            if r.state != item.state || r.owner != item.owner || !self.abandoned(&r) {
+                return Ok(None);
+            }
+            r.owner = self.owner();
+            t.put_json(SNAPSHOTS, item.key.as_str(), &r)?;
+            Ok(Some(r))
+        })
+    }
+
+    /// Finishes (commit, remove) or undoes (create) every operation whose
+    /// process died; returns what it did.
     pub fn repair(&self) -> Result<Vec<Incomplete>> {
-        let _guard = self.lock();
-        let stuck = self.incomplete()?;
-        for item in &stuck {
+        let mut done = Vec::new();
+        for item in self.incomplete()? {
+            let Some(mut record) = self.claim(&item)? else {
+                continue;
+            };
             match item.state {
                 State::Ready => {}
                 State::Creating | State::Removing => {
@@ -367,9 +390,6 @@ impl<D: Driver> Snapshots<D> {
                     self.delete(&item.key)?;
                 }
                 State::Committing => {
-                    let mut record = self
-                        .get(&item.key)?
-                        .ok_or_else(|| Error::NotFound(item.key.to_string()))?;
                     let parents = self.parent_chain(record.parent.as_ref())?;
                     self.driver.commit(Target {
                         id: record.id,
@@ -377,25 +397,42 @@ impl<D: Driver> Snapshots<D> {
                         parents: &parents,
                     })?;
                     record.state = State::Ready;
+                    record.owner = None;
                     self.put(&item.key, &record)?;
                 }
             }
+            done.push(item);
         }
-        Ok(stuck)
+        Ok(done)
     }
 
-    /// Storage ids the driver holds that no record refers to.
+    /// Storage ids the driver holds that no record refers to. The driver is
+    /// listed before the records are read: a record is written before its
+    /// storage is made, so a snapshot being created is never taken for an
+    /// orphan.
     pub fn orphans(&self) -> Result<Vec<SnapshotId>> {
+        let mut ids = self.driver.stored_ids()?;
         let known: std::collections::HashSet<SnapshotId> =
             self.records()?.into_iter().map(|(_, r)| r.id).collect();
-        let mut ids: Vec<SnapshotId> = self
-            .driver
-            .stored_ids()?
-            .into_iter()
-            .filter(|id| !known.contains(id))
-            .collect();
+        ids.retain(|id| !known.contains(id));
         ids.sort();
         Ok(ids)
+    }
+
+    /// Removes the storage of `id` if it is still an orphan (no record
+    /// names it, including one made since it was found).
+    pub fn remove_orphan(&self, id: SnapshotId) -> Result<bool> {
+        if self.records()?.iter().any(|(_, r)| r.id == id) {
+            return Ok(false);
+        }
+        let next = self
+            .db
+            .read(|t| Ok::<_, Error>(t.get_json::<u64>(COUNTERS, NEXT_ID)?))?;
+        if next.is_none_or(|next| id.0 >= next) {
+            return Ok(false);
+        }
+        self.driver.remove(id)?;
+        Ok(true)
     }
 
     /// The storage id of `key`.
@@ -429,39 +466,38 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
     }
 
     fn commit(&self, name: &SnapshotKey, key: &SnapshotKey, labels: Labels) -> Result<()> {
-        let _guard = self.lock();
-        let active = self.get_ready(key)?;
-        if active.kind != Kind::Active {
-            return Err(Error::FailedPrecondition(format!(
-                "snapshot {key} is {} and cannot be committed",
-                active.kind
-            )));
-        }
-        let now = now_ns();
-        let committed = Record {
-            kind: Kind::Committed,
-            labels: if labels.is_empty() {
-                active.labels.clone()
-            } else {
-                labels
-            },
-            created_ns: now,
-            updated_ns: now,
-            state: State::Committing,
-            ..active.clone()
-        };
-        let txn = self.db.begin_write().map_err(meta_err)?;
-        {
-            let mut table = txn.open_table(SNAPSHOTS).map_err(meta_err)?;
-            if table.get(name.as_str()).map_err(meta_err)?.is_some() {
+        let committed = self.write(|t| {
+            let active = match record_in(t, key)? {
+                Some(r) if is_ready(&r) => r,
+                _ => return Err(Error::NotFound(key.to_string())),
+            };
+            if active.kind != Kind::Active {
+                return Err(Error::FailedPrecondition(format!(
+                    "snapshot {key} is {} and cannot be committed",
+                    active.kind
+                )));
+            }
+            if record_in(t, name)?.is_some() {
                 return Err(Error::AlreadyExists(name.to_string()));
             }
-            table.remove(key.as_str()).map_err(meta_err)?;
-            table
-                .insert(name.as_str(), encode(&committed)?.as_slice())
-                .map_err(meta_err)?;
-        }
-        txn.commit().map_err(meta_err)?;
+            let now = now_ns();
+            let committed = Record {
+                kind: Kind::Committed,
+                labels: if labels.is_empty() {
+                    active.labels.clone()
+                } else {
+                    labels.clone()
+                },
+                created_ns: now,
+                updated_ns: now,
+                state: State::Committing,
+                owner: self.owner(),
+                ..active
+            };
+            t.remove(SNAPSHOTS, key.as_str())?;
+            t.put_json(SNAPSHOTS, name.as_str(), &committed)?;
+            Ok(committed)
+        })?;
         failpoint("snapshots.commit.recorded");
         let parents = self.parent_chain(committed.parent.as_ref())?;
         self.driver.commit(Target {
@@ -474,26 +510,33 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
             name,
             &Record {
                 state: State::Ready,
+                owner: None,
                 ..committed
             },
         )
     }
 
     fn remove(&self, key: &SnapshotKey) -> Result<()> {
-        let _guard = self.lock();
-        let mut record = self.get_ready(key)?;
-        let children = self
-            .records()?
-            .into_iter()
-            .filter(|(_, r)| r.parent.as_ref() == Some(key))
-            .count();
-        if children > 0 {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot remove snapshot {key}: {children} snapshot(s) are based on it"
-            )));
-        }
-        record.state = State::Removing;
-        self.put(key, &record)?;
+        let record = self.write(|t| {
+            let mut record = match record_in(t, key)? {
+                Some(r) if is_ready(&r) => r,
+                _ => return Err(Error::NotFound(key.to_string())),
+            };
+            let children = t
+                .scan_json::<Record>(SNAPSHOTS)?
+                .iter()
+                .filter(|(_, r)| r.parent.as_ref() == Some(key))
+                .count();
+            if children > 0 {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot remove snapshot {key}: {children} snapshot(s) are based on it"
+                )));
+            }
+            record.state = State::Removing;
+            record.owner = self.owner();
+            t.put_json(SNAPSHOTS, key.as_str(), &record)?;
+            Ok(record)
+        })?;
         failpoint("snapshots.remove.recorded");
         self.driver.remove(record.id)?;
         failpoint("snapshots.remove.stored");
@@ -515,29 +558,33 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
     }
 
     fn update(&self, info: &Info, fieldpaths: &[String]) -> Result<Info> {
-        let _guard = self.lock();
         let key = &info.name;
-        let mut record = self.get_ready(key)?;
-        if fieldpaths.is_empty() {
-            record.labels = info.labels.clone();
-        }
-        for path in fieldpaths {
-            if path == "labels" {
+        self.write(|t| {
+            let mut record = match record_in(t, key)? {
+                Some(r) if is_ready(&r) => r,
+                _ => return Err(Error::NotFound(key.to_string())),
+            };
+            if fieldpaths.is_empty() {
                 record.labels = info.labels.clone();
-            } else if let Some(label) = path.strip_prefix("labels.") {
-                match info.labels.get(label) {
-                    Some(v) => record.labels.insert(label.to_owned(), v.clone()),
-                    None => record.labels.remove(label),
-                };
-            } else {
-                return Err(Error::InvalidArgument(format!(
-                    "cannot update field {path:?} of snapshot {key}: only labels can change"
-                )));
             }
-        }
-        record.updated_ns = now_ns().max(record.updated_ns + 1);
-        self.put(key, &record)?;
-        Ok(Self::info(key, &record))
+            for path in fieldpaths {
+                if path == "labels" {
+                    record.labels = info.labels.clone();
+                } else if let Some(label) = path.strip_prefix("labels.") {
+                    match info.labels.get(label) {
+                        Some(v) => record.labels.insert(label.to_owned(), v.clone()),
+                        None => record.labels.remove(label),
+                    };
+                } else {
+                    return Err(Error::InvalidArgument(format!(
+                        "cannot update field {path:?} of snapshot {key}: only labels can change"
+                    )));
+                }
+            }
+            record.updated_ns = now_ns().max(record.updated_ns + 1);
+            t.put_json(SNAPSHOTS, key.as_str(), &record)?;
+            Ok(Self::info(key, &record))
+        })
     }
 
     fn usage(&self, key: &SnapshotKey) -> Result<Usage> {
@@ -555,7 +602,7 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
         let infos: Vec<Info> = self
             .records()?
             .iter()
-            .filter(|(_, r)| matches!(r.state, State::Ready | State::Committing))
+            .filter(|(_, r)| is_ready(r))
             .map(|(k, r)| Self::info(k, r))
             .filter(|i| filters.matches(i))
             .collect();
@@ -566,9 +613,8 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
     }
 
     fn cleanup(&self) -> Result<()> {
-        let _guard = self.lock();
         for id in self.orphans()? {
-            self.driver.remove(id)?;
+            self.remove_orphan(id)?;
         }
         Ok(())
     }

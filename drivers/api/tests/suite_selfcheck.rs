@@ -73,7 +73,8 @@ fn make() -> Option<Fixture> {
     let scratch = ScratchDir::new("selfcheck");
     let home = scratch.path().join("home");
     std::fs::create_dir(&home).expect("mkdir home");
-    let db = redb::Database::create(scratch.path().join("meta.redb")).expect("redb");
+    let db = strata_driver_api::db::Database::open(&scratch.path().join("meta.db"))
+        .expect("open metadata database");
     let snapshots = Snapshots::open(CopyDriver { home }, Arc::new(db)).expect("open");
     Some(Fixture {
         snapshotter: Box::new(snapshots),

@@ -17,7 +17,8 @@ fn make(image_fs: &str, size: &str) -> Option<Fixture> {
     let fs = common::loop_fs("xfs", 8 << 30);
     let driver = common::open_driver(fs.path(), "home", &[("fs", image_fs), ("size", size)]);
     let scratch = ScratchDir::new("blockfile-conformance");
-    let db = redb::Database::create(scratch.path().join("meta.redb")).expect("redb");
+    let db = strata_driver_api::db::Database::open(&scratch.path().join("meta.db"))
+        .expect("open metadata database");
     let snapshots = Snapshots::open(driver, Arc::new(db)).expect("open snapshots");
     Some(Fixture {
         snapshotter: Box::new(snapshots),

@@ -22,7 +22,8 @@ fn make() -> Option<Fixture> {
         options: &options,
     })
     .expect("open btrfs driver");
-    let db = redb::Database::create(scratch.path().join("meta.redb")).expect("redb");
+    let db = strata_driver_api::db::Database::open(&scratch.path().join("meta.db"))
+        .expect("open metadata database");
     let snapshots = Snapshots::open(driver, Arc::new(db)).expect("open store");
     Some(Fixture {
         snapshotter: Box::new(snapshots),

@@ -19,7 +19,8 @@ fn make(fs: &str) -> Option<Fixture> {
         &common::small_pool(&[("dm.fs", fs), ("dm.basesize", "128M")]),
     )
     .expect("open driver");
-    let db = redb::Database::create(store.scratch.path().join("meta.redb")).expect("redb");
+    let db = strata_driver_api::db::Database::open(&store.scratch.path().join("meta.db"))
+        .expect("open metadata database");
     let snapshots = Snapshots::open(driver, Arc::new(db)).expect("open snapshots");
     let common::Store { teardown, scratch } = store;
     Some(Fixture {

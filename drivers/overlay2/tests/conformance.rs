@@ -27,7 +27,8 @@ fn store(test: &str, base: &Path) -> Option<Box<Snapshots<Overlay2Driver>>> {
         }
         Err(e) => panic!("open overlay2: {e}"),
     };
-    let db = redb::Database::create(base.join("meta.redb")).expect("create redb");
+    let db = strata_driver_api::db::Database::open(&base.join("meta.db"))
+        .expect("open metadata database");
     Some(Box::new(
         Snapshots::open(driver, Arc::new(db)).expect("open store"),
     ))

@@ -10,7 +10,7 @@ use strata_driver_api::testing::{require_root, skip, LoopFs, ScratchDir};
 use strata_driver_api::{DriverConfig, Snapshots};
 use strata_vfs::VfsDriver;
 
-/// A store whose vfs home is `<base>/vfs` and metadata `<base>/meta.redb`.
+/// A store whose vfs home is `<base>/vfs` and metadata `<base>/meta.db`.
 fn store(base: &Path) -> Box<Snapshots<VfsDriver>> {
     let home = base.join("vfs");
     std::fs::create_dir_all(&home).expect("mkdir home");
@@ -20,7 +20,8 @@ fn store(base: &Path) -> Box<Snapshots<VfsDriver>> {
         options: &options,
     })
     .expect("open vfs");
-    let db = redb::Database::create(base.join("meta.redb")).expect("create redb");
+    let db = strata_driver_api::db::Database::open(&base.join("meta.db"))
+        .expect("open metadata database");
     Box::new(Snapshots::open(driver, Arc::new(db)).expect("open store"))
 }
 

@@ -1,0 +1,327 @@
+//! The metadata database: SQLite in WAL mode, so any number of processes
+//! open the same store at once. Readers never wait; a writer waits only
+//! for another process's write transaction (milliseconds), never for its
+//! whole command. Records are JSON values in named tables of one key/value
+//! relation, so callers keep the shape they had with a key/value store.
+//!
+//! Every transaction runs in a closure: it commits when the closure returns
+//! `Ok` and rolls back otherwise, so a check-then-act sequence inside one
+//! closure is atomic across processes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{ffi, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+/// How long a writer waits for another process's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A failure of the metadata database, with the database file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused or failed an operation.
+    #[error("{op} {path}: {source}")]
+    Sqlite {
+        /// What was being done.
+        op: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored record could not be decoded.
+    #[error("record {what} in {table}: {source}")]
+    Decode {
+        /// The table.
+        table: &'static str,
+        /// The record's key.
+        what: String,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl DbError {
+    /// Whether the failure is the disk (or its quota) being full.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            DbError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => e.code == ffi::ErrorCode::DiskFull,
+            _ => false,
+        }
+    }
+
+    /// Whether another process held the database longer than the busy timeout.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            DbError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if e.code == ffi::ErrorCode::DatabaseBusy || e.code == ffi::ErrorCode::DatabaseLocked
+        )
+    }
+}
+
+/// Result alias for database calls.
+pub type DbResult<T> = std::result::Result<T, DbError>;
+
+/// The store's metadata database.
+pub struct Database {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path`, readable by root
+    /// only.
+    pub fn open(path: &Path) -> DbResult<Self> {
+        let sqlite = |op| {
+            let path = path.to_path_buf();
+            move |source| DbError::Sqlite { op, path, source }
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite("open"))?;
+        restrict_to_owner(path);
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(sqlite("set busy timeout on"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite("enable WAL on"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite("set synchronous on"))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS records (
+                tbl TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value BLOB NOT NULL,
+                PRIMARY KEY (tbl, key)
+            ) WITHOUT ROWID;",
+        )
+        .map_err(sqlite("create tables in"))?;
+        for side in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(side);
+            restrict_to_owner(Path::new(&p));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot; never waits
+    /// for writers).
+    pub fn read<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&Txn<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let mut conn = self.connection();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(|source| self.err("begin read on", source))?;
+        let out = f(&Txn {
+            tx: &tx,
+            path: &self.path,
+        })?;
+        tx.finish()
+            .map_err(|source| self.err("end read on", source))?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a write transaction: committed when `f` returns `Ok`,
+    /// rolled back otherwise. Other processes' writers wait for it.
+    pub fn write<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&Txn<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let mut conn = self.connection();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| self.err("begin write on", source))?;
+        let out = f(&Txn {
+            tx: &tx,
+            path: &self.path,
+        })?;
+        tx.commit()
+            .map_err(|source| self.err("commit to", source))?;
+        Ok(out)
+    }
+
+    fn err(&self, op: &'static str, source: rusqlite::Error) -> DbError {
+        DbError::Sqlite {
+            op,
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Makes a database file root-only; a file not made yet is skipped.
+fn restrict_to_owner(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the database root-only");
+        }
+    }
+}
+
+/// One transaction: named tables of string keys and byte values.
+pub struct Txn<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    path: &'a Path,
+}
+
+impl Txn<'_> {
+    fn err(&self, op: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError + '_ {
+        move |source| DbError::Sqlite {
+            op,
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The value of `key` in `table`.
+    pub fn get(&self, table: &str, key: &str) -> DbResult<Option<Vec<u8>>> {
+        self.tx
+            .prepare_cached("SELECT value FROM records WHERE tbl = ?1 AND key = ?2")
+            .and_then(|mut s| s.query_row((table, key), |row| row.get(0)).optional())
+            .map_err(self.err("read from"))
+    }
+
+    /// Sets `key` in `table`.
+    pub fn put(&self, table: &str, key: &str, value: &[u8]) -> DbResult<()> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO records (tbl, key, value) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute((table, key, value)))
+            .map(drop)
+            .map_err(self.err("write to"))
+    }
+
+    /// Removes `key` from `table`; whether it was there.
+    pub fn remove(&self, table: &str, key: &str) -> DbResult<bool> {
+        self.tx
+            .prepare_cached("DELETE FROM records WHERE tbl = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute((table, key)))
+            .map(|n| n > 0)
+            .map_err(self.err("delete from"))
+    }
+
+    /// Every entry of `table`, in key order.
+    pub fn scan(&self, table: &str) -> DbResult<Vec<(String, Vec<u8>)>> {
+        self.tx
+            .prepare_cached("SELECT key, value FROM records WHERE tbl = ?1 ORDER BY key")
+            .and_then(|mut s| {
+                s.query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .map_err(self.err("scan"))
+    }
+
+    /// The JSON record at `key`, decoded.
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+        key: &str,
+    ) -> DbResult<Option<T>> {
+        self.get(table, key)?
+            .map(|bytes| decode(table, key, &bytes))
+            .transpose()
+    }
+
+    /// Stores `value` as JSON at `key`.
+    pub fn put_json<T: serde::Serialize>(
+        &self,
+        table: &'static str,
+        key: &str,
+        value: &T,
+    ) -> DbResult<()> {
+        let bytes = serde_json::to_vec(value).map_err(|source| DbError::Decode {
+            table,
+            what: key.to_owned(),
+            source,
+        })?;
+        self.put(table, key, &bytes)
+    }
+
+    /// Every record of `table`, decoded, in key order.
+    pub fn scan_json<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+    ) -> DbResult<Vec<(String, T)>> {
+        self.scan(table)?
+            .into_iter()
+            .map(|(k, v)| decode(table, &k, &v).map(|t| (k, t)))
+            .collect()
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    key: &str,
+    bytes: &[u8],
+) -> DbResult<T> {
+    serde_json::from_slice(bytes).map_err(|source| DbError::Decode {
+        table,
+        what: key.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_rolls_back_and_two_handles_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let a = Database::open(&path).unwrap();
+        let b = Database::open(&path).unwrap();
+        a.write(|t| t.put("t", "k", b"1")).unwrap();
+        let failed: DbResult<()> = a.write(|t| {
+            t.put("t", "k", b"2")?;
+            t.put("t", "j", b"3")?;
+            Err(DbError::Decode {
+                table: "t",
+                what: "k".into(),
+                source: serde_json::from_str::<u8>("x").unwrap_err(),
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(b.read(|t| t.get("t", "k")).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(b.read(|t| t.get("t", "j")).unwrap(), None);
+        assert!(b.write(|t| t.remove("t", "k")).unwrap());
+        assert_eq!(a.read(|t| t.scan("t")).unwrap(), vec![]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,30 @@
+//! Files a process writes under the store before the record that claims
+//! them exists (a kept layer tar, a layer manifest) carry the writer's
+//! session in an extended attribute, so `check` and `rmi`'s pruning in
+//! another process leave them alone while the writer lives.
+
+use std::path::Path;
+
+use strata_driver_api::Session;
+
+use super::Store;
+
+const XATTR: &str = "user.strata.session";
+
+/// Marks `path` as written by this process (best effort: a filesystem
+/// without user xattrs just loses the protection).
+pub fn mark(session: &Session, path: &Path) {
+    if let Err(e) = xattr::set(path, XATTR, session.id().as_bytes()) {
+        tracing::debug!(path = %path.display(), error = %e, "cannot mark file with its session");
+    }
+}
+
+/// Whether `path` was written by a strata process that is still running.
+pub fn held_by_live_session(store: &Store, path: &Path) -> bool {
+    match xattr::get(path, XATTR) {
+        Ok(Some(id)) => store
+            .session()
+            .is_alive(String::from_utf8_lossy(&id).as_ref()),
+        _ => false,
+    }
+}

@@ -1,0 +1,153 @@
+//! What every process does on opening a store: finish or undo what
+//! processes that died left half-done. Only work of dead sessions is
+//! touched (see [`strata_driver_api::session`]); work of live processes,
+//! and snapshots a runtime made through `strata serve` (they carry no
+//! session label), are left alone.
+
+use std::path::Path;
+
+use serde::Serialize;
+use strata_driver_api::{session, Incomplete, Kind, SnapshotKey, Snapshotter};
+
+use super::{Store, LABEL_SESSION};
+use crate::error::Result;
+
+/// What opening the store cleaned up.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Recovered {
+    /// Snapshot operations finished (commit, remove) or undone (create).
+    pub operations: Vec<Incomplete>,
+    /// Scratch and half-created container snapshots removed.
+    pub snapshots: Vec<SnapshotKey>,
+    /// Scratch directories removed (with their mounts).
+    pub scratch_dirs: usize,
+}
+
+impl Recovered {
+    /// Whether nothing was left to clean up.
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty() && self.snapshots.is_empty() && self.scratch_dirs == 0
+    }
+
+    /// One line for the user, e.g. after a Ctrl-C or a kill.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.operations.is_empty() {
+            let keys: Vec<String> = self
+                .operations
+                .iter()
+                .map(|i| format!("{} {}", verb(i), i.key))
+                .collect();
+            parts.push(keys.join(", "));
+        }
+        if !self.snapshots.is_empty() {
+            parts.push(format!(
+                "removed {} scratch snapshot(s)",
+                self.snapshots.len()
+            ));
+        }
+        if self.scratch_dirs > 0 {
+            parts.push(format!("removed {} scratch dir(s)", self.scratch_dirs));
+        }
+        format!(
+            "cleaned up after an interrupted strata process: {}",
+            parts.join("; ")
+        )
+    }
+}
+
+fn verb(i: &Incomplete) -> &'static str {
+    match i.state {
+        strata_driver_api::State::Committing => "finished committing",
+        strata_driver_api::State::Removing => "finished removing",
+        _ => "undid creating",
+    }
+}
+
+/// Cleans up after dead sessions. A step that fails is logged and left for
+/// `strata check` (it must not stop the command the user asked for).
+pub fn recover(store: &Store) -> Result<Recovered> {
+    store.session().reap_dead();
+    let operations = store.snapshots().repair().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not finish an interrupted operation; run strata check");
+        Vec::new()
+    });
+    let snapshots = remove_dead_snapshots(store)?;
+    let scratch_dirs = remove_dead_scratch_dirs(store);
+    Ok(Recovered {
+        operations,
+        snapshots,
+        scratch_dirs,
+    })
+}
+
+/// Whether `session` is a dead strata session.
+fn dead(store: &Store, session: &str) -> bool {
+    !store.session().is_alive(session)
+}
+
+/// Uncommitted snapshots a dead session made and nothing claims: scratch
+/// views and extractions, and container snapshots whose container record
+/// was never written.
+fn remove_dead_snapshots(store: &Store) -> Result<Vec<SnapshotKey>> {
+    let containers = store.meta()?.containers()?;
+    let mut removed = Vec::new();
+    for (key, record) in store.snapshots().records()? {
+        let Some(owner) = record.labels.get(LABEL_SESSION) else {
+            continue;
+        };
+        if record.kind == Kind::Committed
+            || record.state != strata_driver_api::State::Ready
+            || !dead(store, owner)
+            || containers.iter().any(|c| c.snapshot == key)
+        {
+            continue;
+        }
+        match store.snapshots().remove(&key) {
+            Ok(()) => removed.push(key),
+            Err(strata_driver_api::Error::NotFound(_)) => {}
+            Err(e) => tracing::warn!(%key, error = %e, "could not remove a dead scratch snapshot"),
+        }
+    }
+    Ok(removed)
+}
+
+/// `<root>/tmp/<session>` directories of dead sessions.
+fn remove_dead_scratch_dirs(store: &Store) -> usize {
+    let Ok(entries) = std::fs::read_dir(store.layout().scratch_root()) else {
+        return 0;
+    };
+    let sessions = store.layout().sessions();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == store.session().id() || session::is_alive(&sessions, &name) {
+            continue;
+        }
+        if remove_scratch_dir(&entry.path()) {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Unmounts everything below `dir`, then removes it; a directory with a
+/// mount that will not go is left (never delete through a mount).
+pub fn remove_scratch_dir(dir: &Path) -> bool {
+    if let Err(e) = strata_driver_api::mount::unmount_below(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not unmount scratch mounts");
+    }
+    let still_mounted = strata_driver_api::mount::mount_points()
+        .map(|points| points.iter().any(|p| p.starts_with(dir)))
+        .unwrap_or(true);
+    if still_mounted {
+        return false;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove scratch dir");
+            false
+        }
+    }
+}
