@@ -397,8 +397,9 @@ impl Signalled {
     }
 }
 
-/// Spawns `cmd`, waits until it has installed its signal handlers (SIGINT
-/// caught, per `/proc/PID/status`), waits `after`, then sends `signals`.
+/// Spawns `cmd`, waits until it has installed its signal handlers (SIGINT,
+/// SIGTERM, SIGHUP and `signals` caught, per `/proc/PID/status`), waits
+/// `after`, then sends `signals`.
 /// With `stopped`, the process is stopped while all of them are sent and
 /// continued afterwards, so they are all pending at once (a second signal
 /// before the process ran on). Returns how it ended.
@@ -439,16 +440,17 @@ pub fn signal_when_ready(
         if child.try_wait().expect("wait").is_some() {
             break;
         }
-        match proc_mask_has(pid, "SigCgt:", libc::SIGINT) {
-            Some(true) => {}
-            _ => {
-                assert!(
-                    Instant::now() < ready_by,
-                    "strata never installed its signal handlers"
-                );
-                std::thread::sleep(Duration::from_micros(200));
-                continue;
-            }
+        let ready = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+            .iter()
+            .chain(signals)
+            .all(|&sig| proc_mask_has(pid, "SigCgt:", sig) == Some(true));
+        if !ready {
+            assert!(
+                Instant::now() < ready_by,
+                "strata never installed its signal handlers"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
         }
         let deadline = Instant::now() + after;
         while Instant::now() < deadline && child.try_wait().expect("wait").is_none() {
