@@ -292,68 +292,128 @@ pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()
     }
 }
 
-/// A file written outside the store (`save -o`, `export -o`): written under
-/// a temporary name in the destination's directory (so the final rename
-/// stays on one filesystem) and renamed over the destination when complete.
-/// Dropped unfinished, on any error, interruption or panic, the temporary
-/// file is removed.
+/// A file written outside the store (`save -o`, `export -o`). It is
+/// written as an unnamed file (`O_TMPFILE`) in the destination's directory,
+/// so that no death, not even SIGKILL, can leave a partial file behind;
+/// when complete it is linked under a temporary name in that directory and
+/// renamed over the destination. On a filesystem without `O_TMPFILE` it is
+/// a named temporary file (`.NAME.XXXXXX.strata-partial`) from the start.
+/// Dropped unfinished (an error, an interruption, a panic), it is removed.
 pub struct PartialOutput {
     out: PathBuf,
-    tmp: Option<tempfile::NamedTempFile>,
+    dir: PathBuf,
+    temp: Option<Temp>,
+}
+
+enum Temp {
+    /// No name yet: it vanishes with the process.
+    Unnamed(File),
+    /// The fallback: removed on drop.
+    Named(tempfile::NamedTempFile),
 }
 
 impl PartialOutput {
-    /// Creates the temporary file for `out` (mode 0666 less the umask, as
-    /// a plain create would give).
+    /// Opens the temporary for `out` (mode 0666 less the umask, as a plain
+    /// create would give).
     pub fn create(out: &Path) -> Result<Self> {
+        use nix::fcntl::OFlag;
+        use nix::sys::stat::Mode;
         use std::os::unix::fs::PermissionsExt;
         let dir = match out.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
         };
+        let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        let temp = match nix::fcntl::open(&dir, flags, Mode::from_bits_truncate(0o666)) {
+            Ok(fd) => Temp::Unnamed(File::from(fd)),
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {
+                let named = tempfile::Builder::new()
+                    .prefix(&Self::temp_prefix(out)?)
+                    .suffix(".strata-partial")
+                    .permissions(fs::Permissions::from_mode(0o666))
+                    .tempfile_in(&dir)
+                    .map_err(|e| StoreError::io("create a temporary file in", &dir, e))?;
+                Temp::Named(named)
+            }
+            Err(e) => {
+                return Err(StoreError::io(
+                    "create a temporary file in",
+                    &dir,
+                    io::Error::from(e),
+                ))
+            }
+        };
+        Ok(Self {
+            out: out.to_owned(),
+            dir,
+            temp: Some(temp),
+        })
+    }
+
+    fn temp_prefix(out: &Path) -> Result<String> {
         let name = out
             .file_name()
             .ok_or_else(|| StoreError::Invalid(format!("{}: not a file name", out.display())))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name.to_string_lossy()))
-            .suffix(".strata-partial")
-            .permissions(fs::Permissions::from_mode(0o666))
-            .tempfile_in(dir)
-            .map_err(|e| StoreError::io("create a temporary file in", dir, e))?;
-        Ok(Self {
-            out: out.to_owned(),
-            tmp: Some(tmp),
-        })
+        Ok(format!(".{}.", name.to_string_lossy()))
     }
 
     /// The temporary file to write to.
     pub fn file(&self) -> &File {
-        self.tmp
-            .as_ref()
-            .expect("PartialOutput used after finish")
-            .as_file()
+        match self.temp.as_ref().expect("PartialOutput used after finish") {
+            Temp::Unnamed(f) => f,
+            Temp::Named(n) => n.as_file(),
+        }
     }
 
     /// Flushes the file to disk and renames it over the destination.
     pub fn finish(&mut self) -> Result<()> {
-        let Some(tmp) = self.tmp.take() else {
+        use std::os::fd::AsRawFd;
+        let Some(temp) = self.temp.take() else {
             return Ok(());
         };
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| StoreError::io("sync", tmp.path(), e))?;
-        let path = tmp.path().to_owned();
-        tmp.persist(&self.out)
+        let temp_path = match temp {
+            Temp::Named(named) => {
+                named
+                    .as_file()
+                    .sync_all()
+                    .map_err(|e| StoreError::io("sync", named.path(), e))?;
+                named.into_temp_path()
+            }
+            Temp::Unnamed(file) => {
+                file.sync_all()
+                    .map_err(|e| StoreError::io("sync", &self.out, e))?;
+                // Give it a temporary name beside the destination (linkat
+                // of an O_TMPFILE cannot replace), then rename it over.
+                tempfile::Builder::new()
+                    .prefix(&Self::temp_prefix(&self.out)?)
+                    .suffix(".strata-partial")
+                    .make_in(&self.dir, |path| {
+                        nix::unistd::linkat(
+                            nix::fcntl::AT_FDCWD,
+                            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+                            nix::fcntl::AT_FDCWD,
+                            path,
+                            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                        )
+                        .map_err(io::Error::from)
+                    })
+                    .map_err(|e| StoreError::io("link the output in", &self.dir, e))?
+                    .into_temp_path()
+            }
+        };
+        let path = temp_path.to_path_buf();
+        temp_path
+            .persist(&self.out)
             .map_err(|e| StoreError::io("rename", path, e.error))?;
         Ok(())
     }
 
-    /// Removes the temporary file now; returns a note naming it, for an
-    /// interruption's report.
+    /// Removes the temporary file now; returns a note naming the output,
+    /// for an interruption's report.
     pub fn discard(&mut self) -> String {
-        if let Some(tmp) = self.tmp.take() {
-            let path = tmp.path().to_owned();
-            if let Err(e) = tmp.close() {
+        if let Some(Temp::Named(n)) = self.temp.take() {
+            let path = n.path().to_owned();
+            if let Err(e) = n.close() {
                 tracing::warn!(path = %path.display(), error = %e, "removing a partial output");
             }
         }
