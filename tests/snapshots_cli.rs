@@ -1,33 +1,19 @@
 //! `strata snapshots [ls|tree|usage]` lists every snapshot of the store,
 //! including those a runtime made through `strata serve`'s socket, with
-//! key, kind, parent, labels, owner and size.
+//! key, kind, parent, labels, owner and size, while the server runs.
 
 mod common;
 mod reliability;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use common::*;
 use reliability::*;
-use strata::serve::GrpcSnapshotter;
 use strata_driver_api::testing::{require_root, ScratchDir};
 use strata_driver_api::{Labels, SnapshotKey, Snapshotter};
 
-/// Starts `strata serve`, makes snapshots through the socket the way
-/// containerd does (namespaced keys, labels), stops it with SIGTERM.
-fn make_runtime_snapshots(root: &Path, socket: &Path, parent: &str) {
-    let mut child = command(root, &["serve", "--socket", socket.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn strata serve");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "strata serve did not listen");
-        assert!(child.try_wait().unwrap().is_none(), "strata serve exited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let client = GrpcSnapshotter::connect(socket).expect("connect to strata serve");
+/// Makes snapshots through `strata serve`'s socket the way containerd does
+/// (namespaced keys, labels).
+fn make_runtime_snapshots(server: &Server, parent: &str) {
+    let client = server.client();
     let labels: Labels = [(
         "containerd.io/snapshot.ref".to_owned(),
         "sha256:feed".to_owned(),
@@ -52,13 +38,6 @@ fn make_runtime_snapshots(root: &Path, socket: &Path, parent: &str) {
             Labels::new(),
         )
         .expect("prepare a container through the socket");
-    drop(client);
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "strata serve failed to stop"
-    );
 }
 
 #[test]
@@ -80,9 +59,14 @@ fn snapshots_lists_what_the_runtime_made() {
         .as_str()
         .unwrap()
         .to_owned();
-    make_runtime_snapshots(&root, &scratch.path().join("strata.sock"), &layer);
+    let server = Server::start(&root, &scratch.path().join("strata.sock"));
+    make_runtime_snapshots(&server, &layer);
 
+    // Listed while the server runs, and after it stopped.
+    let live = json(&root, &["snapshots"]);
+    server.stop();
     let list = json(&root, &["snapshots"]);
+    assert_eq!(live, list);
     let list = list.as_array().unwrap();
     let find = |key: &str| {
         list.iter()
