@@ -43,18 +43,6 @@ pub fn open_driver(
     })
 }
 
-/// Whether driver `name` is compiled into this build.
-pub fn built_in(name: &str) -> bool {
-    match name {
-        "btrfs" => cfg!(feature = "btrfs"),
-        "blockfile" => cfg!(feature = "blockfile"),
-        "devmapper" => cfg!(feature = "devmapper"),
-        "overlay2" => cfg!(feature = "overlay2"),
-        "vfs" => cfg!(feature = "vfs"),
-        _ => false,
-    }
-}
-
 /// Whether the kernel lists filesystem `fs` in /proc/filesystems.
 pub fn kernel_has_fs(fs: &str) -> bool {
     strata_driver_api::kernel_has_fs(fs).unwrap_or(false)
