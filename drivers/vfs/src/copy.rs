@@ -306,11 +306,12 @@ fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
         };
         sys::set_xattr(dst, &name, &value).map_err(|e| Error::Driver {
             driver: "vfs",
-            message: format!(
+            source: format!(
                 "set xattr {} on {}: {e}",
                 name.to_string_lossy(),
                 dst.display()
-            ),
+            )
+            .into(),
         })?;
     }
     Ok(())

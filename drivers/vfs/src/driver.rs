@@ -140,11 +140,12 @@ impl Driver for VfsDriver {
         if !dir.is_dir() {
             return Err(Error::Driver {
                 driver: NAME,
-                message: format!(
+                source: format!(
                     "storage of snapshot {} is missing: {}",
                     target.id,
                     dir.display()
-                ),
+                )
+                .into(),
             });
         }
         let mode = if self.is_read_only(&target) {
