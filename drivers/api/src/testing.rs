@@ -4,13 +4,28 @@
 /// Environment variable that turns every skip into a failure (set in CI).
 pub const STRICT_ENV: &str = "STRATA_TEST_STRICT";
 
-/// Reports that `test` cannot run here. Prints loudly; panics instead when
-/// [`STRICT_ENV`] is `1`, so CI never passes by skipping.
+/// Environment variable naming a file every skip is appended to, so the
+/// runner (`scripts/test.sh`) can list the skips in its summary.
+pub const SKIP_LOG_ENV: &str = "STRATA_SKIP_LOG";
+
+/// Reports that `test` cannot run here. Panics when [`STRICT_ENV`] is `1`,
+/// so CI never passes by skipping. Otherwise the line goes straight to the
+/// process's stderr (past the test harness's output capture, so it shows
+/// even though the test "passes") and to [`SKIP_LOG_ENV`]'s file.
 pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
     if std::env::var(STRICT_ENV).as_deref() == Ok("1") {
         panic!("{test} cannot run ({reason}) and {STRICT_ENV}=1 forbids skipping");
     }
-    eprintln!("\n*** SKIP {test}: {reason} ***\n");
+    let line = format!("*** SKIP {test}: {reason} ***\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os(SKIP_LOG_ENV) {
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// Whether we run as root; skips `test` otherwise.
