@@ -132,10 +132,7 @@ fn fill_and_commit(
     let (diff_id, size) = reader
         .finish()
         .map_err(|e| crate::StoreError::io("read layer", key.as_str(), e))?;
-    let chain_id = match parent {
-        None => diff_id.clone(),
-        Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
-    };
+    let chain_id = crate::model::chain_id(parent, &diff_id);
     let name = layer_snapshot_key(&chain_id);
     if manifest::load(store.root(), &chain_id)?.is_none() {
         manifest::save(store.root(), store.session(), &chain_id, &sums)?;

@@ -12,7 +12,6 @@ use strata_driver_api::mount::{attach_loop, is_mountpoint, mount_fs, run, try_un
 use strata_driver_api::{IoContext, Result};
 
 use crate::config::{BackingMode, Config};
-use crate::sys;
 
 /// The store directory and how it is provided.
 #[derive(Debug, Clone)]
@@ -138,7 +137,7 @@ pub fn supports_reflink(dir: &Path) -> bool {
         src.write_all(&[0x5a; 4096])?;
         src.sync_all()?;
         let dst = File::create(&b)?;
-        sys::ficlone(&src, &dst)
+        strata_driver_api::reflink::clone_file(&src, &dst)
     };
     let ok = probe().is_ok();
     // Best effort: a probe file that was never created is not an error.
