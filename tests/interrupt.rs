@@ -394,8 +394,11 @@ fn interrupt_every_verb(driver: &str) {
             );
             let run = signal_when_ready(cmd, after, &[libc::SIGINT], false);
             let outcome = assert_interrupted(&b, verb, &run, &*effect, libc::SIGINT, &when);
-            if i == 0 {
-                // Before the first irreversible step every verb undoes.
+            if i == 0 && typical > Duration::from_millis(300) {
+                // A signal right at the start lands before the first
+                // irreversible step, so the verb undoes. (A verb of a few
+                // milliseconds may be past it by the time this test, on a
+                // loaded machine, gets to send the signal.)
                 assert_eq!(outcome, Outcome::Undone, "{when}: {}", run.stderr);
             }
             *counts.entry((verb_name(verb), outcome)).or_default() += 1;
