@@ -71,9 +71,10 @@ impl Before {
         })
     }
 
-    /// Removes what a failed init made under `root`.
+    /// Removes what a failed init made under `root`, unless a store is
+    /// there now (another process's `init` won the race: its store stays).
     fn clean_up(&self, root: &Path) {
-        if self.had_store {
+        if self.had_store || matches!(StoreConfig::load(root), Ok(Some(_)) | Err(_)) {
             return;
         }
         let made: Vec<PathBuf> = match &self.created_top {
@@ -136,29 +137,13 @@ fn files_below(path: &Path) -> Vec<PathBuf> {
 pub fn init(root: &Path, driver: &str, options: BTreeMap<String, String>) -> Result<Store> {
     let before = Before::look(root)?;
     crate::interrupt::check()?;
-    let result = Store::init(root, driver, options).and_then(|store| {
-        // A stop requested during init undoes it (a new store is made
-        // again in no time).
+    // Once the store exists, finishing is shorter than undoing: no check
+    // after this point.
+    Store::init(root, driver, options).map_err(|e| {
         if before.had_store {
-            return Ok(store);
+            return e;
         }
-        match crate::interrupt::check() {
-            Ok(()) => Ok(store),
-            Err(e) => {
-                drop(store);
-                Err(StoreError::from(e))
-            }
-        }
-    });
-    match result {
-        Ok(store) => Ok(store),
-        Err(e) => {
-            before.clean_up(root);
-            if before.had_store {
-                Err(e)
-            } else {
-                Err(e.undone(format!("nothing left at {}", root.display())))
-            }
-        }
-    }
+        before.clean_up(root);
+        e.undone(format!("nothing left at {}", root.display()))
+    })
 }
