@@ -511,6 +511,48 @@ fn second_signal_exits_at_once() {
     }
 }
 
+/// Ctrl-C twice, the second once the first was delivered: the process
+/// exits 130 at once (or, if its rollback won the race, with its one
+/// orderly line), and the store is clean after the next command.
+#[test]
+fn ctrl_c_twice_exits_130() {
+    let test = "interrupt::ctrl_c_twice";
+    if !require_root(test) {
+        return;
+    }
+    let scratch = ScratchDir::new("interrupt-twice");
+    let Some(mut b) = setup(test, &scratch, "vfs") else {
+        return;
+    };
+    for verb in [Verb::Load, Verb::Import, Verb::Save] {
+        let (cmd, _effect) = b.prepare(verb);
+        let run = signal_when_ready(
+            cmd,
+            Duration::from_millis(100),
+            &[libc::SIGINT, libc::SIGINT],
+            false,
+        );
+        assert!(run.sent, "{verb:?} ended before the signals");
+        assert_eq!(run.code, Some(130), "{verb:?}: {}", run.stderr);
+        let lines = run.stderr_lines();
+        assert!(
+            lines.is_empty() || (lines.len() == 1 && lines[0].starts_with("interrupted: ")),
+            "{verb:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.after_signal < Duration::from_secs(2),
+            "{verb:?}: took {:?} to exit",
+            run.after_signal
+        );
+        b.ok(&["images"]);
+        let (code, out) = check(&b.root, &[]);
+        assert_eq!(code, 0, "{verb:?}: check after the next command:\n{out}");
+        b.ordinary_commands_work(&format!("after Ctrl-C twice in {verb:?}"));
+        b.tidy();
+    }
+}
+
 /// Every verb but `init` (and `bench`) on a root without a store fails
 /// with the message and creates nothing: not the root, not a file in an
 /// existing empty root.

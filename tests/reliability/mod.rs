@@ -402,7 +402,8 @@ impl Signalled {
 /// `after`, then sends `signals`.
 /// With `stopped`, the process is stopped while all of them are sent and
 /// continued afterwards, so they are all pending at once (a second signal
-/// before the process ran on). Returns how it ended.
+/// before the process ran on); without, each is sent once the one before
+/// was delivered. Returns how it ended.
 pub fn signal_when_ready(
     mut cmd: Command,
     after: Duration,
@@ -463,9 +464,17 @@ pub fn signal_when_ready(
             let _ = kill(npid, Signal::SIGSTOP);
         }
         sent_at = Instant::now();
-        for &sig in signals {
-            let sig = Signal::try_from(sig).expect("a signal");
-            if kill(npid, sig).is_ok() {
+        for (i, &sig) in signals.iter().enumerate() {
+            if i > 0 && !stopped {
+                // The previous signal must have been delivered (its handler
+                // ran), or a repeat of it would merge with it.
+                let prev = signals[i - 1];
+                while proc_mask_has(pid, "ShdPnd:", prev) == Some(true) {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+            let signal = Signal::try_from(sig).expect("a signal");
+            if kill(npid, signal).is_ok() {
                 sent = true;
             }
         }
