@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::archive::ArchiveError;
+use crate::image::ImageError;
+use crate::interrupt::Interrupted;
+
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -24,7 +28,7 @@ pub enum StoreError {
     #[error("metadata store: {0}")]
     Metadata(String),
     /// `--root` holds no store yet.
-    #[error("no store at {0}: run `strata init` first")]
+    #[error("no Strata store at {} (run strata init)", .0.display())]
     NotInitialized(PathBuf),
     /// `strata init` on an existing store with a different driver.
     #[error(
@@ -75,6 +79,10 @@ pub enum StoreError {
     /// Bad user input.
     #[error("{0}")]
     Invalid(String),
+    /// A signal stopped the operation at a safe point (see
+    /// [`crate::interrupt`]); it carries what the rollback undid.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
     /// A file operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -95,6 +103,48 @@ impl StoreError {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// The interruption behind this error: the error carries one (also
+    /// inside an archive, image or I/O error), or a stop was requested
+    /// before the operation failed (a signal can surface as some other
+    /// error, e.g. a torn read).
+    pub fn interruption(&self) -> Option<Interrupted> {
+        let carried = match self {
+            Self::Interrupted(i) => Some(i.clone()),
+            Self::Archive(ArchiveError::Interrupted(i))
+            | Self::Image(ImageError::Interrupted(i)) => Some(i.clone()),
+            Self::Archive(
+                ArchiveError::Io { source, .. }
+                | ArchiveError::Read(source)
+                | ArchiveError::Write(source),
+            )
+            | Self::Image(ImageError::Io { source, .. })
+            | Self::Io { source, .. } => source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<Interrupted>())
+                .cloned(),
+            _ => None,
+        };
+        carried.or_else(|| crate::interrupt::requested().map(Interrupted::new))
+    }
+
+    /// Whether this error is (or follows) an interruption.
+    pub fn is_interrupted(&self) -> bool {
+        self.interruption().is_some()
+    }
+
+    /// Notes what a rollback undid when this error is an interruption
+    /// (turning it into [`StoreError::Interrupted`]); other errors are
+    /// returned as they are.
+    pub fn undone(self, what: impl Into<String>) -> Self {
+        match self.interruption() {
+            Some(mut i) => {
+                i.undone.push(what.into());
+                Self::Interrupted(i)
+            }
+            None => self,
         }
     }
 }

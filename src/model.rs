@@ -51,15 +51,20 @@ pub type ChainId = Digest;
 /// sha256 of an image's config: the same image has the same id in every store.
 pub type ImageId = Digest;
 
+/// The chain id of layer `diff_id` on top of `parent` (the OCI rule:
+/// the bottom layer's chain id is its diff id, then `sha256(parent + " " + diff)`).
+pub fn chain_id(parent: Option<&ChainId>, diff_id: &DiffId) -> ChainId {
+    match parent {
+        None => diff_id.clone(),
+        Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
+    }
+}
+
 /// Chain ids of a stack of diff ids, bottom first.
 pub fn chain_ids(diff_ids: &[DiffId]) -> Vec<ChainId> {
     let mut out: Vec<ChainId> = Vec::with_capacity(diff_ids.len());
     for diff in diff_ids {
-        let next = match out.last() {
-            None => diff.clone(),
-            Some(prev) => Digest::of(format!("{prev} {diff}").as_bytes()),
-        };
-        out.push(next);
+        out.push(chain_id(out.last(), diff));
     }
     out
 }

@@ -108,10 +108,19 @@ fn uninitialised_store_and_bad_input_fail_clearly() {
         !root.join("strata.json").exists(),
         "a failed init recorded a store"
     );
+    assert!(!root.exists(), "a failed init left {}", root.display());
     let err = strata_err(
         &root,
         &["--driver", "vfs", "import", "/nonexistent.tar", "x"],
     );
+    assert!(err.contains("no Strata store at"), "{err}");
+    assert!(
+        !root.exists(),
+        "import without a store made {}",
+        root.display()
+    );
+    strata_ok(&root, &["--driver", "vfs", "init"]);
+    let err = strata_err(&root, &["import", "/nonexistent.tar", "x"]);
     assert!(err.contains("/nonexistent.tar"), "{err}");
     let err = strata_err(&root, &["import", "/dev/null", "bad name"]);
     assert!(err.contains("invalid image reference"), "{err}");

@@ -63,6 +63,7 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<A
     };
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries().map_err(ArchiveError::Read)? {
+        crate::interrupt::check()?;
         let entry = entry.map_err(ArchiveError::Read)?;
         applier.entry(entry)?;
     }

@@ -147,6 +147,7 @@ impl Walker<'_> {
         let unames = names(&udir)?;
         let mut changed = false;
         for name in &unames {
+            crate::interrupt::check()?;
             let r = rel.join(name);
             let up = self.upper.join(&r);
             let Some(u) = lstat(&up)? else { continue };

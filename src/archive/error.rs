@@ -57,6 +57,9 @@ pub enum ArchiveError {
         /// Bytes actually present.
         got: u64,
     },
+    /// A signal stopped the walk or the copy at a safe point.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// An entry type this applier does not handle.
     #[error("unsupported tar entry {path:?}: type {kind}")]
     Unsupported {

@@ -52,6 +52,7 @@ pub fn write_layer(root: &Path, changes: &[Change], out: impl Write) -> Result<(
     items.dedup_by(|a, b| a.0 == b.0);
     let mut w = Writer::new(root, out)?;
     for (name, item) in items {
+        crate::interrupt::check()?;
         match item {
             Item::Whiteout => w.whiteout(&name)?,
             Item::Path(p) => w.path(&name, &p)?,
@@ -72,6 +73,7 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
     let dir = root.join(rel);
     let rd = fs::read_dir(&dir).map_err(|e| ArchiveError::io("read directory", &dir, e))?;
     for e in rd {
+        crate::interrupt::check()?;
         let e = e.map_err(|e| ArchiveError::io("read directory", &dir, e))?;
         let r = rel.join(e.file_name());
         let is_dir = e

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 use strata_driver_api::mount::{mount_all, unmount};
-use strata_driver_api::testing::{LoopFs, ScratchDir};
+use strata_driver_api::scratch::{LoopFs, ScratchDir};
 use strata_driver_api::{Driver, Labels, Mount, SnapshotKey, Snapshots, Snapshotter};
 
 use super::{Result, GIB};

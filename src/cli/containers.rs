@@ -83,9 +83,20 @@ pub fn umount(cli: &Cli, text: &str) -> Result<()> {
 pub fn remove(cli: &Cli, texts: &[String], force: bool) -> Result<()> {
     let store = open(cli)?;
     let mut failed = 0;
+    let mut removed = 0;
     for text in texts {
         match container::remove(&store, text, force) {
-            Ok(record) => println!("{}", record.id),
+            Ok(record) => {
+                println!("{}", record.id);
+                removed += 1;
+            }
+            Err(e) if e.is_interrupted() => {
+                let e = match removed {
+                    0 => e,
+                    n => e.undone(format!("{n} of {} removed before it", texts.len())),
+                };
+                return Err(e.into());
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 failed += 1;

@@ -9,13 +9,16 @@ mod layers;
 mod output;
 mod release;
 mod serve;
+mod snapshots;
 mod store_cmds;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use strata::check::CheckOptions;
+use strata::interrupt::Interrupted;
+use strata::StoreError;
 
 /// Container layers on copy-on-write block storage (btrfs, dm-thin,
 /// reflinked loop images), with overlay2 and vfs as the baseline.
@@ -189,6 +192,19 @@ pub enum Command {
         #[arg(long, default_value = "strata-bench")]
         out: PathBuf,
     },
+    /// List every snapshot in the store (image layers, containers, and those
+    /// a runtime made through `strata serve`): key, kind, parent, owner,
+    /// labels and exclusive size.
+    #[command(after_help = "Examples:
+  strata snapshots                      # ls: one line per snapshot
+  strata snapshots tree                 # parents and their children
+  strata snapshots usage                # exclusive size per snapshot, and the total
+  strata snapshots ls --format json     # for programs")]
+    Snapshots {
+        /// What to show (default: ls).
+        #[command(subcommand)]
+        view: Option<SnapshotsView>,
+    },
     /// Compare metadata with the driver's storage, mounts and files; exit 1 on damage.
     Check {
         /// Finish or undo half-done operations, remove what Strata left behind.
@@ -203,39 +219,133 @@ pub enum Command {
     },
 }
 
-/// Parses arguments and runs the command.
+/// The views of `strata snapshots`.
+#[derive(Debug, Clone, Copy, Default, Subcommand)]
+pub enum SnapshotsView {
+    /// One line per snapshot: key, kind, parent, size, age, owner, labels.
+    #[default]
+    Ls,
+    /// The parent tree: each committed snapshot with the ones built on it.
+    Tree,
+    /// Exclusive size and inodes per snapshot, and the total.
+    Usage,
+}
+
+/// Parses arguments and runs the command. SIGINT, SIGTERM and SIGHUP stop
+/// every verb but `serve` (which handles them itself) and `bench` at its
+/// next safe point: the process then prints one `interrupted: ...` line
+/// and exits with `128 + signal`.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    let stoppable = !matches!(cli.command, Command::Serve { .. } | Command::Bench { .. });
+    if stoppable {
+        strata::interrupt::install().context("installing the signal handlers")?;
+    }
+    let result = dispatch(&cli);
+    if stoppable {
+        exit_if_interrupted(&cli.command, &result);
+    }
+    result
+}
+
+/// After a signal, prints the one line saying what happened to the command
+/// and exits with `128 + signal`: the command was undone (it failed at a
+/// safe point and its rollback ran), or it had got too far and finished.
+fn exit_if_interrupted(command: &Command, result: &Result<()>) {
+    let requested = strata::interrupt::requested().map(Interrupted::new);
+    let (interrupted, finished) = match result {
+        Ok(()) => (requested, true),
+        Err(e) => (
+            e.downcast_ref::<StoreError>()
+                .and_then(StoreError::interruption)
+                .or(requested),
+            false,
+        ),
+    };
+    let Some(interrupted) = interrupted else {
+        return;
+    };
+    let what = describe(command);
+    if finished {
+        eprintln!("interrupted: {what} finished (too far along to undo)");
+    } else if interrupted.undone.is_empty() {
+        eprintln!("interrupted: {what} undone");
+    } else {
+        eprintln!(
+            "interrupted: {what} undone ({})",
+            interrupted.undone.join("; ")
+        );
+    }
+    std::process::exit(interrupted.exit_code());
+}
+
+/// `load of app.tar`, `commit of web as app:2`: the command, for the
+/// interruption line.
+fn describe(command: &Command) -> String {
+    match command {
+        Command::Init { .. } => "init".into(),
+        Command::Import { file, reference } => {
+            format!("import of {} as {reference}", file.display())
+        }
+        Command::Load { input } => format!("load of {}", input.display()),
+        Command::Save { output, images, .. } => {
+            format!("save of {} to {}", images.join(" "), output.display())
+        }
+        Command::Tag { source, target } => format!("tag of {source} as {target}"),
+        Command::Rmi { image } => format!("rmi of {image}"),
+        Command::Create { image, .. } => format!("create on {image}"),
+        Command::Mount { container } => format!("mount of {container}"),
+        Command::Umount { container } => format!("umount of {container}"),
+        Command::Diff { container } => format!("diff of {container}"),
+        Command::Commit {
+            container,
+            reference,
+        } => format!("commit of {container} as {reference}"),
+        Command::Export { container, output } => {
+            format!("export of {container} to {}", output.display())
+        }
+        Command::Rm { containers, .. } => format!("rm of {}", containers.join(" ")),
+        Command::Check { repair: true, .. } => "check --repair".into(),
+        other => format!("{other:?}")
+            .split([' ', '{'])
+            .next()
+            .unwrap_or("command")
+            .to_lowercase(),
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Init { options } => store_cmds::init(&cli, options),
-        Command::Info => store_cmds::info(&cli),
-        Command::Release => release::release(&cli),
-        Command::Import { file, reference } => images::import(&cli, file, reference),
-        Command::Load { input } => layers::load(&cli, input),
+        Command::Init { options } => store_cmds::init(cli, options),
+        Command::Info => store_cmds::info(cli),
+        Command::Release => release::release(cli),
+        Command::Import { file, reference } => images::import(cli, file, reference),
+        Command::Load { input } => layers::load(cli, input),
         Command::Save {
             output,
             uncompressed,
             images,
-        } => layers::save(&cli, images, output, *uncompressed),
-        Command::Images => images::list(&cli),
-        Command::Tag { source, target } => images::tag(&cli, source, target),
-        Command::Rmi { image } => images::rmi(&cli, image),
-        Command::History { image } => images::history(&cli, image),
+        } => layers::save(cli, images, output, *uncompressed),
+        Command::Images => images::list(cli),
+        Command::Tag { source, target } => images::tag(cli, source, target),
+        Command::Rmi { image } => images::rmi(cli, image),
+        Command::History { image } => images::history(cli, image),
         Command::Create { name, size, image } => {
-            containers::create(&cli, image, name.as_deref(), *size)
+            containers::create(cli, image, name.as_deref(), *size)
         }
-        Command::Ps => containers::list(&cli),
-        Command::Inspect { container } => containers::inspect(&cli, container),
-        Command::Mount { container } => containers::mount(&cli, container),
-        Command::Umount { container } => containers::umount(&cli, container),
-        Command::Diff { container } => layers::diff(&cli, container),
+        Command::Ps => containers::list(cli),
+        Command::Inspect { container } => containers::inspect(cli, container),
+        Command::Mount { container } => containers::mount(cli, container),
+        Command::Umount { container } => containers::umount(cli, container),
+        Command::Diff { container } => layers::diff(cli, container),
         Command::Commit {
             container,
             reference,
-        } => layers::commit(&cli, container, reference),
-        Command::Export { container, output } => layers::export(&cli, container, output),
-        Command::Rm { force, containers } => containers::remove(&cli, containers, *force),
-        Command::Serve { socket } => serve::serve(&cli, socket),
+        } => layers::commit(cli, container, reference),
+        Command::Export { container, output } => layers::export(cli, container, output),
+        Command::Rm { force, containers } => containers::remove(cli, containers, *force),
+        Command::Serve { socket } => serve::serve(cli, socket),
+        Command::Snapshots { view } => snapshots::snapshots(cli, view.unwrap_or_default()),
         Command::Bench {
             drivers,
             quick,
@@ -246,7 +356,7 @@ pub fn run() -> Result<()> {
             data,
             prune,
         } => check::check(
-            &cli,
+            cli,
             CheckOptions {
                 repair: *repair,
                 data: *data,

@@ -8,10 +8,13 @@ use strata::Store;
 use super::output::{human_size, print_json, Table};
 use super::{Cli, Format};
 
-/// Opens the store, creating it with `--driver` on first use.
+/// Opens the existing store; without one, fails with `no Strata store at
+/// PATH (run strata init)` and creates nothing.
 pub fn open(cli: &Cli) -> Result<Store> {
-    let store = Store::init(&cli.root, &cli.driver, BTreeMap::new())
-        .with_context(|| format!("opening the store at {}", cli.root.display()))?;
+    let store = strata::ops::init::open_existing(&cli.root, &cli.driver).map_err(|e| match e {
+        e @ strata::StoreError::NotInitialized(_) => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("opening the store at {}", cli.root.display())),
+    })?;
     if !store.recovered().is_empty() {
         eprintln!("{}", store.recovered().summary());
     }
@@ -31,10 +34,15 @@ fn parse_options(options: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// `strata init`.
 pub fn init(cli: &Cli, options: &[String]) -> Result<()> {
-    let store = Store::init(&cli.root, &cli.driver, parse_options(options)?)
+    let existed = strata::store::StoreConfig::load(&cli.root)
+        .ok()
+        .flatten()
+        .is_some();
+    let store = strata::ops::init::init(&cli.root, &cli.driver, parse_options(options)?)
         .with_context(|| format!("creating the store at {}", cli.root.display()))?;
+    let verb = if existed { "exists and uses" } else { "uses" };
     println!(
-        "store {} uses driver {} ({})",
+        "store {} {verb} driver {} ({})",
         store.root().display(),
         store.config().driver,
         store.config().driver_reason

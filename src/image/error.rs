@@ -76,6 +76,9 @@ pub enum ImageError {
         #[source]
         source: serde_json::Error,
     },
+    /// A signal stopped reading or writing at a safe point.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// Anything else malformed, with the reason.
     #[error("{what}: {reason}")]
     Invalid {

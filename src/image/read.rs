@@ -132,7 +132,8 @@ impl ImageArchive {
             let src = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
             let mut dec = crate::archive::decompress(src)
                 .map_err(|e| ImageError::io("decompress", path, e))?;
-            io::copy(&mut dec, &mut tmp).map_err(|e| ImageError::io("decompress", path, e))?;
+            io::copy(&mut crate::interrupt::Reader(&mut dec), &mut tmp)
+                .map_err(|e| ImageError::io("decompress", path, e))?;
             file = tmp;
         }
         let file = Arc::new(file);

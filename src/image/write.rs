@@ -243,19 +243,21 @@ impl LayerBlob {
     /// Hashes the layer file and, with gzip, compresses it to a temporary
     /// file in the same pass.
     fn prepare(path: &Path, opts: &SaveOptions) -> Result<LayerBlob> {
-        let mut src = File::open(path).map_err(|e| ImageError::io("open layer", path, e))?;
+        crate::interrupt::check()?;
+        let file = File::open(path).map_err(|e| ImageError::io("open layer", path, e))?;
+        let mut src = crate::interrupt::Reader(&file);
         let diff = Sha256::new();
         if !opts.gzip {
             let mut hw = HashWriter(diff, io::sink());
             io::copy(&mut src, &mut hw).map_err(|e| ImageError::io("read layer", path, e))?;
             let HashWriter(diff, _) = hw;
-            let size = src
+            let size = file
                 .metadata()
                 .map_err(|e| ImageError::io("stat layer", path, e))?
                 .len();
             let d = Digest::from_hasher(diff);
             return Ok(LayerBlob {
-                file: src,
+                file,
                 digest: d.clone(),
                 diff_id: d,
                 size,

@@ -41,10 +41,15 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
     if let Some(size) = req.size {
         labels.insert(LABEL_SIZE.to_owned(), size.to_string());
     }
+    crate::interrupt::check()?;
     store
         .snapshots()
         .prepare(&key, image.top_snapshot().as_ref(), labels)?;
     failpoint("container.create.prepared");
+    if let Err(e) = crate::interrupt::check() {
+        store.snapshots().remove(&key)?;
+        return Err(StoreError::from(e).undone("its writable layer removed"));
+    }
     let record = ContainerRecord {
         id,
         name,
@@ -94,12 +99,17 @@ pub fn mount(store: &Store, text: &str) -> Result<PathBuf> {
     }
     let target = rootfs_path(store, &record.id);
     let mounts = store.snapshots().mounts(&record.snapshot)?;
+    crate::interrupt::check()?;
     mount_persistent(&mounts, &target)?;
     failpoint("container.mount.mounted");
     record.mounted_at = Some(target.clone());
-    if let Err(e) = store.meta()?.put_container(&record) {
+    let recorded = crate::interrupt::check()
+        .map_err(StoreError::from)
+        .and_then(|()| store.meta()?.put_container(&record));
+    if let Err(e) = recorded {
         let _ = unmount_persistent(&target);
-        return Err(e);
+        let _ = std::fs::remove_dir(&target);
+        return Err(e.undone(format!("{} unmounted", target.display())));
     }
     Ok(target)
 }
@@ -119,6 +129,9 @@ pub fn umount(store: &Store, text: &str) -> Result<ContainerRecord> {
 /// unless `force`, which unmounts it first.
 pub fn remove(store: &Store, text: &str, force: bool) -> Result<ContainerRecord> {
     let record = store.resolve_container(text)?;
+    // The only safe point: once the unmount or the removal has begun,
+    // finishing is shorter than undoing.
+    crate::interrupt::check()?;
     if let Some(path) = &record.mounted_at {
         if !force {
             return Err(StoreError::StillMounted {

@@ -41,6 +41,9 @@ pub fn remove(store: &Store, text: &str) -> Result<Removed> {
         meta.untag(&reference)?;
         return Ok(Removed::Untagged(reference.0));
     }
+    // The only safe point: once the record is gone, removing its layers is
+    // finished rather than undone.
+    crate::interrupt::check()?;
     let users = meta.remove_image_unless_used(&image.id)?;
     if !users.is_empty() {
         let ids: Vec<&str> = users.iter().map(|c| c.id.short()).collect();

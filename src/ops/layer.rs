@@ -80,10 +80,17 @@ pub fn apply_layer_snapshot(
     labels.insert(LABEL_EXTRACT.to_owned(), "1".to_owned());
     let mounts = sn.prepare(&key, parent_key.as_ref(), labels)?;
     failpoint("layer.prepared");
-    let result = fill_and_commit(store, &key, &mounts, parent, tar);
+    let result = fill_and_commit(store, &key, &mounts, parent, crate::interrupt::Reader(tar));
     if result.is_err() || sn.exists(&key).unwrap_or(false) {
-        if let Err(e) = sn.remove(&key) {
-            tracing::error!(%key, error = %e, "removing a failed import's snapshot; `strata check --repair` will");
+        match sn.remove(&key) {
+            Ok(()) => {
+                if let Err(e) = result {
+                    return Err(e.undone("the partly applied layer removed"));
+                }
+            }
+            Err(e) => {
+                tracing::error!(%key, error = %e, "removing a failed import's snapshot; `strata check --repair` will");
+            }
         }
     }
     result
@@ -120,13 +127,12 @@ fn fill_and_commit(
         manifest::compute(mount.path())?
     };
     failpoint("layer.applied");
+    // The last safe point: once committed, finishing is shorter than undoing.
+    crate::interrupt::check()?;
     let (diff_id, size) = reader
         .finish()
         .map_err(|e| crate::StoreError::io("read layer", key.as_str(), e))?;
-    let chain_id = match parent {
-        None => diff_id.clone(),
-        Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
-    };
+    let chain_id = crate::model::chain_id(parent, &diff_id);
     let name = layer_snapshot_key(&chain_id);
     if manifest::load(store.root(), &chain_id)?.is_none() {
         manifest::save(store.root(), store.session(), &chain_id, &sums)?;

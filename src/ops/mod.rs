@@ -5,6 +5,8 @@ pub mod container;
 pub mod image;
 pub mod import;
 pub mod info;
+pub mod init;
 pub mod layer;
 pub mod release;
+pub mod snapshots;
 pub mod transfer;

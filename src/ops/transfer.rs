@@ -90,14 +90,32 @@ pub fn load_with_progress(
 ) -> Result<Vec<ImageRecord>> {
     let archive = ImageArchive::open_with_temp(file, &store.temp_dir("load")?)?;
     let mut created: Vec<(SnapshotKey, Digest)> = Vec::new();
-    let result = load_images(store, &archive, &mut created, progress);
-    if result.is_err() {
+    let mut loaded = 0;
+    let result = load_images(store, &archive, &mut created, &mut loaded, progress);
+    if let Err(mut err) = result {
+        let mut removed = 0;
         for (key, diff_id) in created.iter().rev() {
-            if let Err(e) = store.snapshots().remove(key) {
-                tracing::error!(%key, error = %e, "removing a failed load's layer");
+            match store.snapshots().remove(key) {
+                Ok(()) => {
+                    removed += 1;
+                    let chain = Digest(key.0.clone());
+                    if let Err(e) = crate::check::manifest::remove(store.root(), &chain) {
+                        tracing::error!(%key, error = %e, "removing a failed load's layer manifest");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%key, error = %e, "removing a failed load's layer")
+                }
             }
             let _ = fs::remove_file(layer_tar_path(store, diff_id));
         }
+        if removed > 0 {
+            err = err.undone(format!("{removed} layer(s) removed"));
+        }
+        if loaded > 0 {
+            err = err.undone(format!("{loaded} image(s) loaded before it kept"));
+        }
+        return Err(err);
     }
     result
 }
@@ -106,6 +124,7 @@ fn load_images(
     store: &Store,
     archive: &ImageArchive,
     created: &mut Vec<(SnapshotKey, Digest)>,
+    loaded: &mut usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
     let known: Vec<LayerRecord> = store
@@ -120,6 +139,7 @@ fn load_images(
         let mut layers: Vec<LayerRecord> = Vec::new();
         let n = img.layers.len();
         for (i, (layer, chain)) in img.layers.iter().zip(&chains).enumerate() {
+            crate::interrupt::check()?;
             let short = layer.diff_id.short();
             let key = layer_snapshot_key(chain);
             if store.snapshots().exists(&key)? {
@@ -176,6 +196,10 @@ fn load_images(
             created_ns: crate::now_ns(),
         };
         meta.put_image(&record)?;
+        // The layers made so far belong to a recorded image now: a later
+        // failure must not remove them.
+        created.clear();
+        *loaded += 1;
         records.push(record);
     }
     Ok(records)
@@ -252,18 +276,149 @@ pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()
             layers,
         });
     }
-    let tmp = out.with_extension("strata-partial");
-    let file = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
     let opts = SaveOptions {
         gzip,
         temp_dir: store.temp_dir("save")?,
     };
-    let result = crate::image::write_oci_archive(BufWriter::new(file), &images, &opts);
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e.into());
+    let mut partial = PartialOutput::create(out)?;
+    let result = crate::image::write_oci_archive(
+        BufWriter::new(crate::interrupt::Writer(partial.file())),
+        &images,
+        &opts,
+    );
+    match result {
+        Ok(()) => partial.finish(),
+        Err(e) => Err(StoreError::from(e).undone(partial.discard())),
     }
-    fs::rename(&tmp, out).map_err(|e| StoreError::io("rename", &tmp, e))
+}
+
+/// A file written outside the store (`save -o`, `export -o`). It is
+/// written as an unnamed file (`O_TMPFILE`) in the destination's directory,
+/// so that no death, not even SIGKILL, can leave a partial file behind;
+/// when complete it is linked under a temporary name in that directory and
+/// renamed over the destination. On a filesystem without `O_TMPFILE` it is
+/// a named temporary file (`.NAME.XXXXXX.strata-partial`) from the start.
+/// Dropped unfinished (an error, an interruption, a panic), it is removed.
+pub struct PartialOutput {
+    out: PathBuf,
+    dir: PathBuf,
+    temp: Option<Temp>,
+}
+
+enum Temp {
+    /// No name yet: it vanishes with the process.
+    Unnamed(File),
+    /// The fallback: removed on drop.
+    Named(tempfile::NamedTempFile),
+}
+
+impl PartialOutput {
+    /// Opens the temporary for `out` (mode 0666 less the umask, as a plain
+    /// create would give).
+    pub fn create(out: &Path) -> Result<Self> {
+        use nix::fcntl::OFlag;
+        use nix::sys::stat::Mode;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        let temp = match nix::fcntl::open(&dir, flags, Mode::from_bits_truncate(0o666)) {
+            Ok(fd) => Temp::Unnamed(File::from(fd)),
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {
+                let named = tempfile::Builder::new()
+                    .prefix(&Self::temp_prefix(out)?)
+                    .suffix(".strata-partial")
+                    .permissions(fs::Permissions::from_mode(0o666))
+                    .tempfile_in(&dir)
+                    .map_err(|e| StoreError::io("create a temporary file in", &dir, e))?;
+                Temp::Named(named)
+            }
+            Err(e) => {
+                return Err(StoreError::io(
+                    "create a temporary file in",
+                    &dir,
+                    io::Error::from(e),
+                ))
+            }
+        };
+        Ok(Self {
+            out: out.to_owned(),
+            dir,
+            temp: Some(temp),
+        })
+    }
+
+    fn temp_prefix(out: &Path) -> Result<String> {
+        let name = out
+            .file_name()
+            .ok_or_else(|| StoreError::Invalid(format!("{}: not a file name", out.display())))?;
+        Ok(format!(".{}.", name.to_string_lossy()))
+    }
+
+    /// The temporary file to write to.
+    pub fn file(&self) -> &File {
+        match self.temp.as_ref().expect("PartialOutput used after finish") {
+            Temp::Unnamed(f) => f,
+            Temp::Named(n) => n.as_file(),
+        }
+    }
+
+    /// Flushes the file to disk and renames it over the destination.
+    pub fn finish(&mut self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let Some(temp) = self.temp.take() else {
+            return Ok(());
+        };
+        let temp_path = match temp {
+            Temp::Named(named) => {
+                named
+                    .as_file()
+                    .sync_all()
+                    .map_err(|e| StoreError::io("sync", named.path(), e))?;
+                named.into_temp_path()
+            }
+            Temp::Unnamed(file) => {
+                file.sync_all()
+                    .map_err(|e| StoreError::io("sync", &self.out, e))?;
+                // Give it a temporary name beside the destination (linkat
+                // of an O_TMPFILE cannot replace), then rename it over.
+                tempfile::Builder::new()
+                    .prefix(&Self::temp_prefix(&self.out)?)
+                    .suffix(".strata-partial")
+                    .make_in(&self.dir, |path| {
+                        nix::unistd::linkat(
+                            nix::fcntl::AT_FDCWD,
+                            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+                            nix::fcntl::AT_FDCWD,
+                            path,
+                            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                        )
+                        .map_err(io::Error::from)
+                    })
+                    .map_err(|e| StoreError::io("link the output in", &self.dir, e))?
+                    .into_temp_path()
+            }
+        };
+        let path = temp_path.to_path_buf();
+        temp_path
+            .persist(&self.out)
+            .map_err(|e| StoreError::io("rename", path, e.error))?;
+        Ok(())
+    }
+
+    /// Removes the temporary file now; returns a note naming the output,
+    /// for an interruption's report.
+    pub fn discard(&mut self) -> String {
+        if let Some(Temp::Named(n)) = self.temp.take() {
+            let path = n.path().to_owned();
+            if let Err(e) = n.close() {
+                tracing::warn!(path = %path.display(), error = %e, "removing a partial output");
+            }
+        }
+        format!("partial {} removed", self.out.display())
+    }
 }
 
 /// The kept tar of `layer`, regenerating it from the snapshots if needed.
@@ -288,6 +443,9 @@ fn ensure_layer_tar(
         let ch = changes(lower.as_ref().map(|v| v.path()), upper.path())?;
         write_hashed(upper.path(), &ch, &tmp)?
     };
+    crate::interrupt::check().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
     if diff_id != layer.diff_id {
         let _ = fs::remove_file(&tmp);
         return Err(StoreError::Invalid(format!(
@@ -300,16 +458,21 @@ fn ensure_layer_tar(
 }
 
 /// Writes the layer tar of `ch` from `root` to `dst`, returning its diff id.
+/// The file is removed again on error (and on interruption, checked per
+/// entry and per chunk written).
 fn write_hashed(root: &Path, ch: &[Change], dst: &Path) -> Result<Digest> {
     let file = File::create(dst).map_err(|e| StoreError::io("create", dst, e))?;
     let mut w = HashingWriter {
-        inner: BufWriter::new(file),
+        inner: BufWriter::new(crate::interrupt::Writer(file)),
         hasher: Sha256::new(),
     };
-    write_layer(root, ch, &mut w)?;
-    w.inner
-        .flush()
-        .map_err(|e| StoreError::io("write", dst, e))?;
+    let result = write_layer(root, ch, &mut w)
+        .map_err(StoreError::from)
+        .and_then(|()| w.inner.flush().map_err(|e| StoreError::io("write", dst, e)));
+    if let Err(e) = result {
+        let _ = fs::remove_file(dst);
+        return Err(e);
+    }
     Ok(Digest::from_hasher(w.hasher))
 }
 
@@ -454,12 +617,14 @@ pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageR
     let diff_id = write_hashed(&root.path, &ch, &tmp)?;
     drop(root);
     let parent = image.layers.last().map(|l| &l.chain_id);
-    let tar = File::open(&tmp).map_err(|e| StoreError::io("open", &tmp, e))?;
-    let layer = match apply_layer_snapshot(store, parent, io::BufReader::new(tar)) {
+    let layer = match File::open(&tmp)
+        .map_err(|e| StoreError::io("open", &tmp, e))
+        .and_then(|tar| apply_layer_snapshot(store, parent, io::BufReader::new(tar)))
+    {
         Ok(l) => l,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
-            return Err(e);
+            return Err(e.undone("the new layer's tar removed"));
         }
     };
     if layer.diff_id != diff_id {
@@ -516,15 +681,15 @@ fn committed_config(parent: &[u8], diff_id: &Digest, created_by: &str) -> Result
 /// Writes a container's merged root as one flat tar at `out`.
 pub fn export(store: &Store, text: &str, out: &Path) -> Result<()> {
     let (_record, root) = container_root(store, text)?;
-    let tmp = out.with_extension("strata-partial");
-    let file = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
-    let mut w = BufWriter::new(file);
-    let result = write_tree(&root.path, &mut w)
-        .map_err(StoreError::from)
-        .and_then(|()| w.flush().map_err(|e| StoreError::io("write", &tmp, e)));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    let mut partial = PartialOutput::create(out)?;
+    let result = {
+        let mut w = BufWriter::new(crate::interrupt::Writer(partial.file()));
+        write_tree(&root.path, &mut w)
+            .map_err(StoreError::from)
+            .and_then(|()| w.flush().map_err(|e| StoreError::io("write", out, e)))
+    };
+    match result {
+        Ok(()) => partial.finish(),
+        Err(e) => Err(e.undone(partial.discard())),
     }
-    fs::rename(&tmp, out).map_err(|e| StoreError::io("rename", &tmp, e))
 }

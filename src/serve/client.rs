@@ -87,10 +87,7 @@ fn key_of(parent: Option<&SnapshotKey>) -> String {
 }
 
 fn missing_info() -> Error {
-    Error::Driver {
-        driver: "grpc",
-        message: "server answered without snapshot info".into(),
-    }
+    Error::driver("grpc", "server answered without snapshot info")
 }
 
 impl Snapshotter for GrpcSnapshotter {

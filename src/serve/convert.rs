@@ -33,10 +33,7 @@ pub fn from_status(status: &Status) -> Error {
         Code::AlreadyExists => Error::AlreadyExists(strip(msg, "snapshot ", " already exists")),
         Code::FailedPrecondition => Error::FailedPrecondition(msg.to_owned()),
         Code::InvalidArgument => Error::InvalidArgument(strip(msg, "invalid argument: ", "")),
-        code => Error::Driver {
-            driver: "grpc",
-            message: format!("{code:?}: {msg}"),
-        },
+        code => Error::driver("grpc", format!("{code:?}: {msg}")),
     }
 }
 

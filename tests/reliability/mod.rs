@@ -277,6 +277,281 @@ pub fn free_bytes(path: &Path) -> u64 {
     s.blocks_available() as u64 * s.fragment_size() as u64
 }
 
+/// A tar of one layer: `etc/motd` (when given) and `layer-N` of `bytes`
+/// incompressible bytes drawn from `seed`.
+pub fn noise_layer_tar(path: &Path, n: usize, bytes: u64, seed: u64, motd: Option<&str>) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).expect("create tar"));
+    let mut dir = tar::Header::new_ustar();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    dir.set_mtime(1_700_000_000);
+    b.append_data(&mut dir, "etc", std::io::empty())
+        .expect("append etc");
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(bytes);
+    h.set_mtime(1_700_000_000);
+    let noise = Noise {
+        state: seed | 1,
+        left: bytes,
+    };
+    b.append_data(&mut h, format!("layer-{n}"), noise)
+        .expect("append noise");
+    if let Some(motd) = motd {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(motd.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, "etc/motd", motd.as_bytes())
+            .expect("append motd");
+    }
+    b.finish().expect("finish tar");
+}
+
+/// Writes an uncompressed OCI archive at `out` of one image `reference`
+/// with `layers` layers of `bytes` incompressible bytes each (distinct for
+/// each `seed`), the last one holding `etc/motd` = `motd`. Scratch files go
+/// to `out`'s directory and are removed.
+pub fn multi_layer_archive(
+    out: &Path,
+    reference: &str,
+    layers: usize,
+    bytes: u64,
+    seed: u64,
+    motd: &str,
+) {
+    use sha2::Digest as _;
+    let dir = out.parent().expect("archive directory");
+    let mut paths = Vec::new();
+    let mut diff_ids = Vec::new();
+    for i in 0..layers {
+        let path = dir.join(format!(
+            ".layer-{seed}-{i}-{}.tar",
+            out.file_name().unwrap().to_string_lossy()
+        ));
+        let last = i + 1 == layers;
+        noise_layer_tar(
+            &path,
+            i,
+            bytes,
+            seed.wrapping_mul(31).wrapping_add(i as u64),
+            last.then_some(motd),
+        );
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(&path).unwrap(), &mut hasher).unwrap();
+        diff_ids.push(format!("sha256:{:x}", hasher.finalize()));
+        paths.push(path);
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": (0..layers).map(|i| serde_json::json!({"created_by": format!("layer {i}")})).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let image = strata::image::ImageToSave {
+        tags: vec![reference.to_owned()],
+        config,
+        layers: paths.clone(),
+    };
+    let opts = strata::image::SaveOptions {
+        gzip: false,
+        temp_dir: dir.to_path_buf(),
+    };
+    strata::image::write_oci_archive(std::fs::File::create(out).unwrap(), &[image], &opts)
+        .expect("write the archive");
+    for p in paths {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// The bit of signal `sig` in a `/proc/PID/status` mask line (`SigCgt`,
+/// `ShdPnd`, ...) of process `pid`; `None` once the process is gone.
+fn proc_mask_has(pid: u32, field: &str, sig: i32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let mask = u64::from_str_radix(line[field.len()..].trim(), 16).ok()?;
+    Some(mask & (1 << (sig - 1)) != 0)
+}
+
+/// How a signalled run of strata ended.
+#[derive(Debug)]
+pub struct Signalled {
+    /// Exit code (`None` if a signal killed it).
+    pub code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub killed_by: Option<i32>,
+    /// Whether the signals were sent (`false`: it ended first).
+    pub sent: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// Time from the first signal to its end.
+    pub after_signal: Duration,
+}
+
+impl Signalled {
+    /// Non-empty lines of stderr.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+}
+
+/// Spawns `cmd`, waits until it has installed its signal handlers (SIGINT,
+/// SIGTERM, SIGHUP and `signals` caught, per `/proc/PID/status`), waits
+/// `after`, then sends `signals`.
+/// With `stopped`, the process is stopped while all of them are sent and
+/// continued afterwards, so they are all pending at once (a second signal
+/// before the process ran on); without, each is sent once the one before
+/// was delivered. Returns how it ended.
+pub fn signal_when_ready(
+    mut cmd: Command,
+    after: Duration,
+    signals: &[i32],
+    stopped: bool,
+) -> Signalled {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::io::Read as _;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child: Child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strata");
+    let pid = child.id();
+    let npid = Pid::from_raw(pid as i32);
+    // Drain the pipes in threads, so a chatty child never blocks.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    let mut sent = false;
+    let mut sent_at = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        let ready = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+            .iter()
+            .chain(signals)
+            .all(|&sig| proc_mask_has(pid, "SigCgt:", sig) == Some(true));
+        if !ready {
+            assert!(
+                Instant::now() < ready_by,
+                "strata never installed its signal handlers"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let deadline = Instant::now() + after;
+        while Instant::now() < deadline && child.try_wait().expect("wait").is_none() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if stopped {
+            let _ = kill(npid, Signal::SIGSTOP);
+        }
+        sent_at = Instant::now();
+        for (i, &sig) in signals.iter().enumerate() {
+            if i > 0 && !stopped {
+                // The previous signal must have been delivered (its handler
+                // ran), or a repeat of it would merge with it.
+                let prev = signals[i - 1];
+                while proc_mask_has(pid, "ShdPnd:", prev) == Some(true) {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+            let signal = Signal::try_from(sig).expect("a signal");
+            if kill(npid, signal).is_ok() {
+                sent = true;
+            }
+        }
+        if stopped {
+            let _ = kill(npid, Signal::SIGCONT);
+        }
+        break;
+    }
+    let status = child.wait().expect("wait");
+    let after_signal = sent_at.elapsed();
+    Signalled {
+        code: status.code(),
+        killed_by: status.signal(),
+        sent,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+        after_signal,
+    }
+}
+
+/// Regular files, symlinks and mount points under `<root>/tmp` (scratch
+/// files, scratch mounts): an interrupted or finished command leaves none.
+pub fn leftovers_in_tmp(root: &Path) -> Vec<PathBuf> {
+    let tmp = root.join("tmp");
+    let mut out: Vec<PathBuf> = mounts_below(&tmp).into_iter().map(PathBuf::from).collect();
+    let mut todo = vec![tmp];
+    while let Some(dir) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(e.path()),
+                _ => out.push(e.path()),
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that the store is at rest: nothing under `<root>/tmp`, no mount
+/// under `<root>/containers` that `ps` does not record, and no snapshot
+/// that is not an image's layer or a container's (no scratch snapshot, no
+/// unused layer). Runs only ordinary commands, not `check`.
+pub fn assert_at_rest(root: &Path, when: &str) {
+    assert_eq!(
+        leftovers_in_tmp(root),
+        Vec::<PathBuf>::new(),
+        "scratch files or mounts left under {}/tmp {when}",
+        root.display()
+    );
+    let ps = json(root, &["ps"]);
+    let mut recorded: Vec<String> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["mounted_at"].as_str().map(str::to_owned))
+        .collect();
+    recorded.sort();
+    let mut mounted = mounts_below(&root.join("containers"));
+    mounted.sort();
+    assert_eq!(mounted, recorded, "container mounts vs records {when}");
+    let snapshots = json(root, &["snapshots"]);
+    for s in snapshots.as_array().unwrap() {
+        let owner = s["owner"].as_str().unwrap_or("");
+        assert!(
+            owner.starts_with("image ") || owner.starts_with("container "),
+            "snapshot {} owned by {owner:?} left {when}",
+            s["key"]
+        );
+    }
+}
+
 /// A `strata serve` child process, killed if a test fails while it runs.
 pub struct Server {
     child: std::process::Child,

@@ -51,13 +51,15 @@ pub enum Error {
     /// The metadata store failed.
     #[error("metadata store: {0}")]
     Metadata(#[from] crate::db::DbError),
-    /// A driver-specific failure.
-    #[error("{driver}: {message}")]
+    /// A driver-specific failure; its source keeps the driver's own typed
+    /// error (and through it any OS error, see [`Error::raw_os_error`]).
+    #[error("{driver}: {source}")]
     Driver {
         /// Driver name.
         driver: &'static str,
-        /// Description naming the object involved.
-        message: String,
+        /// The driver's error, naming the object involved.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 }
 
@@ -85,10 +87,32 @@ impl Error {
         }
     }
 
-    /// The OS error number behind this error, if any.
+    /// Wraps a driver's own error (or a message) as [`Error::Driver`].
+    pub fn driver(
+        driver: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Driver {
+            driver,
+            source: source.into(),
+        }
+    }
+
+    /// The OS error number behind this error, if any: of an I/O error, or
+    /// of the first I/O error in a driver error's source chain.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io { source, .. } => source.raw_os_error(),
+            Error::Driver { source, .. } => {
+                let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+                while let Some(e) = next {
+                    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                        return io.raw_os_error();
+                    }
+                    next = e.source();
+                }
+                None
+            }
             _ => None,
         }
     }

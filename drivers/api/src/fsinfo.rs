@@ -21,3 +21,11 @@ pub fn fs_type_name(path: &Path) -> std::io::Result<String> {
     };
     Ok(name.to_owned())
 }
+
+/// Whether the kernel lists filesystem `name` in `/proc/filesystems`.
+pub fn kernel_has_fs(name: &str) -> std::io::Result<bool> {
+    let text = std::fs::read_to_string("/proc/filesystems")?;
+    Ok(text
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some(name)))
+}

@@ -27,7 +27,9 @@ pub mod du;
 pub mod failpoint;
 mod fsinfo;
 pub mod mount;
+pub mod reflink;
 mod reserve;
+pub mod scratch;
 mod serialised;
 pub mod session;
 mod store;
@@ -36,7 +38,7 @@ mod sys;
 pub mod testing;
 
 pub use failpoint::failpoint;
-pub use fsinfo::fs_type_name;
+pub use fsinfo::{fs_type_name, kernel_has_fs};
 pub use serialised::{Serialised, StepGuard, StepLock};
 pub use session::Session;
 pub use store::{Incomplete, Record, Snapshots, State};

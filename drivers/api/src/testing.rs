@@ -1,23 +1,31 @@
-//! Test fixtures: tagged scratch directories and loop-backed filesystems
-//! that clean up after themselves even when a test panics, and loud skips.
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use crate::mount::{attach_loop, detach_loop, mount_fs, run, unmount};
-use crate::{IoContext, Result};
+//! Test fixtures: loud skips, and (re-exported from [`crate::scratch`])
+//! tagged scratch directories and loop-backed filesystems.
 
 /// Environment variable that turns every skip into a failure (set in CI).
 pub const STRICT_ENV: &str = "STRATA_TEST_STRICT";
 
-/// Reports that `test` cannot run here. Prints loudly; panics instead when
-/// [`STRICT_ENV`] is `1`, so CI never passes by skipping.
+/// Environment variable naming a file every skip is appended to, so the
+/// runner (`scripts/test.sh`) can list the skips in its summary.
+pub const SKIP_LOG_ENV: &str = "STRATA_SKIP_LOG";
+
+/// Reports that `test` cannot run here. Panics when [`STRICT_ENV`] is `1`,
+/// so CI never passes by skipping. Otherwise the line goes straight to the
+/// process's stderr (past the test harness's output capture, so it shows
+/// even though the test "passes") and to [`SKIP_LOG_ENV`]'s file.
 pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
     if std::env::var(STRICT_ENV).as_deref() == Ok("1") {
         panic!("{test} cannot run ({reason}) and {STRICT_ENV}=1 forbids skipping");
     }
-    eprintln!("\n*** SKIP {test}: {reason} ***\n");
+    let line = format!("*** SKIP {test}: {reason} ***\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os(SKIP_LOG_ENV) {
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// Whether we run as root; skips `test` otherwise.
@@ -40,154 +48,4 @@ pub fn require_program(test: &str, program: &str) -> bool {
     found
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A directory `/tmp/strata-test-<tag>-<pid>-<n>`; on drop, everything
-/// mounted below it is unmounted, the loop devices of files below it are
-/// detached (backing loop devices stay attached between commands) and the
-/// tree is removed.
-#[derive(Debug)]
-pub struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    /// Creates a fresh scratch directory whose name carries `tag`.
-    pub fn new(tag: &str) -> Self {
-        let base = std::env::var_os("STRATA_TEST_TMP")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = base.join(format!("strata-test-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        Self { path }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        clear_below(&self.path, true);
-        remove_tree(&self.path);
-    }
-}
-
-/// Unmounts every mount below `dir` (and `dir` itself when `including`),
-/// deepest first, detaching the loop devices of files inside each mount
-/// before unmounting it (a loop device keeps its file's filesystem busy),
-/// and at the end those of files below `dir`. Reports failures on stderr.
-fn clear_below(dir: &Path, including: bool) {
-    let mut points: Vec<PathBuf> = crate::mount::mount_points()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.starts_with(dir) && (including || p != dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    points.dedup();
-    for p in points {
-        detach_below(&p);
-        if let Err(e) = unmount(&p) {
-            eprintln!("cleanup: unmounting {}: {e}", p.display());
-        }
-    }
-    detach_below(dir);
-}
-
-fn detach_below(dir: &Path) {
-    for dev in loops_below(dir) {
-        if let Err(e) = detach_loop(&dev) {
-            eprintln!("cleanup: detaching {}: {e}", dev.display());
-        }
-    }
-}
-
-/// Loop devices whose backing file (per sysfs, deleted or not) lies below
-/// `dir`: only those, since other processes attach loop devices too.
-pub fn loops_below(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/block") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("loop/backing_file"))
-                .map(|b| Path::new(b.trim_end().trim_end_matches(" (deleted)")).starts_with(dir))
-                .unwrap_or(false)
-        })
-        .map(|e| Path::new("/dev").join(e.file_name()))
-        .collect()
-}
-
-/// Removes a tree, deleting btrfs subvolumes it meets if plain removal fails.
-fn remove_tree(path: &Path) {
-    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
-        return;
-    }
-    let _ = Command::new("btrfs")
-        .args(["subvolume", "delete", "-R"])
-        .arg(path)
-        .output();
-    let _ = std::fs::remove_dir_all(path);
-}
-
-/// A filesystem of type `fstype` made in a sparse file and loop-mounted at
-/// [`LoopFs::path`]. Dropping it unmounts (which detaches the loop device)
-/// and deletes the file.
-#[derive(Debug)]
-pub struct LoopFs {
-    mount_point: PathBuf,
-    scratch: ScratchDir,
-}
-
-impl LoopFs {
-    /// Makes a `size`-byte `fstype` filesystem with extra `mkfs_args` and mounts it.
-    pub fn new(fstype: &str, size: u64, mkfs_args: &[&str]) -> Result<Self> {
-        let scratch = ScratchDir::new(&format!("loopfs-{fstype}"));
-        let image = scratch.path().join("fs.img");
-        let file = std::fs::File::create(&image).ctx("create", &image)?;
-        file.set_len(size).ctx("truncate", &image)?;
-        drop(file);
-        let force = if fstype == "ext4" { "-F" } else { "-f" };
-        run(Command::new(format!("mkfs.{fstype}"))
-            .arg(force)
-            .args(mkfs_args)
-            .arg(&image)
-            .arg("-q"))
-        .or_else(|_| {
-            run(Command::new(format!("mkfs.{fstype}"))
-                .arg(force)
-                .args(mkfs_args)
-                .arg(&image))
-        })?;
-        let mount_point = scratch.path().join("mnt");
-        std::fs::create_dir(&mount_point).ctx("mkdir", &mount_point)?;
-        let dev = attach_loop(&image, false, true)?;
-        mount_fs(&dev.path, &mount_point, fstype, &[])?;
-        Ok(Self {
-            mount_point,
-            scratch,
-        })
-    }
-
-    /// Where the filesystem is mounted.
-    pub fn path(&self) -> &Path {
-        &self.mount_point
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        clear_below(&self.mount_point, false);
-        detach_below(&self.mount_point);
-        if let Err(e) = unmount(&self.mount_point) {
-            eprintln!("cleanup: unmounting {}: {e}", self.mount_point.display());
-        }
-        let _ = &self.scratch;
-    }
-}
+pub use crate::scratch::{loops_below, LoopFs, ScratchDir};

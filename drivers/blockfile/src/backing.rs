@@ -14,7 +14,6 @@ use strata_driver_api::mount::{mount_backing, release_backing, run};
 use strata_driver_api::{BackingFile, IoContext, Result};
 
 use crate::config::{BackingMode, Config};
-use crate::sys;
 
 /// The store directory and how it is provided.
 #[derive(Debug, Clone)]
@@ -139,7 +138,7 @@ pub fn supports_reflink(dir: &Path) -> bool {
         src.write_all(&[0x5a; 4096])?;
         src.sync_all()?;
         let dst = File::create(&b)?;
-        sys::ficlone(&src, &dst)
+        strata_driver_api::reflink::clone_file(&src, &dst)
     };
     let ok = probe().is_ok();
     // Best effort: a probe file that was never created is not an error.

@@ -48,10 +48,7 @@ impl From<BlockfileError> for Error {
                 Error::InvalidArgument(e.to_string())
             }
             BlockfileError::Busy { .. } => Error::FailedPrecondition(e.to_string()),
-            BlockfileError::UnknownFs(_) => Error::Driver {
-                driver: crate::NAME,
-                message: e.to_string(),
-            },
+            BlockfileError::UnknownFs(_) => Error::driver(crate::NAME, e),
         }
     }
 }

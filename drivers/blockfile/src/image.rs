@@ -33,9 +33,9 @@ pub fn clone_file(src: &Path, dst: &Path) -> Result<Cloned> {
         .mode(0o644)
         .open(dst)
         .ctx("create", dst)?;
-    match sys::ficlone(&from, &to) {
+    match strata_driver_api::reflink::clone_file(&from, &to) {
         Ok(()) => Ok(Cloned::Reflink),
-        Err(e) if sys::is_reflink_unsupported(&e) => {
+        Err(e) if strata_driver_api::reflink::is_unsupported(&e) => {
             sparse_copy(&from, &to).ctx("copy", dst)?;
             Ok(Cloned::Copied(format!(
                 "reflink {} -> {}: {e}",

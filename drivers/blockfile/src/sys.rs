@@ -1,32 +1,10 @@
-//! Kernel interface of the blockfile driver: the FICLONE and FIEMAP ioctls,
+//! Kernel interface of the blockfile driver: the FIEMAP ioctl,
 //! SEEK_DATA/SEEK_HOLE. Every `unsafe`
 //! line of the crate is here.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-
-/// Makes `dst` share all of `src`'s blocks (`ioctl(dst, FICLONE, src)`).
-/// Fails with `EOPNOTSUPP`/`EXDEV`/`EINVAL` where the filesystem cannot reflink.
-pub fn ficlone(src: &File, dst: &File) -> io::Result<()> {
-    // SAFETY: both descriptors are open for the lifetime of the borrowed
-    // `File`s; FICLONE takes the source descriptor by value and touches no
-    // memory of ours.
-    let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Whether an error from [`ficlone`] means "this filesystem cannot reflink
-/// these files", as opposed to a real I/O failure.
-pub fn is_reflink_unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP | libc::EXDEV | libc::EINVAL | libc::ENOTTY | libc::ENOSYS)
-    )
-}
 
 /// `FIEMAP_FLAG_SYNC`: flush dirty data before mapping.
 const FIEMAP_FLAG_SYNC: u32 = 0x1;

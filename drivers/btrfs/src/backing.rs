@@ -140,7 +140,7 @@ pub fn mount_source(path: &Path) -> Result<PathBuf> {
     let info = fs::read_to_string("/proc/self/mountinfo").ctx("read", "/proc/self/mountinfo")?;
     best_btrfs_source(&info, path).ok_or_else(|| Error::Driver {
         driver: crate::error::DRIVER,
-        message: format!("no btrfs mount found for {}", path.display()),
+        source: format!("no btrfs mount found for {}", path.display()).into(),
     })
 }
 

@@ -326,12 +326,7 @@ pub fn supported(home: &Path) -> std::result::Result<(), String> {
     if home_is_btrfs(home) {
         return Ok(());
     }
-    let filesystems =
-        fs::read_to_string("/proc/filesystems").map_err(|e| format!("/proc/filesystems: {e}"))?;
-    if !filesystems
-        .lines()
-        .any(|l| l.split_whitespace().last() == Some("btrfs"))
-    {
+    if !strata_driver_api::kernel_has_fs("btrfs").map_err(|e| format!("/proc/filesystems: {e}"))? {
         return Err("the kernel has no btrfs (not in /proc/filesystems)".into());
     }
     if !Path::new("/dev/loop-control").exists() {

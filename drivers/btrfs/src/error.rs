@@ -12,15 +12,16 @@ pub enum BtrfsError {
     #[error("{0}")]
     Option(String),
     /// A libbtrfsutil call failed on a subvolume.
-    #[error("{op} {path}: {source} ({errno})")]
+    #[error("{op} {path}: {util} ({errno})")]
     Util {
         /// What was being done.
         op: &'static str,
         /// The subvolume path.
         path: PathBuf,
         /// libbtrfsutil's error.
-        source: btrfsutil::BtrfsUtilError,
-        /// The errno libbtrfsutil left behind.
+        util: btrfsutil::BtrfsUtilError,
+        /// The errno libbtrfsutil left behind (the typed cause).
+        #[source]
         errno: std::io::Error,
     },
     /// A quota ioctl failed.
@@ -44,7 +45,7 @@ impl BtrfsError {
         Self::Util {
             op,
             path: path.into(),
-            source: e,
+            util: e,
             errno: std::io::Error::last_os_error(),
         }
     }
@@ -57,10 +58,7 @@ impl From<BtrfsError> for strata_driver_api::Error {
             BtrfsError::Qgroup {
                 op, path, source, ..
             } => strata_driver_api::Error::io(op, path, source),
-            e @ BtrfsError::Util { .. } => strata_driver_api::Error::Driver {
-                driver: DRIVER,
-                message: e.to_string(),
-            },
+            e @ BtrfsError::Util { .. } => strata_driver_api::Error::driver(DRIVER, e),
         }
     }
 }

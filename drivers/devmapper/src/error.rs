@@ -105,10 +105,7 @@ impl From<DmError> for strata_driver_api::Error {
             DmError::Api(inner) => inner,
             DmError::Option { .. } => strata_driver_api::Error::InvalidArgument(e.to_string()),
             DmError::IdRange(_) => strata_driver_api::Error::InvalidArgument(e.to_string()),
-            other => strata_driver_api::Error::Driver {
-                driver: "devmapper",
-                message: other.to_string(),
-            },
+            other => strata_driver_api::Error::driver("devmapper", other),
         }
     }
 }

@@ -92,11 +92,11 @@ impl Overlay2Driver {
         if ids.len() > MAX_LAYERS {
             return Err(Error::Driver {
                 driver: NAME,
-                message: format!(
+                source: format!(
                     "a mount of {} lower layers (nearest: snapshot {}) is too deep: overlayfs stacks at most {MAX_LAYERS}",
                     ids.len(),
                     ids[0]
-                ),
+                ).into(),
             });
         }
         ids.iter()

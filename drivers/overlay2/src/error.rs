@@ -36,10 +36,7 @@ impl From<Overlay2Error> for Error {
                 driver: "overlay2".into(),
                 reason,
             },
-            other => Error::Driver {
-                driver: "overlay2",
-                message: other.to_string(),
-            },
+            other => Error::driver("overlay2", other),
         }
     }
 }

@@ -11,10 +11,7 @@ use strata_driver_api::Mount;
 
 /// Whether `/proc/filesystems` lists overlay.
 pub fn overlay_registered() -> io::Result<bool> {
-    let text = fs::read_to_string("/proc/filesystems")?;
-    Ok(text
-        .lines()
-        .any(|l| l.split_whitespace().last() == Some("overlay")))
+    strata_driver_api::kernel_has_fs("overlay")
 }
 
 /// A parameter of the overlay module (`index`, `redirect_dir`, `metacopy`),

@@ -144,12 +144,12 @@ impl Copier {
             .open(dst)
             .ctx("create", dst)?;
         if self.reflink {
-            match sys::ficlone(&output, &input) {
+            match strata_driver_api::reflink::clone_file(&input, &output) {
                 Ok(()) => {
                     self.stats.reflinked += 1;
                     return Ok(());
                 }
-                Err(e) if reflink_unsupported(&e) => self.reflink = false,
+                Err(e) if strata_driver_api::reflink::is_unsupported(&e) => self.reflink = false,
                 // e.g. EINVAL for files the filesystem will not share: copy this one.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
                 Err(e) => return Err(Error::io("reflink", dst, e)),
@@ -158,13 +158,6 @@ impl Copier {
         self.stats.bytes_copied += sparse_copy(&input, src, &output, dst, meta.len())?;
         Ok(())
     }
-}
-
-fn reflink_unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP | libc::EXDEV | libc::ENOTTY | libc::ENOSYS)
-    )
 }
 
 /// Copies the data segments of `input` (length `len`) into empty `output`,
@@ -313,11 +306,12 @@ fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
         };
         sys::set_xattr(dst, &name, &value).map_err(|e| Error::Driver {
             driver: "vfs",
-            message: format!(
+            source: format!(
                 "set xattr {} on {}: {e}",
                 name.to_string_lossy(),
                 dst.display()
-            ),
+            )
+            .into(),
         })?;
     }
     Ok(())

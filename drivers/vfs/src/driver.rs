@@ -12,7 +12,7 @@ use strata_driver_api::{
 
 use strata_driver_api::du::disk_usage;
 
-use crate::{copy_tree_with, sys, CopyOptions, Reflink, VfsConfig};
+use crate::{copy_tree_with, CopyOptions, Reflink, VfsConfig};
 
 /// Driver name.
 const NAME: &str = "vfs";
@@ -78,7 +78,7 @@ fn probe_reflink(home: &Path) -> Result<bool> {
         fs::write(&a, b"strata reflink probe")?;
         let src = fs::File::open(&a)?;
         let dst = fs::File::create(&b)?;
-        Ok(sys::ficlone(&dst, &src).is_ok())
+        Ok(strata_driver_api::reflink::clone_file(&src, &dst).is_ok())
     })();
     remove_file_if_exists(&a)?;
     remove_file_if_exists(&b)?;
@@ -140,11 +140,12 @@ impl Driver for VfsDriver {
         if !dir.is_dir() {
             return Err(Error::Driver {
                 driver: NAME,
-                message: format!(
+                source: format!(
                     "storage of snapshot {} is missing: {}",
                     target.id,
                     dir.display()
-                ),
+                )
+                .into(),
             });
         }
         let mode = if self.is_read_only(&target) {

@@ -34,10 +34,7 @@ impl From<VfsError> for Error {
     fn from(e: VfsError) -> Self {
         match e {
             VfsError::BadOption { .. } => Error::InvalidArgument(e.to_string()),
-            other => Error::Driver {
-                driver: "vfs",
-                message: other.to_string(),
-            },
+            other => Error::driver("vfs", other),
         }
     }
 }

@@ -1,10 +1,8 @@
-//! Every raw syscall the driver makes: `FICLONE` and the `l*xattr` family.
+//! Every raw syscall the driver makes: the `l*xattr` family.
 //! Each `unsafe` block states why it is sound.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -14,17 +12,6 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 
 fn cpath(path: &Path) -> io::Result<CString> {
     cstring(path.as_os_str().as_bytes())
-}
-
-/// Makes `dst` share `src`'s data extents (`ioctl(dst, FICLONE, src)`).
-pub fn ficlone(dst: &File, src: &File) -> io::Result<()> {
-    // SAFETY: both descriptors are open for the duration of the call (borrowed
-    // `File`s) and FICLONE takes the source descriptor by value, no pointer.
-    let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Names of the extended attributes of `path` (not following symlinks).
