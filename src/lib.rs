@@ -12,6 +12,7 @@ pub mod check;
 pub mod drivers;
 pub mod error;
 pub mod image;
+pub mod limits;
 pub mod model;
 pub mod mounts;
 pub mod ops;

@@ -20,6 +20,7 @@ fn run(tar: Vec<u8>, overlay: bool) -> (Result<(), ArchiveError>, Sandbox) {
     let before = sb.outside();
     let opts = ApplyOptions {
         overlay_whiteouts: overlay,
+        ..ApplyOptions::default()
     };
     let res = apply_layer(&sb.root(), &tar[..], &opts).map(|_| ());
     assert_eq!(before, sb.outside(), "something outside the root changed");

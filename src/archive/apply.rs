@@ -15,7 +15,8 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
 
 use super::error::{ArchiveError, Result};
-use super::path::{resolve_lexical, symlink_escapes, RelPath};
+use super::guard::{ApplyLimits, Guard, Shared, SparseMap};
+use super::path::{escape_name, resolve_lexical, symlink_escapes, RelPath};
 use super::{sys, OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 
 /// How to apply a layer.
@@ -25,6 +26,9 @@ pub struct ApplyOptions {
     /// for a deleted entry, `trusted.overlay.opaque=y` on an opaque
     /// directory) instead of deleting for real. Set for overlay2 upper dirs.
     pub overlay_whiteouts: bool,
+    /// Size limits enforced while reading the tar (defaults: header caps
+    /// only, no limit on the layer's size).
+    pub limits: ApplyLimits,
 }
 
 /// What an apply did.
@@ -45,8 +49,11 @@ const MAX_SYMLINK_DEPTH: u32 = 40;
 /// Applies the uncompressed layer tar `tar` to the directory `root`.
 ///
 /// The archive is untrusted: no entry can create, change or delete anything
-/// outside `root` (see the module docs). On error the root may hold part of
-/// the layer; the caller discards the snapshot.
+/// outside `root` (see the module docs), and [`ApplyOptions::limits`] are
+/// enforced before anything over them is allocated or written. The stream
+/// is read to its end (so a verifying reader underneath reports a digest
+/// mismatch here). On error the root may hold part of the layer; the caller
+/// discards the snapshot.
 pub fn apply_layer(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplyStats> {
     let root_fd = nix::fcntl::open(
         root,
@@ -54,19 +61,23 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<A
         Mode::empty(),
     )
     .map_err(|e| ArchiveError::io("open root", root, e))?;
+    let guard = Guard::new(tar, opts.limits.clone(), true);
     let mut applier = Applier {
         root: root_fd.as_fd(),
         opts,
         written: HashSet::new(),
         dir_times: Vec::new(),
         stats: ApplyStats::default(),
+        sparse: guard.shared(),
     };
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries().map_err(ArchiveError::Read)? {
-        let entry = entry.map_err(ArchiveError::Read)?;
+    let mut archive = tar::Archive::new(guard);
+    for entry in archive.entries().map_err(ArchiveError::from_read)? {
+        let entry = entry.map_err(ArchiveError::from_read)?;
         applier.entry(entry)?;
     }
     applier.finish_dir_times()?;
+    // The rest (end-of-archive padding) goes through the guard too.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(ArchiveError::from_read)?;
     Ok(applier.stats)
 }
 
@@ -78,6 +89,8 @@ struct Applier<'a> {
     written: HashSet<RelPath>,
     dir_times: Vec<(RelPath, TimeSpec)>,
     stats: ApplyStats,
+    /// Maps of sparse entries the guard turned into regular ones.
+    sparse: std::rc::Rc<std::cell::RefCell<Shared>>,
 }
 
 /// Header fields we apply, read once.
@@ -142,7 +155,7 @@ impl Applier<'_> {
                 if symlink_escapes(&parent_path, &target) {
                     return Err(ArchiveError::UnsafeLink {
                         path: path.display(),
-                        target: String::from_utf8_lossy(&target).into_owned(),
+                        target: escape_name(&target),
                         reason: "relative target climbs out of the root",
                     });
                 }
@@ -279,10 +292,21 @@ impl Applier<'_> {
         .map_err(|e| ArchiveError::io("create", io_path(path), e))?;
         let mut file = File::from(fd);
         let declared = data.size();
-        let got = copy_sparse(data, &mut file).map_err(|e| match e {
-            CopyError::Read(e) => ArchiveError::Read(e),
+        let map_err = |e| match e {
+            CopyError::Read(e) => ArchiveError::from_read(e),
             CopyError::Write(e) => ArchiveError::io("write", io_path(path), e),
-        })?;
+        };
+        let sparse = self
+            .sparse
+            .borrow_mut()
+            .take_sparse(data.raw_header_position());
+        let (got, len) = match sparse {
+            None => {
+                let got = copy_sparse(data, &mut file).map_err(map_err)?;
+                (got, got)
+            }
+            Some(map) => (write_segments(data, &mut file, &map).map_err(map_err)?, map.real_size),
+        };
         if got != declared {
             return Err(ArchiveError::Truncated {
                 path: path.display(),
@@ -290,7 +314,7 @@ impl Applier<'_> {
                 got,
             });
         }
-        file.set_len(got)
+        file.set_len(len)
             .map_err(|e| ArchiveError::io("truncate", io_path(path), e))?;
         self.stats.bytes += got;
         self.set_meta(parent, path, name, meta, false)
@@ -334,7 +358,7 @@ impl Applier<'_> {
     ) -> Result<()> {
         let target_path = RelPath::parse(target).map_err(|_| ArchiveError::UnsafeLink {
             path: path.display(),
-            target: String::from_utf8_lossy(target).into_owned(),
+            target: escape_name(target),
             reason: "hard link target is absolute or climbs out of the root",
         })?;
         if target_path == *path {
@@ -549,9 +573,9 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, path: &RelPath) -> Result<M
     let gid = id(h.gid(), "gid out of range")?;
     let secs = i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(i64::MAX);
     let mut xattrs = Vec::new();
-    if let Some(exts) = entry.pax_extensions().map_err(ArchiveError::Read)? {
+    if let Some(exts) = entry.pax_extensions().map_err(ArchiveError::from_read)? {
         for ext in exts {
-            let ext = ext.map_err(ArchiveError::Read)?;
+            let ext = ext.map_err(ArchiveError::from_read)?;
             if let Some(name) = ext.key_bytes().strip_prefix(XATTR_PREFIX.as_bytes()) {
                 // Overlay's own xattrs must not be smuggled in by a layer.
                 if name.starts_with(b"trusted.overlay.") {
@@ -596,6 +620,22 @@ fn copy_sparse(src: &mut impl Read, dst: &mut File) -> Result<u64, CopyError> {
             }
         }
         total += n as u64;
+    }
+    Ok(total)
+}
+
+/// Writes the data segments of a sparse entry (stored one after the other
+/// in `src`) at their offsets in `dst`, leaving the holes between them
+/// unwritten. Returns the data bytes read.
+fn write_segments(src: &mut impl Read, dst: &mut File, map: &SparseMap) -> Result<u64, CopyError> {
+    let mut total = 0;
+    for &(off, len) in &map.segments {
+        dst.seek(SeekFrom::Start(off)).map_err(CopyError::Write)?;
+        let got = copy_sparse(&mut src.take(len), dst)?;
+        total += got;
+        if got < len {
+            break;
+        }
     }
     Ok(total)
 }

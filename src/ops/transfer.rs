@@ -6,7 +6,7 @@
 //! the config's diff ids name; a layer without a kept tar (from `import`)
 //! is regenerated from its snapshot and must hash to the same diff id.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use strata_driver_api::{Labels, Mount, SnapshotKey, Snapshotter, SnapshotterExt};
 
-use crate::archive::{changes, changes_overlay, write_layer, write_tree, Change};
+use crate::archive::{
+    changes, changes_overlay, escape_name, write_layer, write_tree, ApplyLimits, Change,
+};
+use crate::limits::Limits;
 use crate::error::{Result, StoreError};
 use crate::image::{ImageArchive, ImageToSave, SaveOptions};
 use crate::model::{layer_snapshot_key, ContainerId, Digest, ImageRecord, LayerRecord, Reference};
@@ -72,29 +75,81 @@ impl<R: Read> Read for Tee<R> {
 }
 
 /// Loads every image of an OCI layout or docker save archive. Layers whose
-/// chain id is already stored are reused; on error the snapshots this load
-/// created are removed again and no image is recorded.
+/// chain id is already stored are reused. A refused load leaves nothing:
+/// see [`load_with_progress`].
 pub fn load(store: &Store, file: &Path) -> Result<Vec<ImageRecord>> {
     load_with_progress(store, file, &mut |_| {})
 }
 
+/// What a load made, in order, so that a failure can undo all of it.
+#[derive(Default)]
+struct Made {
+    /// Snapshots committed by this load, with their chain ids (whose CRC
+    /// manifests were written with them).
+    snapshots: Vec<(SnapshotKey, Digest)>,
+    /// Kept layer tars that did not exist before this load.
+    tars: Vec<PathBuf>,
+    /// Image records written, with what was recorded under that id before.
+    images: Vec<(ImageRecord, Option<ImageRecord>)>,
+}
+
+impl Made {
+    /// The one rollback path of a failed load: image records first (so no
+    /// record points at a removed layer), then snapshots newest first with
+    /// their manifests, then kept tars.
+    fn roll_back(self, store: &Store) {
+        if !self.images.is_empty() {
+            match store.meta() {
+                Ok(meta) => {
+                    for (record, previous) in self.images.iter().rev() {
+                        let undone = match previous {
+                            Some(p) => meta.put_image(p),
+                            None => meta.delete_image(record),
+                        };
+                        if let Err(e) = undone {
+                            tracing::error!(image = %record.id, error = %e, "undoing a failed load's image record");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "undoing a failed load's image records"),
+            }
+        }
+        for (key, chain) in self.snapshots.iter().rev() {
+            if let Err(e) = store.snapshots().remove(key) {
+                tracing::error!(%key, error = %e, "removing a failed load's layer");
+                continue;
+            }
+            if let Err(e) = crate::check::manifest::remove(store.root(), chain) {
+                tracing::error!(%key, error = %e, "removing a failed load's layer manifest");
+            }
+        }
+        for tar in &self.tars {
+            let _ = fs::remove_file(tar);
+        }
+    }
+}
+
 /// [`load`], reporting each layer as it is applied or found present
 /// (`progress` gets a one-line message, for a terminal).
+///
+/// Everything that can be checked before writing is checked first (every
+/// image's documents, layer count and blobs' presence; see
+/// [`crate::limits`]); then all layers of all images are applied, each
+/// within the layer and image size limits; only then are the images
+/// recorded. On any error everything this load made (layers, their
+/// manifests and kept tars, image records) is removed again.
 pub fn load_with_progress(
     store: &Store,
     file: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
-    let archive = ImageArchive::open_with_temp(file, &store.temp_dir("load")?)?;
-    let mut created: Vec<(SnapshotKey, Digest)> = Vec::new();
-    let result = load_images(store, &archive, &mut created, progress);
+    let limits = Limits::of(store)?;
+    let archive =
+        ImageArchive::open_limited(file, &store.temp_dir("load")?, limits.image_size)?;
+    let mut made = Made::default();
+    let result = load_images(store, &archive, &limits, &mut made, progress);
     if result.is_err() {
-        for (key, diff_id) in created.iter().rev() {
-            if let Err(e) = store.snapshots().remove(key) {
-                tracing::error!(%key, error = %e, "removing a failed load's layer");
-            }
-            let _ = fs::remove_file(layer_tar_path(store, diff_id));
-        }
+        made.roll_back(store);
     }
     result
 }
@@ -102,29 +157,46 @@ pub fn load_with_progress(
 fn load_images(
     store: &Store,
     archive: &ImageArchive,
-    created: &mut Vec<(SnapshotKey, Digest)>,
+    limits: &Limits,
+    made: &mut Made,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
-    let known: Vec<LayerRecord> = store
+    let images = archive.images();
+    if images.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "{}: the archive holds no image",
+            file_name(archive)
+        )));
+    }
+    for img in images {
+        if img.layers.len() > limits.layers {
+            return Err(StoreError::Invalid(format!(
+                "image {}: {} layers is over the layer count limit of {} (limits.layers / STRATA_LIMIT_LAYERS)",
+                img.id,
+                img.layers.len(),
+                limits.layers
+            )));
+        }
+    }
+    let known: HashMap<Digest, u64> = store
         .meta()?
         .images()?
         .into_iter()
         .flat_map(|i| i.layers)
+        .map(|l| (l.chain_id, l.size))
         .collect();
-    let mut records = Vec::new();
-    for img in archive.images() {
+    let mut pending = Vec::new();
+    for img in images {
         let chains = img.chain_ids();
         let mut layers: Vec<LayerRecord> = Vec::new();
+        let mut image_size = 0u64;
         let n = img.layers.len();
         for (i, (layer, chain)) in img.layers.iter().zip(&chains).enumerate() {
             let short = layer.diff_id.short();
             let key = layer_snapshot_key(chain);
             if store.snapshots().exists(&key)? {
-                let size = known
-                    .iter()
-                    .find(|l| l.chain_id == *chain)
-                    .map(|l| l.size)
-                    .unwrap_or(0);
+                let size = known.get(chain).copied().unwrap_or(0);
+                image_size = image_size.saturating_add(size);
                 layers.push(LayerRecord {
                     diff_id: layer.diff_id.clone(),
                     chain_id: chain.clone(),
@@ -138,14 +210,28 @@ fn load_images(
                 i + 1,
                 layer.size
             ));
-            let record = load_layer(store, archive, layer, layers.last().map(|l| &l.chain_id))?;
-            created.push((key, record.diff_id.clone()));
+            let tar_path = layer_tar_path(store, &layer.diff_id);
+            let had_tar = tar_path.exists();
+            let apply_limits = limits.apply_limits(limits.image_size.saturating_sub(image_size));
+            let record = load_layer(
+                store,
+                archive,
+                layer,
+                layers.last().map(|l| &l.chain_id),
+                apply_limits,
+            )
+            .map_err(|e| in_layer(e, &layer.what))?;
+            made.snapshots.push((key, record.chain_id.clone()));
+            if !had_tar {
+                made.tars.push(tar_path);
+            }
             if record.chain_id != *chain {
                 return Err(StoreError::Invalid(format!(
                     "{}: applied layer has chain id {}, expected {chain}",
                     layer.what, record.chain_id
                 )));
             }
+            image_size = image_size.saturating_add(record.size);
             layers.push(record);
         }
         let mut tags = Vec::new();
@@ -153,29 +239,46 @@ fn load_images(
             match Reference::parse(t) {
                 Ok(r) => tags.push(r),
                 Err(e) => {
-                    tracing::warn!(tag = %t, error = %e, "skipping a tag strata cannot record")
+                    tracing::warn!(tag = %escape_name(t.as_bytes()), error = %e, "skipping a tag strata cannot record")
                 }
             }
         }
-        let meta = store.meta()?;
-        if let Some(existing) = meta.image(&img.id)? {
-            for t in existing.tags {
-                if !tags.contains(&t) {
-                    tags.push(t);
-                }
-            }
-        }
-        let record = ImageRecord {
+        pending.push(ImageRecord {
             id: img.id.clone(),
             config: img.config.clone(),
             layers,
             tags,
             created_ns: crate::now_ns(),
-        };
+        });
+    }
+    let meta = store.meta()?;
+    let mut records = Vec::new();
+    for mut record in pending {
+        let previous = meta.image(&record.id)?;
+        if let Some(existing) = &previous {
+            for t in &existing.tags {
+                if !record.tags.contains(t) {
+                    record.tags.push(t.clone());
+                }
+            }
+        }
+        made.images.push((record.clone(), previous));
         meta.put_image(&record)?;
         records.push(record);
     }
     Ok(records)
+}
+
+fn file_name(archive: &ImageArchive) -> String {
+    archive.path().display().to_string()
+}
+
+/// Names the layer in an archive error that does not already.
+fn in_layer(e: StoreError, what: &str) -> StoreError {
+    match e {
+        StoreError::Archive(a) => StoreError::Invalid(format!("{what}: {a}")),
+        other => other,
+    }
 }
 
 fn load_layer(
@@ -183,18 +286,21 @@ fn load_layer(
     archive: &ImageArchive,
     layer: &crate::image::ArchiveLayer,
     parent: Option<&Digest>,
+    limits: ApplyLimits,
 ) -> Result<LayerRecord> {
-    apply_and_keep(store, parent, archive.open_layer(layer)?)
+    apply_and_keep(store, parent, archive.open_layer(layer)?, limits)
 }
 
 /// [`apply_layer_snapshot`] that also keeps the tar it applied (see the
 /// module docs), so `save` can reproduce the layer byte for byte. Every
 /// path that brings a foreign layer into the store (`load`, `import`)
-/// goes through here.
+/// goes through here; `limits` bound what the tar may expand to, and a
+/// refused layer's tar is never kept.
 pub fn apply_and_keep(
     store: &Store,
     parent: Option<&Digest>,
     tar: impl Read,
+    limits: ApplyLimits,
 ) -> Result<LayerRecord> {
     let tmp = store
         .temp_dir("layer-tars")?
@@ -204,7 +310,7 @@ pub fn apply_and_keep(
         inner: tar,
         out: BufWriter::new(out),
     };
-    let result = apply_layer_snapshot(store, parent, &mut reader).and_then(|record| {
+    let result = apply_layer_snapshot(store, parent, &mut reader, limits).and_then(|record| {
         reader
             .out
             .flush()
@@ -449,7 +555,12 @@ pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageR
     drop(root);
     let parent = image.layers.last().map(|l| &l.chain_id);
     let tar = File::open(&tmp).map_err(|e| StoreError::io("open", &tmp, e))?;
-    let layer = match apply_layer_snapshot(store, parent, io::BufReader::new(tar)) {
+    let layer = match apply_layer_snapshot(
+        store,
+        parent,
+        io::BufReader::new(tar),
+        ApplyLimits::default(),
+    ) {
         Ok(l) => l,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
