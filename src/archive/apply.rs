@@ -504,7 +504,7 @@ impl Applier<'_> {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(ArchiveError::io("open directory", io_path(dir), e)),
         };
-        let names = list_dir(fd.as_fd())
+        let names = sys::list_dir(fd.as_fd())
             .map_err(|e| ArchiveError::io("read directory", io_path(dir), e))?;
         for (name, is_dir) in names {
             let child = dir.join(&name);
@@ -640,34 +640,6 @@ fn write_segments(src: &mut impl Read, dst: &mut File, map: &SparseMap) -> Resul
     Ok(total)
 }
 
-/// Lists a directory's entries (name, is_dir), without `.` and `..`.
-fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, bool)>> {
-    let fd = nix::fcntl::openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut d = nix::dir::Dir::from_fd(fd)?;
-    let mut out = Vec::new();
-    for e in d.iter() {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let is_dir = match e.file_type() {
-            Some(t) => t == nix::dir::Type::Directory,
-            None => {
-                let st = nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                st.st_mode & libc::S_IFMT == libc::S_IFDIR
-            }
-        };
-        out.push((name.to_vec(), is_dir));
-    }
-    Ok(out)
-}
-
 /// Removes `parent/name` and, for a directory, everything beneath it, using
 /// only descriptors opened without following symlinks.
 pub(super) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> io::Result<()> {
@@ -678,7 +650,7 @@ pub(super) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8], is_dir: bool) -
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        for (child, child_dir) in list_dir(fd.as_fd())? {
+        for (child, child_dir) in sys::list_dir(fd.as_fd())? {
             remove_all_at(fd.as_fd(), &child, child_dir)?;
         }
         nix::unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)?;

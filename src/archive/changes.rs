@@ -115,6 +115,19 @@ pub(super) fn content_xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(x)
 }
 
+/// [`content_xattrs`] of `name` in the directory `dir`, without following
+/// `name` if it is a symlink and without resolving any host path (`rel`
+/// names it in errors).
+pub(super) fn content_xattrs_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &[u8],
+    rel: &Path,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut x = sys::read_xattrs_at(dir, name).map_err(|e| ArchiveError::io("read xattrs", rel, e))?;
+    x.retain(|(k, _)| !k.starts_with(b"trusted.overlay."));
+    Ok(x)
+}
+
 fn differs(up: &Path, u: &Metadata, lp: &Path, l: &Metadata) -> Result<bool> {
     if u.dev() == l.dev() && u.ino() == l.ino() {
         return Ok(false);
