@@ -63,7 +63,7 @@ pub fn prune_layer_tars(store: &Store) -> Result<usize> {
 /// Copies everything read into a file.
 struct Tee<R> {
     inner: R,
-    out: BufWriter<File>,
+    out: SparseWriter,
 }
 
 impl<R: Read> Read for Tee<R> {
@@ -71,6 +71,62 @@ impl<R: Read> Read for Tee<R> {
         let n = self.inner.read(buf)?;
         self.out.write_all(&buf[..n])?;
         Ok(n)
+    }
+}
+
+/// Writes a file leaving every all-zero 4 KiB block a hole, so a kept
+/// layer tar full of zeros (padding, zero-filled files) takes no space.
+struct SparseWriter {
+    file: File,
+    buf: Vec<u8>,
+    len: u64,
+}
+
+const SPARSE_BLOCK: usize = 4096;
+const SPARSE_BUF: usize = 256 * 1024;
+
+impl SparseWriter {
+    fn new(file: File) -> Self {
+        SparseWriter {
+            file,
+            buf: Vec::with_capacity(SPARSE_BUF),
+            len: 0,
+        }
+    }
+
+    /// Writes out whole blocks (all of the buffer when `all`).
+    fn drain(&mut self, all: bool) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let keep = if all { 0 } else { self.buf.len() % SPARSE_BLOCK };
+        let upto = self.buf.len() - keep;
+        for chunk in self.buf[..upto].chunks(SPARSE_BLOCK) {
+            if chunk.iter().any(|b| *b != 0) {
+                self.file.write_all_at(chunk, self.len)?;
+            }
+            self.len += chunk.len() as u64;
+        }
+        self.buf.drain(..upto);
+        Ok(())
+    }
+
+    /// Writes what is buffered and gives the file its full length.
+    fn finish(&mut self) -> io::Result<()> {
+        self.drain(true)?;
+        self.file.set_len(self.len)
+    }
+}
+
+impl Write for SparseWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SPARSE_BUF {
+            self.drain(false)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -292,7 +348,8 @@ fn load_layer(
 }
 
 /// [`apply_layer_snapshot`] that also keeps the tar it applied (see the
-/// module docs), so `save` can reproduce the layer byte for byte. Every
+/// module docs; zero blocks are left as holes), so `save` can reproduce the
+/// layer byte for byte. Every
 /// path that brings a foreign layer into the store (`load`, `import`)
 /// goes through here; `limits` bound what the tar may expand to, and a
 /// refused layer's tar is never kept.
@@ -308,12 +365,12 @@ pub fn apply_and_keep(
     let out = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
     let mut reader = Tee {
         inner: tar,
-        out: BufWriter::new(out),
+        out: SparseWriter::new(out),
     };
     let result = apply_layer_snapshot(store, parent, &mut reader, limits).and_then(|record| {
         reader
             .out
-            .flush()
+            .finish()
             .map_err(|e| StoreError::io("write", &tmp, e))?;
         keep_tar(store, &tmp, &record.diff_id)?;
         Ok(record)
@@ -632,4 +689,34 @@ pub fn export(store: &Store, text: &str, out: &Path) -> Result<()> {
         return Err(e);
     }
     fs::rename(&tmp, out).map_err(|e| StoreError::io("rename", &tmp, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn sparse_writer_keeps_bytes_and_makes_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        let mut data = vec![0u8; 3 << 20];
+        data[10] = 1;
+        data[(1 << 20) + 4095] = 2;
+        data[(3 << 20) - 1] = 3;
+        let mut w = SparseWriter::new(File::create(&p).unwrap());
+        // Odd-sized writes, as a decompressor hands them out.
+        for chunk in data.chunks(7777) {
+            w.write_all(chunk).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), data);
+        let m = fs::metadata(&p).unwrap();
+        assert!(m.blocks() * 512 < 1 << 20, "{} bytes allocated", m.blocks() * 512);
+        // A tail of zeros still counts in the length.
+        let mut w = SparseWriter::new(File::create(&p).unwrap());
+        w.write_all(&[0u8; 5000]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), vec![0u8; 5000]);
+    }
 }
