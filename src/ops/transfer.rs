@@ -458,17 +458,26 @@ fn ensure_layer_tar(
     Ok(path)
 }
 
-/// Writes the layer tar of `ch` from `root` to `dst`, returning its diff id.
+/// Writes the layer tar of `ch` from `root` to `dst`, returning its diff
+/// id. On error `dst` is removed.
 fn write_hashed(root: &Path, ch: &[Change], dst: &Path) -> Result<Digest> {
     let file = File::create(dst).map_err(|e| StoreError::io("create", dst, e))?;
     let mut w = HashingWriter {
         inner: BufWriter::new(file),
         hasher: Sha256::new(),
     };
-    write_layer(root, ch, &mut w)?;
-    w.inner
-        .flush()
-        .map_err(|e| StoreError::io("write", dst, e))?;
+    let written = write_layer(root, ch, &mut w)
+        .map_err(StoreError::from)
+        .and_then(|()| {
+            w.inner
+                .flush()
+                .map_err(|e| StoreError::io("write", dst, e))
+        });
+    if let Err(e) = written {
+        drop(w);
+        let _ = fs::remove_file(dst);
+        return Err(e);
+    }
     Ok(Digest::from_hasher(w.hasher))
 }
 
