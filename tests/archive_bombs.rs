@@ -431,12 +431,12 @@ fn bombs(test: &str, driver: &str) {
     );
 
     // 7: a good image then a bad one: neither is recorded.
-    let mut bad = Img::new("bomb:second", vec![small(), layer_of(&RawTar::new().file("b", b"b").finish())]);
-    bad.wrong_diff_id = Some(1);
-    oci_archive(
-        &a("two.tar"),
-        &[Img::new("good:first", vec![small()]), bad],
+    let mut bad = Img::new(
+        "bomb:second",
+        vec![small(), layer_of(&RawTar::new().file("b", b"b").finish())],
     );
+    bad.wrong_diff_id = Some(1);
+    oci_archive(&a("two.tar"), &[Img::new("good:first", vec![small()]), bad]);
     refused(
         test,
         &root,
@@ -490,10 +490,18 @@ fn bombs(test: &str, driver: &str) {
         &a("escape.tar"),
         &[Img::new(
             "bomb:escape",
-            vec![layer_of(&RawTar::new().file("\x1b]2;pwned\x07/../x", b"").finish())],
+            vec![layer_of(
+                &RawTar::new().file("\x1b]2;pwned\x07/../x", b"").finish(),
+            )],
         )],
     );
-    refused(test, &root, &a("escape.tar"), "escape", &["\\x1b]2;pwned\\x07"]);
+    refused(
+        test,
+        &root,
+        &a("escape.tar"),
+        "escape",
+        &["\\x1b]2;pwned\\x07"],
+    );
 
     // 4: a 60 MiB config (under the old 64 MiB cap).
     let mut img = Img::new("bomb:config", vec![small()]);

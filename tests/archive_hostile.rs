@@ -324,15 +324,23 @@ fn long_names_under_the_cap_give_short_messages() {
     // A 200 KB name passes the header cap; the kernel refuses it, and the
     // message shows only its start.
     let name = vec![b'n'; 200_000];
-    let mut tar = raw_header(b"././@LongLink", tar::EntryType::GNULongName, name.len() as u64)
-        .as_bytes()
-        .to_vec();
+    let mut tar = raw_header(
+        b"././@LongLink",
+        tar::EntryType::GNULongName,
+        name.len() as u64,
+    )
+    .as_bytes()
+    .to_vec();
     tar.extend_from_slice(&name);
     tar.extend(std::iter::repeat_n(0u8, (512 - name.len() % 512) % 512));
     tar.extend_from_slice(RawTar::new().file("x", b"data").finish().as_slice());
     let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
     let msg = res.expect_err("a 200 KB name was created").to_string();
-    assert!(msg.len() < 600, "error message of {} bytes: {msg}", msg.len());
+    assert!(
+        msg.len() < 600,
+        "error message of {} bytes: {msg}",
+        msg.len()
+    );
     assert!(msg.contains("(200000 bytes)"), "{msg}");
 }
 
@@ -343,7 +351,9 @@ fn terminal_escapes_in_names_are_escaped_in_errors() {
     }
     for tar in [
         RawTar::new().file("\x1b]0;owned\x07/../x", b"").finish(),
-        RawTar::new().symlink("l\x1b[2J", "../../\x1b[31mx").finish(),
+        RawTar::new()
+            .symlink("l\x1b[2J", "../../\x1b[31mx")
+            .finish(),
         RawTar::new().hardlink("h", "/\x1b[2Jetc").finish(),
     ] {
         let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
@@ -379,7 +389,11 @@ fn sparse_entries_become_holes_without_expanding() {
         let f = std::fs::File::open(sb.root().join("big")).unwrap();
         let m = f.metadata().unwrap();
         assert_eq!(m.len(), REAL);
-        assert!(m.blocks() * 512 < 4 << 20, "{} bytes allocated", m.blocks() * 512);
+        assert!(
+            m.blocks() * 512 < 4 << 20,
+            "{} bytes allocated",
+            m.blocks() * 512
+        );
         for (off, d) in &segments {
             let mut got = vec![0u8; d.len() + 1];
             f.read_exact_at(&mut got, *off).unwrap();
@@ -402,7 +416,10 @@ fn malformed_sparse_maps_are_refused() {
     }
     // Overlapping segments, and segments past the real size.
     for (real, segs) in [
-        (1 << 20, vec![(4096u64, vec![1u8; 512]), (4096, vec![2u8; 512])]),
+        (
+            1 << 20,
+            vec![(4096u64, vec![1u8; 512]), (4096, vec![2u8; 512])],
+        ),
         (1024, vec![(4096u64, vec![1u8; 512])]),
     ] {
         let (res, _sb) = apply_opts(&sparse_tar("s", real, &segs), &ApplyOptions::default());
@@ -423,9 +440,15 @@ fn expanded_size_is_checked_before_writing() {
     let (res, sb) = apply_opts(&tar, &limited(1 << 20));
     let err = res.expect_err("2 MiB entry under a 1 MiB limit");
     let msg = err.to_string();
-    assert!(msg.contains("entry big") && msg.contains("1048576"), "{msg}");
+    assert!(
+        msg.contains("entry big") && msg.contains("1048576"),
+        "{msg}"
+    );
     assert!(sb.root().join("small").exists());
-    assert!(!sb.root().join("big").exists(), "the refused entry was written");
+    assert!(
+        !sb.root().join("big").exists(),
+        "the refused entry was written"
+    );
     // The same layer within its limit applies.
     let (res, _sb) = apply_opts(&tar, &limited(4 << 20));
     res.unwrap();

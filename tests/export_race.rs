@@ -128,7 +128,9 @@ fn race(test: &str, driver: &str) {
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = racer.join().unwrap();
-    eprintln!("RACE {test}: {swaps} swaps, {exported}/{tries} exports and {committed} commits succeeded");
+    eprintln!(
+        "RACE {test}: {swaps} swaps, {exported}/{tries} exports and {committed} commits succeeded"
+    );
     // Quiet again, the export works and shows the container's own files.
     let out = scratch.path().join("final.tar");
     strata_ok(&root, &["export", &id, "-o", out.to_str().unwrap()]);

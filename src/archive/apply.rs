@@ -305,7 +305,10 @@ impl Applier<'_> {
                 let got = copy_sparse(data, &mut file).map_err(map_err)?;
                 (got, got)
             }
-            Some(map) => (write_segments(data, &mut file, &map).map_err(map_err)?, map.real_size),
+            Some(map) => (
+                write_segments(data, &mut file, &map).map_err(map_err)?,
+                map.real_size,
+            ),
         };
         if got != declared {
             return Err(ArchiveError::Truncated {

@@ -144,7 +144,12 @@ pub(super) fn content_xattrs_at(
 fn subdir(dir: BorrowedFd<'_>, name: &[u8], rel: &Path) -> Result<Option<OwnedFd>> {
     match sys::open_dir_nofollow(dir, name) {
         Ok(fd) => Ok(Some(fd)),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)
+            ) =>
+        {
             Ok(None)
         }
         Err(e) => Err(ArchiveError::io("open directory", rel, e)),
@@ -276,8 +281,8 @@ impl Walker {
     }
 
     fn is_opaque(&self, dir: BorrowedFd<'_>, rel: &Path) -> Result<bool> {
-        let x = sys::read_xattrs_at(dir, b".")
-            .map_err(|e| ArchiveError::io("read xattrs", rel, e))?;
+        let x =
+            sys::read_xattrs_at(dir, b".").map_err(|e| ArchiveError::io("read xattrs", rel, e))?;
         Ok(x.iter()
             .any(|(k, v)| k == OVERLAY_OPAQUE_XATTR.as_bytes() && v == b"y"))
     }

@@ -103,7 +103,6 @@ impl ArchiveError {
         ArchiveError::Read(e)
     }
 
-
     /// Builds an [`ArchiveError::Io`].
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Self {
         ArchiveError::Io {

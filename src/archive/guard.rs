@@ -214,7 +214,9 @@ impl<R: Read> Guard<R> {
         let padded = size
             .checked_add(BLOCK - 1)
             .map(|s| s & !(BLOCK - 1))
-            .ok_or_else(|| io::Error::other(format!("tar header at offset {pos}: size overflow")))?;
+            .ok_or_else(|| {
+                io::Error::other(format!("tar header at offset {pos}: size overflow"))
+            })?;
         if extension {
             let what = if kind.is_gnu_longname() {
                 "GNU long name"
@@ -406,11 +408,7 @@ fn pax_size(body: &[u8]) -> Option<u64> {
     None
 }
 
-fn add_segments(
-    blocks: &[GnuSparseHeader],
-    out: &mut Vec<(u64, u64)>,
-    pos: u64,
-) -> io::Result<()> {
+fn add_segments(blocks: &[GnuSparseHeader], out: &mut Vec<(u64, u64)>, pos: u64) -> io::Result<()> {
     for b in blocks {
         if b.is_empty() {
             continue;

@@ -28,8 +28,8 @@ pub use apply::{apply_layer, ApplyOptions, ApplyStats};
 pub use changes::{changes, changes_overlay, Change, ChangeKind};
 pub use compress::{decompress, detect_compression, Compression};
 pub use error::{ArchiveError, LimitExceeded, Result};
-pub use guard::{ApplyLimits, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TRAILING_BYTES};
 pub(crate) use guard::Guard;
+pub use guard::{ApplyLimits, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TRAILING_BYTES};
 pub use path::escape_name;
 pub use write::{write_layer, write_tree};
 

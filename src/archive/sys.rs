@@ -123,7 +123,8 @@ pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, bool)>> {
         let is_dir = match e.file_type() {
             Some(t) => t == nix::dir::Type::Directory,
             None => {
-                let st = nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                let st =
+                    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
                 st.st_mode & libc::S_IFMT == libc::S_IFDIR
             }
         };

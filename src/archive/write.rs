@@ -91,7 +91,11 @@ fn collect(dir: BorrowedFd<'_>, rel: &Path, out: &mut Vec<Change>) -> Result<()>
             Ok(fd) => collect(fd.as_fd(), &r, out)?,
             // Replaced by a symlink or removed since it was listed: archive
             // what is there now, without descending.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)
+                ) => {}
             Err(e) => return Err(ArchiveError::io("open directory", &r, e)),
         }
     }

@@ -91,7 +91,10 @@ fn parse_digest(s: &str, what: &str) -> Result<Digest> {
     let Some(hex) = s.strip_prefix("sha256:") else {
         return Err(ImageError::invalid(
             what,
-            format!("unsupported digest \"{}\" (only sha256)", escape_name(s.as_bytes())),
+            format!(
+                "unsupported digest \"{}\" (only sha256)",
+                escape_name(s.as_bytes())
+            ),
         ));
     };
     if hex.len() != 64

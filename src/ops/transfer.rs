@@ -17,9 +17,9 @@ use strata_driver_api::{Labels, Mount, SnapshotKey, Snapshotter, SnapshotterExt}
 use crate::archive::{
     changes, changes_overlay, escape_name, write_layer, write_tree, ApplyLimits, Change,
 };
-use crate::limits::Limits;
 use crate::error::{Result, StoreError};
 use crate::image::{ImageArchive, ImageToSave, SaveOptions};
+use crate::limits::Limits;
 use crate::model::{layer_snapshot_key, ContainerId, Digest, ImageRecord, LayerRecord, Reference};
 use crate::mounts::TempMount;
 use crate::ops::layer::apply_layer_snapshot;
@@ -97,7 +97,11 @@ impl SparseWriter {
     /// Writes out whole blocks (all of the buffer when `all`).
     fn drain(&mut self, all: bool) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let keep = if all { 0 } else { self.buf.len() % SPARSE_BLOCK };
+        let keep = if all {
+            0
+        } else {
+            self.buf.len() % SPARSE_BLOCK
+        };
         let upto = self.buf.len() - keep;
         for chunk in self.buf[..upto].chunks(SPARSE_BLOCK) {
             if chunk.iter().any(|b| *b != 0) {
@@ -200,8 +204,7 @@ pub fn load_with_progress(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
     let limits = Limits::of(store)?;
-    let archive =
-        ImageArchive::open_limited(file, &store.temp_dir("load")?, limits.image_size)?;
+    let archive = ImageArchive::open_limited(file, &store.temp_dir("load")?, limits.image_size)?;
     let mut made = Made::default();
     let result = load_images(store, &archive, &limits, &mut made, progress);
     if result.is_err() {
@@ -468,11 +471,7 @@ fn write_hashed(root: &Path, ch: &[Change], dst: &Path) -> Result<Digest> {
     };
     let written = write_layer(root, ch, &mut w)
         .map_err(StoreError::from)
-        .and_then(|()| {
-            w.inner
-                .flush()
-                .map_err(|e| StoreError::io("write", dst, e))
-        });
+        .and_then(|()| w.inner.flush().map_err(|e| StoreError::io("write", dst, e)));
     if let Err(e) = written {
         drop(w);
         let _ = fs::remove_file(dst);
@@ -721,7 +720,11 @@ mod tests {
         w.finish().unwrap();
         assert_eq!(fs::read(&p).unwrap(), data);
         let m = fs::metadata(&p).unwrap();
-        assert!(m.blocks() * 512 < 1 << 20, "{} bytes allocated", m.blocks() * 512);
+        assert!(
+            m.blocks() * 512 < 1 << 20,
+            "{} bytes allocated",
+            m.blocks() * 512
+        );
         // A tail of zeros still counts in the length.
         let mut w = SparseWriter::new(File::create(&p).unwrap());
         w.write_all(&[0u8; 5000]).unwrap();

@@ -153,7 +153,10 @@ pub fn sparse_tar(name: &str, real: u64, segments: &[(u64, Vec<u8>)]) -> Vec<u8>
     for (_, d) in segments {
         out.extend_from_slice(d);
     }
-    out.extend(std::iter::repeat_n(0u8, (512 - (stored % 512) as usize) % 512));
+    out.extend(std::iter::repeat_n(
+        0u8,
+        (512 - (stored % 512) as usize) % 512,
+    ));
     out.extend(std::iter::repeat_n(0u8, 1024));
     out
 }
