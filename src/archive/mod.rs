@@ -24,6 +24,7 @@ mod path;
 mod sys;
 mod write;
 
+pub(crate) use apply::is_zero;
 pub use apply::{apply_layer, ApplyOptions, ApplyStats};
 pub use changes::{changes, changes_overlay, Change, ChangeKind};
 pub use compress::{decompress, detect_compression, Compression};

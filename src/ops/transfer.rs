@@ -104,7 +104,7 @@ impl SparseWriter {
         };
         let upto = self.buf.len() - keep;
         for chunk in self.buf[..upto].chunks(SPARSE_BLOCK) {
-            if chunk.iter().any(|b| *b != 0) {
+            if !crate::archive::is_zero(chunk) {
                 self.file.write_all_at(chunk, self.len)?;
             }
             self.len += chunk.len() as u64;
