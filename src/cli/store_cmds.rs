@@ -27,7 +27,10 @@ fn parse_options(options: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// `strata init`.
 pub fn init(cli: &Cli, options: &[String]) -> Result<()> {
-    let store = Store::init(&cli.root, &cli.driver, parse_options(options)?)
+    let options = parse_options(options)?;
+    // A bad `limits.*` option fails here, not at the first load.
+    strata::limits::Limits::from_options(&options)?;
+    let store = Store::init(&cli.root, &cli.driver, options)
         .with_context(|| format!("creating the store at {}", cli.root.display()))?;
     println!(
         "store {} uses driver {} ({})",
