@@ -335,7 +335,10 @@ fn file_name(archive: &ImageArchive) -> String {
 /// Names the layer in an archive error that does not already.
 fn in_layer(e: StoreError, what: &str) -> StoreError {
     match e {
-        StoreError::Archive(a) => StoreError::Invalid(format!("{what}: {a}")),
+        StoreError::Archive(source) => StoreError::Layer {
+            layer: what.to_owned(),
+            source,
+        },
         other => other,
     }
 }
