@@ -468,3 +468,30 @@ fn trailing_data_after_the_archive_is_capped() {
     let msg = res.expect_err("2 MiB after the end accepted").to_string();
     assert!(msg.contains("after the end"), "{msg}");
 }
+
+#[test]
+fn a_pax_size_consumed_by_a_global_header_does_not_blind_the_guard() {
+    if !is_root() {
+        return;
+    }
+    // The tar crate hands the global header out as an entry, consuming the
+    // PAX size: the file after it has size 0, and the long name after that
+    // must still be seen (and refused) as a header.
+    let record = b"19 size=1073741824\n";
+    let mut tar = raw_header(b"pax", tar::EntryType::XHeader, record.len() as u64)
+        .as_bytes()
+        .to_vec();
+    tar.extend_from_slice(record);
+    tar.extend(std::iter::repeat_n(0u8, 512 - record.len()));
+    tar.extend_from_slice(raw_header(b"global", tar::EntryType::XGlobalHeader, 0).as_bytes());
+    tar.extend_from_slice(raw_header(b"a", tar::EntryType::Regular, 0).as_bytes());
+    tar.extend_from_slice(
+        raw_header(b"././@LongLink", tar::EntryType::GNULongName, 256 << 20).as_bytes(),
+    );
+    tar.extend(std::iter::repeat_n(b'a', 10_000));
+    let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
+    let msg = res
+        .expect_err("long name after a global header accepted")
+        .to_string();
+    assert!(msg.contains("GNU long name"), "{msg}");
+}

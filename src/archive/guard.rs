@@ -206,8 +206,19 @@ impl<R: Read> Guard<R> {
             self.state = State::Data(0);
             return Ok(());
         };
+        // The parser applies a PAX `size` to the next non-extension header;
+        // recognized long names/links and PAX headers keep it pending, any
+        // other header (a global header, an unrecognized extension, an
+        // entry) is handed out as an entry and consumes it.
+        let continues = recognized
+            && (kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions());
+        let pending = if continues {
+            None
+        } else {
+            self.pending_pax_size.take()
+        };
         if !extension {
-            if let Some(s) = self.pending_pax_size.take() {
+            if let Some(s) = pending {
                 size = s;
             }
         }
@@ -251,7 +262,6 @@ impl<R: Read> Guard<R> {
             }
             return Ok(());
         }
-        self.pending_pax_size = None;
         let mut apparent = size;
         let mut rewritten = None;
         if kind.is_gnu_sparse() {
