@@ -495,3 +495,17 @@ fn a_pax_size_consumed_by_a_global_header_does_not_blind_the_guard() {
         .to_string();
     assert!(msg.contains("GNU long name"), "{msg}");
 }
+
+#[test]
+fn huge_sparse_maps_are_refused() {
+    if !is_root() {
+        return;
+    }
+    // 100,000 one-byte segments: a 2.4 MB map, over the 1 MiB header cap.
+    let segments: Vec<(u64, Vec<u8>)> = (0..100_000u64).map(|i| (i * 4096, vec![1u8])).collect();
+    let tar = sparse_tar("holes", 100_000 * 4096, &segments);
+    let (res, sb) = apply_opts(&tar, &ApplyOptions::default());
+    let msg = res.expect_err("a 2.4 MB sparse map was read").to_string();
+    assert!(msg.contains("sparse map of entry holes"), "{msg}");
+    assert!(!sb.root().join("holes").exists());
+}

@@ -273,7 +273,22 @@ impl<R: Read> Guard<R> {
                 let mut ext_blocks = Vec::new();
                 add_segments(&gnu.sparse, &mut segments, pos)?;
                 let mut extended = gnu.is_extended();
+                let mut map_bytes = 0u64;
                 while extended {
+                    // The map is held in memory: cap it like a header.
+                    map_bytes += BLOCK;
+                    if map_bytes > self.limits.max_header_bytes {
+                        return Err(limit(LimitExceeded {
+                            what: format!(
+                                "sparse map of entry {} at offset {pos} of the layer tar",
+                                escape_name(&h.path_bytes())
+                            ),
+                            size: map_bytes,
+                            limit: self.limits.max_header_bytes,
+                            setting: "the tar header size limit".to_owned(),
+                            exact: false,
+                        }));
+                    }
                     let mut ext = GnuExtSparseHeader::new();
                     let n = self.read_full(ext.as_mut_bytes())?;
                     if n < 512 {
