@@ -13,6 +13,7 @@ pub mod drivers;
 pub mod error;
 pub mod image;
 pub mod interrupt;
+pub mod limits;
 pub mod model;
 pub mod mounts;
 pub mod ops;

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use sha2::{Digest as _, Sha256};
 use strata_driver_api::{failpoint, Labels, SnapshotKey, Snapshotter, SnapshotterExt};
 
-use crate::archive::{apply_layer, ApplyOptions};
+use crate::archive::{apply_layer, ApplyLimits, ApplyOptions};
 use crate::check::manifest;
 use crate::error::Result;
 use crate::model::{layer_snapshot_key, ChainId, ContainerId, Digest, LayerRecord};
@@ -67,11 +67,13 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Applies the uncompressed layer `tar` on top of `parent` and commits it
 /// under its chain id. If that chain already exists the new copy is dropped
-/// and the existing one reused. On any error nothing is left behind.
+/// and the existing one reused. `limits` are enforced while reading (see
+/// [`ApplyLimits`]). On any error nothing is left behind.
 pub fn apply_layer_snapshot(
     store: &Store,
     parent: Option<&ChainId>,
     tar: impl Read,
+    limits: ApplyLimits,
 ) -> Result<LayerRecord> {
     let sn = store.snapshots();
     let key = SnapshotKey(format!("extract-{}", ContainerId::generate()));
@@ -80,7 +82,14 @@ pub fn apply_layer_snapshot(
     labels.insert(LABEL_EXTRACT.to_owned(), "1".to_owned());
     let mounts = sn.prepare(&key, parent_key.as_ref(), labels)?;
     failpoint("layer.prepared");
-    let result = fill_and_commit(store, &key, &mounts, parent, crate::interrupt::Reader(tar));
+    let result = fill_and_commit(
+        store,
+        &key,
+        &mounts,
+        parent,
+        crate::interrupt::Reader(tar),
+        limits,
+    );
     if result.is_err() || sn.exists(&key).unwrap_or(false) {
         match sn.remove(&key) {
             Ok(()) => {
@@ -102,9 +111,11 @@ fn fill_and_commit(
     mounts: &[strata_driver_api::Mount],
     parent: Option<&ChainId>,
     tar: impl Read,
+    limits: ApplyLimits,
 ) -> Result<LayerRecord> {
     let options = ApplyOptions {
         overlay_whiteouts: store.driver().overlay_whiteouts(),
+        limits,
     };
     let mut reader = HashingReader::new(tar);
     // overlayfs refuses whiteout devices made through the merged view, so
