@@ -15,6 +15,7 @@ pub mod image;
 pub mod model;
 pub mod mounts;
 pub mod ops;
+pub mod perms;
 pub mod serve;
 pub mod store;
 

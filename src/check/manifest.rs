@@ -116,13 +116,17 @@ fn sum_file(path: &Path) -> io::Result<FileSum> {
 /// Writes the manifest of `chain` atomically (temp file, fsync, rename).
 pub fn save(root: &Path, chain: &ChainId, manifest: &Manifest) -> Result<()> {
     let dir = dir(root);
-    fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
+    crate::perms::private_dir(&dir)?;
     let target = path(root, chain);
     let tmp = dir.join(format!(".{}.tmp", chain.hex()));
     let bytes = serde_json::to_vec(manifest).map_err(crate::error::meta_err)?;
     let write = || -> io::Result<()> {
         use std::io::Write;
-        let mut f = File::create(&tmp)?;
+        let mut f = strata_driver_api::private::private_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()
     };

@@ -123,10 +123,20 @@ pub enum Command {
         /// Container (id, id prefix or name).
         container: String,
     },
-    /// Mount a container's merged rootfs; prints the path.
+    /// Mount a container's merged rootfs; prints the path. The mount is
+    /// nosuid,nodev unless --suid / --dev say otherwise.
     Mount {
         /// Container (id, id prefix or name).
         container: String,
+        /// Honour setuid/setgid bits and file capabilities of the image
+        /// (drops `nosuid`): any user who can reach the rootfs can then run
+        /// the image's setuid binaries as their owner.
+        #[arg(long)]
+        suid: bool,
+        /// Allow opening device nodes of the image (drops `nodev`): a device
+        /// node in an image then gives access to that host device.
+        #[arg(long)]
+        dev: bool,
     },
     /// Unmount a container's merged rootfs.
     Umount {
@@ -221,7 +231,18 @@ pub fn run() -> Result<()> {
         }
         Command::Ps => containers::list(&cli),
         Command::Inspect { container } => containers::inspect(&cli, container),
-        Command::Mount { container } => containers::mount(&cli, container),
+        Command::Mount {
+            container,
+            suid,
+            dev,
+        } => containers::mount(
+            &cli,
+            container,
+            strata::mounts::ContainerMountOptions {
+                suid: *suid,
+                dev: *dev,
+            },
+        ),
         Command::Umount { container } => containers::umount(&cli, container),
         Command::Diff { container } => layers::diff(&cli, container),
         Command::Commit {

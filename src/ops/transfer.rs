@@ -199,7 +199,7 @@ pub fn apply_and_keep(
     let tmp = store
         .temp_dir("layer-tars")?
         .join(format!("in-{}.tar", ContainerId::generate()));
-    let out = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+    let out = strata_driver_api::private::create_private_file(&tmp)?;
     let mut reader = Tee {
         inner: tar,
         out: BufWriter::new(out),
@@ -221,7 +221,7 @@ pub fn apply_and_keep(
 fn keep_tar(store: &Store, tmp: &Path, diff_id: &Digest) -> Result<()> {
     let dst = layer_tar_path(store, diff_id);
     if let Some(dir) = dst.parent() {
-        fs::create_dir_all(dir).map_err(|e| StoreError::io("mkdir", dir, e))?;
+        crate::perms::private_dir(dir)?;
     }
     fs::rename(tmp, &dst).map_err(|e| StoreError::io("rename", tmp, e))
 }
@@ -249,7 +249,7 @@ pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()
         });
     }
     let tmp = out.with_extension("strata-partial");
-    let file = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+    let file = strata_driver_api::private::create_private_file(&tmp)?;
     let opts = SaveOptions {
         gzip,
         temp_dir: store.temp_dir("save")?,
@@ -297,7 +297,7 @@ fn ensure_layer_tar(
 
 /// Writes the layer tar of `ch` from `root` to `dst`, returning its diff id.
 fn write_hashed(root: &Path, ch: &[Change], dst: &Path) -> Result<Digest> {
-    let file = File::create(dst).map_err(|e| StoreError::io("create", dst, e))?;
+    let file = strata_driver_api::private::create_private_file(dst)?;
     let mut w = HashingWriter {
         inner: BufWriter::new(file),
         hasher: Sha256::new(),
@@ -511,7 +511,7 @@ fn committed_config(parent: &[u8], diff_id: &Digest, created_by: &str) -> Result
 pub fn export(store: &Store, text: &str, out: &Path) -> Result<()> {
     let (_record, root) = container_root(store, text)?;
     let tmp = out.with_extension("strata-partial");
-    let file = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+    let file = strata_driver_api::private::create_private_file(&tmp)?;
     let mut w = BufWriter::new(file);
     let result = write_tree(&root.path, &mut w)
         .map_err(StoreError::from)

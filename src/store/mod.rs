@@ -56,7 +56,7 @@ impl Store {
     /// Creates a store at `root` with `driver` (`auto` picks one), or opens
     /// the existing one if it already uses that driver.
     pub fn init(root: &Path, driver: &str, options: BTreeMap<String, String>) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| StoreError::io("mkdir", root, e))?;
+        crate::perms::secure_root(root)?;
         let _lock = StoreLock::acquire(root, lock_wait())?;
         if let Some(existing) = StoreConfig::load(root)? {
             if driver != "auto" && driver != existing.driver {
@@ -93,14 +93,16 @@ impl Store {
     }
 
     fn open_with(root: &Path, config: StoreConfig, lock: StoreLock) -> Result<Self> {
+        crate::perms::secure_root(root)?;
         let home = root.join(&config.driver);
         for dir in [&home, &root.join("containers"), &root.join("tmp")] {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::io("mkdir", dir, e))?;
+            crate::perms::private_dir(dir)?;
         }
         let driver = crate::drivers::open_driver(&config.driver, &home, &config.options)?;
         let db = redb::Database::create(root.join("metadata.redb")).map_err(meta_err)?;
         let snapshots = Snapshots::open(driver, Arc::new(db))?
             .with_space_reserve(root.join("metadata.reserve"), METADATA_RESERVE);
+        crate::perms::restrict_root_files(root)?;
         Ok(Self {
             root: root.to_path_buf(),
             config,
@@ -180,7 +182,7 @@ impl Store {
     /// A private scratch directory under `<root>/tmp`.
     pub fn temp_dir(&self, name: &str) -> Result<PathBuf> {
         let dir = self.root.join("tmp").join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
+        crate::perms::private_dir(&dir)?;
         Ok(dir)
     }
 }

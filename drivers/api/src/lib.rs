@@ -26,6 +26,7 @@ pub mod du;
 pub mod failpoint;
 mod fsinfo;
 pub mod mount;
+pub mod private;
 mod reserve;
 mod store;
 mod sys;

@@ -399,8 +399,9 @@ impl Inner {
 
     fn grow_xfs(&self, dev: &Path, id: u64) -> ApiResult<()> {
         let mnt = self.home.join(format!("grow-{id}"));
-        std::fs::create_dir_all(&mnt).ctx("mkdir", &mnt)?;
-        let grown = mount_fs(dev, &mnt, "xfs", &["nouuid".to_owned()]).and_then(|()| {
+        strata_driver_api::private::private_dir_all(&mnt)?;
+        let options = strata_driver_api::mount::hardened_options(vec!["nouuid".to_owned()]);
+        let grown = mount_fs(dev, &mnt, "xfs", &options).and_then(|()| {
             let grown = run(Command::new("xfs_growfs").arg(&mnt)).map(drop);
             grown.and(unmount(&mnt))
         });
