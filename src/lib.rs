@@ -17,6 +17,7 @@ pub mod mounts;
 pub mod ops;
 pub mod perms;
 pub mod serve;
+pub mod space;
 pub mod store;
 
 pub use error::{Result, StoreError};

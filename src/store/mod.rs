@@ -99,6 +99,7 @@ impl Store {
             crate::perms::private_dir(dir)?;
         }
         let driver = crate::drivers::open_driver(&config.driver, &home, &config.options)?;
+        crate::space::release_reserve_if_full(root, &root.join("metadata.reserve"));
         let db = redb::Database::create(root.join("metadata.redb")).map_err(meta_err)?;
         let snapshots = Snapshots::open(driver, Arc::new(db))?
             .with_space_reserve(root.join("metadata.reserve"), METADATA_RESERVE);
