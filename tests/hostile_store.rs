@@ -241,13 +241,39 @@ fn mount_options_below(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A root-only file (0600, owned by root) that uid 65534 can reach but not
+/// read: what the setuid and capability binaries try to read (not
+/// /etc/shadow, whose permissions a VM's shared root may not enforce).
+fn root_only_secret(dir: &Path) -> PathBuf {
+    let secret = dir.join("root-only-secret");
+    fs::write(&secret, b"only root may read this").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut p = dir.to_owned();
+    loop {
+        // Reachable: every directory above it can be traversed.
+        assert!(mode(&p) & 0o001 != 0, "{} is not traversable", p.display());
+        if !p.pop() || p.as_os_str().is_empty() {
+            break;
+        }
+    }
+    let plain = as_nobody(r#"cat "$1" >/dev/null 2>&1"#, &[secret.clone()]);
+    assert!(
+        !plain.status.success(),
+        "uid {NOBODY} reads a 0600 root file without any help: the test cannot tell"
+    );
+    secret
+}
+
 /// The three image attacks against a mounted rootfs, as uid 65534:
-/// (setuid cat read /etc/shadow, capability cat read it, device read).
-fn attacks(rootfs: &Path) -> (bool, bool, Option<Vec<u8>>) {
+/// (setuid cat read `secret`, capability cat read it, device read).
+fn attacks(rootfs: &Path, secret: &Path) -> (bool, bool, Option<Vec<u8>>) {
     let run = |bin: &str| {
-        as_nobody(r#""$1" /etc/shadow >/dev/null 2>&1"#, &[rootfs.join(bin)])
-            .status
-            .success()
+        as_nobody(
+            r#""$1" "$2" >/dev/null 2>&1"#,
+            &[rootfs.join(bin), secret.to_owned()],
+        )
+        .status
+        .success()
     };
     let script = format!(r#"head -c {} "$1""#, SUPERBLOCK_MAGIC.len());
     let dev = as_nobody(&script, &[rootfs.join("dev/disk")]);
@@ -279,10 +305,11 @@ fn restore(saved: &[(PathBuf, u32)]) {
 
 fn local_user_cannot_become_root(driver: &str) {
     let test = format!("hostile_store::local_user_{driver}");
-    if !can_run(&test, driver) || !Path::new("/etc/shadow").exists() {
+    if !can_run(&test, driver) {
         return;
     }
     let scratch = ScratchDir::new(&format!("hostile-perm-{driver}"));
+    let secret = root_only_secret(scratch.path());
     let Some(root) = new_store(&test, scratch.path(), driver) else {
         return;
     };
@@ -361,10 +388,10 @@ fn local_user_cannot_become_root(driver: &str) {
     // The image's setuid binary, file capability and device node do
     // nothing through the container mount, even when its path is opened.
     let saved = open_path(&root, &rootfs);
-    let (suid, cap, dev) = attacks(&rootfs);
+    let (suid, cap, dev) = attacks(&rootfs, &secret);
     restore(&saved);
-    assert!(!suid, "{test}: setuid cat read /etc/shadow");
-    assert!(!cap, "{test}: cat with CAP_DAC_READ_SEARCH read /etc/shadow");
+    assert!(!suid, "{test}: setuid cat read a root-only file");
+    assert!(!cap, "{test}: cat with CAP_DAC_READ_SEARCH read a root-only file");
     assert!(dev.is_none(), "{test}: the device node was readable");
 
     // Opting in makes them work: the attempts above were real ones.
@@ -374,7 +401,7 @@ fn local_user_cannot_become_root(driver: &str) {
         &["mount", "--suid", "--dev", &id],
     )));
     let saved = open_path(&root, &rootfs);
-    let (suid, cap, dev) = attacks(&rootfs);
+    let (suid, cap, dev) = attacks(&rootfs, &secret);
     restore(&saved);
     assert!(suid, "{test}: control: setuid cat failed with --suid");
     assert!(cap, "{test}: control: capability cat failed with --suid");
