@@ -37,7 +37,9 @@ pub fn release_reserve_if_full(root: &Path, reserve: &Path) -> bool {
     let _ = std::fs::remove_file(&probe);
     match room {
         Ok(()) => false,
-        Err(e) if e.raw_os_error() != Some(libc::ENOSPC) && e.raw_os_error() != Some(libc::EDQUOT) => {
+        Err(e)
+            if e.raw_os_error() != Some(libc::ENOSPC) && e.raw_os_error() != Some(libc::EDQUOT) =>
+        {
             tracing::warn!(path = %probe.display(), error = %e, "cannot probe for free space");
             false
         }

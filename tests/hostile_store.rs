@@ -256,7 +256,7 @@ fn root_only_secret(dir: &Path) -> PathBuf {
             break;
         }
     }
-    let plain = as_nobody(r#"cat "$1" >/dev/null 2>&1"#, &[secret.clone()]);
+    let plain = as_nobody(r#"cat "$1" >/dev/null 2>&1"#, std::slice::from_ref(&secret));
     assert!(
         !plain.status.success(),
         "uid {NOBODY} reads a 0600 root file without any help: the test cannot tell"
@@ -346,9 +346,11 @@ fn local_user_cannot_become_root(driver: &str) {
     }
     own_files.extend(loop_files);
     assert!(
-        own_files
-            .iter()
-            .any(|p| p.file_name().unwrap().to_string_lossy().starts_with("metadata.")),
+        own_files.iter().any(|p| p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("metadata.")),
         "{test}: no database among {own_files:?}"
     );
     for f in &own_files {
@@ -391,7 +393,10 @@ fn local_user_cannot_become_root(driver: &str) {
     let (suid, cap, dev) = attacks(&rootfs, &secret);
     restore(&saved);
     assert!(!suid, "{test}: setuid cat read a root-only file");
-    assert!(!cap, "{test}: cat with CAP_DAC_READ_SEARCH read a root-only file");
+    assert!(
+        !cap,
+        "{test}: cat with CAP_DAC_READ_SEARCH read a root-only file"
+    );
     assert!(dev.is_none(), "{test}: the device node was readable");
 
     // Opting in makes them work: the attempts above were real ones.

@@ -104,11 +104,22 @@ mod tests {
 
     #[test]
     fn resource_shortage_is_transient_other_errors_are_not() {
-        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ECONNABORTED] {
-            assert!(is_transient(&io::Error::from_raw_os_error(errno)), "{errno}");
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ECONNABORTED,
+        ] {
+            assert!(
+                is_transient(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
         }
         for errno in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK] {
-            assert!(!is_transient(&io::Error::from_raw_os_error(errno)), "{errno}");
+            assert!(
+                !is_transient(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
         }
     }
 }

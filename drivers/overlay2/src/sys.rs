@@ -70,7 +70,7 @@ fn probe_in(dir: &Path, features: &[String]) -> Result<(), String> {
         &strata_driver_api::mount::hardened(std::slice::from_ref::<Mount>(&spec)),
         &sub("merged"),
     )
-        .map_err(|e| format!("test overlay mount in {} failed: {e}", dir.display()))?;
+    .map_err(|e| format!("test overlay mount in {} failed: {e}", dir.display()))?;
     let merged = sub("merged");
     fs::write(merged.join("new"), b"x").map_err(|e| format!("write through overlay: {e}"))?;
     fs::remove_file(merged.join("file"))
