@@ -19,7 +19,7 @@ pub struct TempMount {
 impl TempMount {
     /// Mounts `mounts` on `dir` (created 0700), adding `nosuid,nodev`.
     pub fn new(mounts: &[Mount], dir: PathBuf) -> Result<Self> {
-        crate::perms::private_dir(&dir)?;
+        strata_driver_api::private::private_mount_point(&dir)?;
         if let Err(e) = mount_all(&hardened(mounts), &dir) {
             let _ = std::fs::remove_dir(&dir);
             return Err(e.into());
@@ -90,7 +90,7 @@ pub fn mount_persistent(
     target: &Path,
     options: ContainerMountOptions,
 ) -> Result<()> {
-    crate::perms::private_dir(target)?;
+    strata_driver_api::private::private_mount_point(target)?;
     mount_all(&with_options(mounts, &options.extra_options()), target)?;
     Ok(())
 }

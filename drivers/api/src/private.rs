@@ -29,6 +29,18 @@ pub fn private_dir_all(dir: &Path) -> Result<()> {
     restrict(dir, DIR_MODE)
 }
 
+/// Creates `dir` (and missing parents) mode 0700 for use as a mount
+/// point, leaving an existing `dir` as it is: it may have something mounted
+/// on it already, whose root directory (a container's content) must not
+/// be changed.
+pub fn private_mount_point(dir: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .ctx("mkdir", dir)
+}
+
 /// Creates the directory `dir` (its parent must exist) mode 0700.
 /// Fails if it exists, like [`fs::create_dir`].
 pub fn private_dir(dir: &Path) -> Result<()> {
@@ -101,5 +113,12 @@ mod tests {
         restrict_file_if_exists(&file).unwrap();
         assert_eq!(fs::metadata(&file).unwrap().mode() & 0o7777, 0o600);
         restrict_file_if_exists(&dir.path().join("missing")).unwrap();
+        // A mount point is made 0700 but an existing one is left alone.
+        let point = dir.path().join("m/n");
+        private_mount_point(&point).unwrap();
+        assert_eq!(fs::metadata(&point).unwrap().mode() & 0o7777, 0o700);
+        fs::set_permissions(&point, Permissions::from_mode(0o755)).unwrap();
+        private_mount_point(&point).unwrap();
+        assert_eq!(fs::metadata(&point).unwrap().mode() & 0o7777, 0o755);
     }
 }
