@@ -8,7 +8,10 @@
 
 use std::path::Path;
 
-/// Free bytes below which the reserve is released before opening.
+/// Name prefix of the probe file (`<root>/.space-probe-<pid>`).
+const PROBE_PREFIX: &str = ".space-probe-";
+
+/// Bytes the disk must still be able to give for the reserve to be kept.
 pub const OPEN_HEADROOM: u64 = 1 << 20;
 
 /// Releases `reserve` when the filesystem holding `root` cannot give
@@ -16,10 +19,11 @@ pub const OPEN_HEADROOM: u64 = 1 << 20;
 /// (and removed) next to the reserve, since free-block counts include
 /// blocks nobody may use. Returns whether the reserve was released.
 pub fn release_reserve_if_full(root: &Path, reserve: &Path) -> bool {
+    remove_stale_probes(root);
     if !reserve.exists() {
         return false;
     }
-    let probe = root.join(format!(".space-probe-{}", std::process::id()));
+    let probe = root.join(format!("{PROBE_PREFIX}{}", std::process::id()));
     let room = strata_driver_api::private::private_file_options()
         .write(true)
         .create(true)
@@ -56,6 +60,22 @@ pub fn release_reserve_if_full(root: &Path, reserve: &Path) -> bool {
     }
 }
 
+/// Removes probe files a process killed while probing left in `root`.
+fn remove_stale_probes(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(PROBE_PREFIX))
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,7 +85,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let reserve = dir.path().join("metadata.reserve");
         std::fs::write(&reserve, b"r").unwrap();
+        let stale = dir.path().join(format!("{PROBE_PREFIX}1"));
+        std::fs::write(&stale, b"left by a crash").unwrap();
         assert!(!release_reserve_if_full(dir.path(), &reserve));
         assert!(reserve.exists());
+        assert!(!stale.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "probe left behind");
     }
 }
