@@ -17,7 +17,9 @@ pub mod limits;
 pub mod model;
 pub mod mounts;
 pub mod ops;
+pub mod perms;
 pub mod serve;
+pub mod space;
 pub mod store;
 
 pub use error::{Result, StoreError};

@@ -567,11 +567,21 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, path: &RelPath) -> Result<M
     })?;
     // Blank numeric fields are common in hand-made tars; read them as 0
     // like Go's archive/tar does.
+    // 4294967295 is chown(2)'s "leave unchanged": taken as an owner it would
+    // leave the entry owned by root (who extracts), so a setuid bit on it
+    // would make a setuid-root file. No real id has that value: refused.
     let id = |v: io::Result<u64>, what| -> Result<u32> {
-        u32::try_from(v.unwrap_or(0)).map_err(|_| ArchiveError::UnsafePath {
-            path: path.display(),
-            reason: what,
-        })
+        match u32::try_from(v.unwrap_or(0)) {
+            Ok(u32::MAX) => Err(ArchiveError::UnsafePath {
+                path: path.display(),
+                reason: "owner id 4294967295 is chown's \"unchanged\" (it would stay root)",
+            }),
+            Ok(id) => Ok(id),
+            Err(_) => Err(ArchiveError::UnsafePath {
+                path: path.display(),
+                reason: what,
+            }),
+        }
     };
     let uid = id(h.uid(), "uid out of range")?;
     let gid = id(h.gid(), "gid out of range")?;

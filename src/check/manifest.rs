@@ -205,13 +205,17 @@ pub fn save(
     manifest: &Manifest,
 ) -> Result<()> {
     let dir = dir(root);
-    fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
+    crate::perms::private_dir(&dir)?;
     let target = path(root, chain);
     let tmp = dir.join(format!(".{}.{}.tmp", chain.hex(), session.id()));
     let bytes = serde_json::to_vec(manifest).map_err(|e| StoreError::Metadata(e.to_string()))?;
     let write = || -> io::Result<()> {
         use std::io::Write;
-        let mut f = File::create(&tmp)?;
+        let mut f = strata_driver_api::private::private_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         crate::store::owned::mark(session, &tmp);
         f.write_all(&bytes)?;
         f.sync_all()

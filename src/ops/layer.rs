@@ -113,27 +113,21 @@ fn fill_and_commit(
     tar: impl Read,
     limits: ApplyLimits,
 ) -> Result<LayerRecord> {
+    // Every driver gets the layer through its mounted snapshot, with real
+    // deletions: on overlay2 the kernel turns them into its own whiteouts
+    // (and a directory removed and made again into an opaque one). Writing
+    // into the upper directory instead would miss what only the merged view
+    // shows: a symlink planted by a lower layer that a path goes through,
+    // or an opaque marker at the root (which overlayfs ignores there); the
+    // merged content must be what vfs gets from the same image.
     let options = ApplyOptions {
-        overlay_whiteouts: store.driver().overlay_whiteouts(),
+        overlay_whiteouts: false,
         limits,
     };
     let mut reader = HashingReader::new(tar);
-    // overlayfs refuses whiteout devices made through the merged view, so
-    // an overlay snapshot gets its layer written into its upper directory
-    // (as docker's overlay2 does), before the overlay is mounted; everything
-    // else through the mount.
-    let upper = options
-        .overlay_whiteouts
-        .then(|| crate::ops::transfer::overlay_upper(mounts))
-        .flatten();
-    if let Some(upper) = &upper {
-        apply_layer(upper, &mut reader, &options)?;
-    }
     let sums = {
         let mount = TempMount::new(mounts, store.temp_dir("mounts")?.join(key.as_str()))?;
-        if upper.is_none() {
-            apply_layer(mount.path(), &mut reader, &options)?;
-        }
+        apply_layer(mount.path(), &mut reader, &options)?;
         mount.sync()?;
         manifest::compute(mount.path())?
     };

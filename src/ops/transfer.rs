@@ -349,7 +349,7 @@ pub fn apply_and_keep(
     let tmp = store
         .temp_dir("layer-tars")?
         .join(format!("in-{}.tar", ContainerId::generate()));
-    let out = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+    let out = strata_driver_api::private::create_private_file(&tmp)?;
     let mut reader = Tee {
         inner: tar,
         out: SparseWriter::new(out),
@@ -371,7 +371,7 @@ pub fn apply_and_keep(
 fn keep_tar(store: &Store, tmp: &Path, diff_id: &Digest) -> Result<()> {
     let dst = layer_tar_path(store, diff_id);
     if let Some(dir) = dst.parent() {
-        fs::create_dir_all(dir).map_err(|e| StoreError::io("mkdir", dir, e))?;
+        crate::perms::private_dir(dir)?;
     }
     crate::store::owned::mark(store.session(), tmp);
     fs::rename(tmp, &dst).map_err(|e| StoreError::io("rename", tmp, e))
@@ -436,8 +436,8 @@ enum Temp {
 }
 
 impl PartialOutput {
-    /// Opens the temporary for `out` (mode 0666 less the umask, as a plain
-    /// create would give).
+    /// Opens the temporary for `out`, root-only (0600): an archive holds
+    /// the image's files, root-only ones included.
     pub fn create(out: &Path) -> Result<Self> {
         use nix::fcntl::OFlag;
         use nix::sys::stat::Mode;
@@ -447,13 +447,13 @@ impl PartialOutput {
             _ => PathBuf::from("."),
         };
         let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-        let temp = match nix::fcntl::open(&dir, flags, Mode::from_bits_truncate(0o666)) {
+        let temp = match nix::fcntl::open(&dir, flags, Mode::from_bits_truncate(0o600)) {
             Ok(fd) => Temp::Unnamed(File::from(fd)),
             Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {
                 let named = tempfile::Builder::new()
                     .prefix(&Self::temp_prefix(out)?)
                     .suffix(".strata-partial")
-                    .permissions(fs::Permissions::from_mode(0o666))
+                    .permissions(fs::Permissions::from_mode(0o600))
                     .tempfile_in(&dir)
                     .map_err(|e| StoreError::io("create a temporary file in", &dir, e))?;
                 Temp::Named(named)
@@ -584,7 +584,7 @@ fn ensure_layer_tar(
 /// The file is removed again on error (and on interruption, checked per
 /// entry and per chunk written).
 fn write_hashed(root: &Path, ch: &[Change], dst: &Path) -> Result<Digest> {
-    let file = File::create(dst).map_err(|e| StoreError::io("create", dst, e))?;
+    let file = strata_driver_api::private::create_private_file(dst)?;
     let mut w = HashingWriter {
         inner: BufWriter::new(crate::interrupt::Writer(file)),
         hasher: Sha256::new(),

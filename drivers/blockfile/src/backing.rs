@@ -2,7 +2,7 @@
 //! can reflink, otherwise a loop-mounted xfs (`mkfs.xfs -m reflink=1`) file
 //! `<home>/backing.img` mounted at `<home>/store`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -52,11 +52,19 @@ impl Backing {
         if !image.exists() {
             make_backing(&image, cfg.backing_size)?;
         }
-        std::fs::create_dir_all(&mountpoint).ctx("mkdir", &mountpoint)?;
+        // Root-only, also for a file made before this was enforced: it
+        // holds every layer's files, whatever their own modes.
+        strata_driver_api::private::restrict(&image, strata_driver_api::private::FILE_MODE)?;
+        strata_driver_api::private::private_dir_all(&mountpoint)?;
         if !is_mountpoint(&mountpoint)? {
             // Autoclear: the device goes away when the store is unmounted.
             let dev = attach_loop(&image, false, true)?;
-            mount_fs(&dev.path, &mountpoint, "xfs", &[])?;
+            mount_fs(
+                &dev.path,
+                &mountpoint,
+                "xfs",
+                &strata_driver_api::mount::hardened_options(Vec::new()),
+            )?;
         }
         Ok(Backing::Loop { image, mountpoint })
     }
@@ -113,7 +121,7 @@ impl Backing {
 /// never leaves a half-formatted backing file behind under the real name.
 fn make_backing(image: &Path, size: u64) -> Result<()> {
     let part = image.with_extension("img.part");
-    let file = File::create(&part).ctx("create", &part)?;
+    let file = strata_driver_api::private::create_private_file(&part)?;
     file.set_len(size).ctx("truncate", &part)?;
     drop(file);
     run(Command::new("mkfs.xfs")
@@ -136,7 +144,12 @@ pub fn supports_reflink(dir: &Path) -> bool {
             .open(&a)?;
         src.write_all(&[0x5a; 4096])?;
         src.sync_all()?;
-        let dst = File::create(&b)?;
+        let dst = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&b)?;
         strata_driver_api::reflink::clone_file(&src, &dst)
     };
     let ok = probe().is_ok();

@@ -2,7 +2,7 @@
 //! btrfs, else a sparse loop file `<home>/btrfs.img` (made with mkfs.btrfs
 //! once) loop-mounted at `<home>/mnt` on open and unmounted on close.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,11 +56,14 @@ impl Backing {
         }
         let image = home.join(IMAGE_FILE);
         let mnt = home.join(MOUNT_DIR);
-        fs::create_dir_all(&mnt).ctx("mkdir", &mnt)?;
+        strata_driver_api::private::private_dir_all(&mnt)?;
         if !sys::is_btrfs(&mnt).ctx("statfs", &mnt)? {
             if !image.exists() {
                 make_image(&home, &image, cfg)?;
             }
+            // Root-only, also for an image made before this was enforced:
+            // it holds every layer's files, whatever their own modes.
+            strata_driver_api::private::restrict(&image, strata_driver_api::private::FILE_MODE)?;
             mount_image(&image, &mnt)?;
         }
         let device = mount_source(&mnt)?;
@@ -109,7 +112,7 @@ fn make_image(home: &Path, image: &Path, cfg: &BtrfsConfig) -> Result<()> {
     let free = st.blocks_available() as u64 * st.fragment_size() as u64;
     let size = cfg.loop_size(free);
     let tmp = image.with_extension("img.tmp");
-    let file = OpenOptions::new()
+    let file = strata_driver_api::private::private_file_options()
         .write(true)
         .create(true)
         .truncate(true)
@@ -127,7 +130,12 @@ fn make_image(home: &Path, image: &Path, cfg: &BtrfsConfig) -> Result<()> {
 /// the mount then holds the device, which detaches on unmount.
 fn mount_image(image: &Path, mnt: &Path) -> Result<()> {
     let dev = attach_loop(image, false, true)?;
-    mount_fs(&dev.path, mnt, "btrfs", &[])
+    mount_fs(
+        &dev.path,
+        mnt,
+        "btrfs",
+        &strata_driver_api::mount::hardened_options(Vec::new()),
+    )
 }
 
 /// The source (device) of the btrfs mount whose mount point is the longest
