@@ -18,6 +18,16 @@ pub enum StoreError {
     /// Reading or applying an archive failed.
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+    /// Applying one layer of an image archive failed (a hostile or corrupt
+    /// tar, a limit): names the layer and its blob.
+    #[error("{layer}: {source}")]
+    Layer {
+        /// The layer, e.g. `layer 2/3 blob sha256:.. of manifest sha256:..`.
+        layer: String,
+        /// What went wrong in its tar.
+        #[source]
+        source: crate::archive::ArchiveError,
+    },
     /// Reading or writing an image archive failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),

@@ -13,10 +13,13 @@ pub mod drivers;
 pub mod error;
 pub mod image;
 pub mod interrupt;
+pub mod limits;
 pub mod model;
 pub mod mounts;
 pub mod ops;
+pub mod perms;
 pub mod serve;
+pub mod space;
 pub mod store;
 
 pub use error::{Result, StoreError};

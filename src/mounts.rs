@@ -3,23 +3,24 @@
 
 use std::path::{Path, PathBuf};
 
-use strata_driver_api::mount::{mount_all, unmount};
+use strata_driver_api::mount::{hardened, mount_all, unmount, with_options};
 use strata_driver_api::Mount;
 
 use crate::error::{Result, StoreError};
 
 /// Mounts specs on a directory for the guard's lifetime (import, commit,
-/// diff); unmounts and removes the directory on drop.
+/// diff, check); unmounts and removes the directory on drop. Always
+/// `nosuid,nodev`: nothing of an image is run or opened as a device there.
 pub struct TempMount {
     path: PathBuf,
     layers: usize,
 }
 
 impl TempMount {
-    /// Mounts `mounts` on `dir`, creating it.
+    /// Mounts `mounts` on `dir` (created 0700), adding `nosuid,nodev`.
     pub fn new(mounts: &[Mount], dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
-        if let Err(e) = mount_all(mounts, &dir) {
+        strata_driver_api::private::private_mount_point(&dir)?;
+        if let Err(e) = mount_all(&hardened(mounts), &dir) {
             let _ = std::fs::remove_dir(&dir);
             return Err(e.into());
         }
@@ -56,10 +57,41 @@ impl Drop for TempMount {
     }
 }
 
-/// Mounts a container's specs on `target` for good (`strata mount`).
-pub fn mount_persistent(mounts: &[Mount], target: &Path) -> Result<()> {
-    std::fs::create_dir_all(target).map_err(|e| StoreError::io("mkdir", target, e))?;
-    mount_all(mounts, target)?;
+/// What a container mount made by `strata mount` honours of its image.
+/// By default neither setuid/setgid bits (nor file capabilities) nor device
+/// nodes: the mount is `nosuid,nodev`, like every mount Strata makes for
+/// itself. A runtime that needs them in the container's rootfs opts in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerMountOptions {
+    /// Honour setuid/setgid bits and file capabilities (no `nosuid`).
+    pub suid: bool,
+    /// Allow opening device nodes (no `nodev`).
+    pub dev: bool,
+}
+
+impl ContainerMountOptions {
+    /// The mount options these choices add to every spec.
+    pub fn extra_options(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.suid {
+            out.push("nosuid");
+        }
+        if !self.dev {
+            out.push("nodev");
+        }
+        out
+    }
+}
+
+/// Mounts a container's specs on `target` for good (`strata mount`), with
+/// `nosuid`/`nodev` unless `options` opt out.
+pub fn mount_persistent(
+    mounts: &[Mount],
+    target: &Path,
+    options: ContainerMountOptions,
+) -> Result<()> {
+    strata_driver_api::private::private_mount_point(target)?;
+    mount_all(&with_options(mounts, &options.extra_options()), target)?;
     Ok(())
 }
 

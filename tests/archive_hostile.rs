@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{RawTar, Sandbox};
+use common::{sparse_tar, RawTar, Sandbox};
 use strata::archive::{apply_layer, decompress, ApplyOptions, ArchiveError};
 
 fn is_root() -> bool {
@@ -20,6 +20,7 @@ fn run(tar: Vec<u8>, overlay: bool) -> (Result<(), ArchiveError>, Sandbox) {
     let before = sb.outside();
     let opts = ApplyOptions {
         overlay_whiteouts: overlay,
+        ..ApplyOptions::default()
     };
     let res = apply_layer(&sb.root(), &tar[..], &opts).map(|_| ());
     assert_eq!(before, sb.outside(), "something outside the root changed");
@@ -251,4 +252,260 @@ fn garbage_is_a_read_error() {
     junk[100] = 7;
     let (res, _sb) = run(junk, false);
     assert!(matches!(res, Err(ArchiveError::Read(_))), "{res:?}");
+}
+
+// ---- size limits (issue 18 points 2, 3 and 8) ----
+
+use std::time::Instant;
+
+use strata::archive::ApplyLimits;
+
+fn limited(max_bytes: u64) -> ApplyOptions {
+    ApplyOptions {
+        limits: ApplyLimits {
+            max_bytes,
+            ..ApplyLimits::default()
+        },
+        ..ApplyOptions::default()
+    }
+}
+
+/// A ustar header of `kind` named `name` declaring `size` bytes.
+fn raw_header(name: &[u8], kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name);
+    h.set_cksum();
+    h
+}
+
+fn apply_opts(tar: &[u8], opts: &ApplyOptions) -> (Result<(), ArchiveError>, Sandbox) {
+    let sb = Sandbox::new();
+    let before = sb.outside();
+    let res = apply_layer(&sb.root(), tar, opts).map(|_| ());
+    assert_eq!(before, sb.outside(), "something outside the root changed");
+    (res, sb)
+}
+
+#[test]
+fn huge_extension_headers_are_refused_before_reading() {
+    if !is_root() {
+        return;
+    }
+    // Each declares 256 MiB but carries 10 KB: the guard refuses at the
+    // header, so nothing near the declared size is read or allocated.
+    for (kind, expect) in [
+        (tar::EntryType::GNULongName, "GNU long name"),
+        (tar::EntryType::GNULongLink, "GNU long link name"),
+        (tar::EntryType::XHeader, "PAX extended header"),
+        (tar::EntryType::XGlobalHeader, "PAX global header"),
+    ] {
+        let mut tar = raw_header(b"././@LongLink", kind, 256 << 20)
+            .as_bytes()
+            .to_vec();
+        tar.extend(std::iter::repeat_n(b'a', 10_000));
+        let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
+        let err = res.expect_err("a 256 MiB extension header was accepted");
+        assert!(matches!(err, ArchiveError::Limit(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(expect), "{msg}");
+        assert!(msg.contains("268435456 bytes is over"), "{msg}");
+        assert!(msg.len() < 300, "error message of {} bytes", msg.len());
+    }
+}
+
+#[test]
+fn long_names_under_the_cap_give_short_messages() {
+    if !is_root() {
+        return;
+    }
+    // A 200 KB name passes the header cap; the kernel refuses it, and the
+    // message shows only its start.
+    let name = vec![b'n'; 200_000];
+    let mut tar = raw_header(
+        b"././@LongLink",
+        tar::EntryType::GNULongName,
+        name.len() as u64,
+    )
+    .as_bytes()
+    .to_vec();
+    tar.extend_from_slice(&name);
+    tar.extend(std::iter::repeat_n(0u8, (512 - name.len() % 512) % 512));
+    tar.extend_from_slice(RawTar::new().file("x", b"data").finish().as_slice());
+    let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
+    let msg = res.expect_err("a 200 KB name was created").to_string();
+    assert!(
+        msg.len() < 600,
+        "error message of {} bytes: {msg}",
+        msg.len()
+    );
+    assert!(msg.contains("(200000 bytes)"), "{msg}");
+}
+
+#[test]
+fn terminal_escapes_in_names_are_escaped_in_errors() {
+    if !is_root() {
+        return;
+    }
+    for tar in [
+        RawTar::new().file("\x1b]0;owned\x07/../x", b"").finish(),
+        RawTar::new()
+            .symlink("l\x1b[2J", "../../\x1b[31mx")
+            .finish(),
+        RawTar::new().hardlink("h", "/\x1b[2Jetc").finish(),
+    ] {
+        let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
+        let msg = res.expect_err("hostile name accepted").to_string();
+        assert!(!msg.contains('\x1b') && !msg.contains('\x07'), "{msg:?}");
+        assert!(msg.contains("\\x1b"), "{msg}");
+    }
+}
+
+#[test]
+fn sparse_entries_become_holes_without_expanding() {
+    if !is_root() {
+        return;
+    }
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    const REAL: u64 = 16 << 30;
+    // 25 segments: 4 in the header, 21 in one extension block.
+    let segments: Vec<(u64, Vec<u8>)> = (0..25u64)
+        .map(|i| (i * (512 << 20), vec![b'a' + i as u8; 512]))
+        .collect();
+    let tar = sparse_tar("big", REAL, &segments);
+    assert!(tar.len() < 16_000, "{} bytes", tar.len());
+    for overlay in [false, true] {
+        let opts = ApplyOptions {
+            overlay_whiteouts: overlay,
+            ..limited(32 << 30)
+        };
+        let start = Instant::now();
+        let (res, sb) = apply_opts(&tar, &opts);
+        res.unwrap();
+        let took = start.elapsed();
+        assert!(took.as_secs() < 5, "a 16 GiB sparse entry took {took:?}");
+        let f = std::fs::File::open(sb.root().join("big")).unwrap();
+        let m = f.metadata().unwrap();
+        assert_eq!(m.len(), REAL);
+        assert!(
+            m.blocks() * 512 < 4 << 20,
+            "{} bytes allocated",
+            m.blocks() * 512
+        );
+        for (off, d) in &segments {
+            let mut got = vec![0u8; d.len() + 1];
+            f.read_exact_at(&mut got, *off).unwrap();
+            assert_eq!(&got[..d.len()], &d[..]);
+            assert_eq!(got[d.len()], 0);
+        }
+    }
+    // Over the limit: refused at the header, before the file exists.
+    let (res, sb) = apply_opts(&tar, &limited(1 << 30));
+    let err = res.expect_err("16 GiB sparse entry under a 1 GiB limit");
+    assert!(matches!(err, ArchiveError::Limit(_)), "{err:?}");
+    assert!(err.to_string().contains("big"), "{err}");
+    assert!(!sb.root().join("big").exists());
+}
+
+#[test]
+fn malformed_sparse_maps_are_refused() {
+    if !is_root() {
+        return;
+    }
+    // Overlapping segments, and segments past the real size.
+    for (real, segs) in [
+        (
+            1 << 20,
+            vec![(4096u64, vec![1u8; 512]), (4096, vec![2u8; 512])],
+        ),
+        (1024, vec![(4096u64, vec![1u8; 512])]),
+    ] {
+        let (res, _sb) = apply_opts(&sparse_tar("s", real, &segs), &ApplyOptions::default());
+        let err = res.expect_err("malformed sparse map accepted");
+        assert!(err.to_string().contains("sparse"), "{err}");
+    }
+}
+
+#[test]
+fn expanded_size_is_checked_before_writing() {
+    if !is_root() {
+        return;
+    }
+    let tar = RawTar::new()
+        .file("small", b"ok")
+        .file("big", &vec![7u8; 2 << 20])
+        .finish();
+    let (res, sb) = apply_opts(&tar, &limited(1 << 20));
+    let err = res.expect_err("2 MiB entry under a 1 MiB limit");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("entry big") && msg.contains("1048576"),
+        "{msg}"
+    );
+    assert!(sb.root().join("small").exists());
+    assert!(
+        !sb.root().join("big").exists(),
+        "the refused entry was written"
+    );
+    // The same layer within its limit applies.
+    let (res, _sb) = apply_opts(&tar, &limited(4 << 20));
+    res.unwrap();
+}
+
+#[test]
+fn trailing_data_after_the_archive_is_capped() {
+    if !is_root() {
+        return;
+    }
+    let mut tar = RawTar::new().file("a", b"a").finish();
+    tar.extend(std::iter::repeat_n(0u8, 64 << 10));
+    let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
+    res.expect("64 KiB of padding is normal");
+    tar.extend(std::iter::repeat_n(0u8, 2 << 20));
+    let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
+    let msg = res.expect_err("2 MiB after the end accepted").to_string();
+    assert!(msg.contains("after the end"), "{msg}");
+}
+
+#[test]
+fn a_pax_size_consumed_by_a_global_header_does_not_blind_the_guard() {
+    if !is_root() {
+        return;
+    }
+    // The tar crate hands the global header out as an entry, consuming the
+    // PAX size: the file after it has size 0, and the long name after that
+    // must still be seen (and refused) as a header.
+    let record = b"19 size=1073741824\n";
+    let mut tar = raw_header(b"pax", tar::EntryType::XHeader, record.len() as u64)
+        .as_bytes()
+        .to_vec();
+    tar.extend_from_slice(record);
+    tar.extend(std::iter::repeat_n(0u8, 512 - record.len()));
+    tar.extend_from_slice(raw_header(b"global", tar::EntryType::XGlobalHeader, 0).as_bytes());
+    tar.extend_from_slice(raw_header(b"a", tar::EntryType::Regular, 0).as_bytes());
+    tar.extend_from_slice(
+        raw_header(b"././@LongLink", tar::EntryType::GNULongName, 256 << 20).as_bytes(),
+    );
+    tar.extend(std::iter::repeat_n(b'a', 10_000));
+    let (res, _sb) = apply_opts(&tar, &ApplyOptions::default());
+    let msg = res
+        .expect_err("long name after a global header accepted")
+        .to_string();
+    assert!(msg.contains("GNU long name"), "{msg}");
+}
+
+#[test]
+fn huge_sparse_maps_are_refused() {
+    if !is_root() {
+        return;
+    }
+    // 100,000 one-byte segments: a 2.4 MB map, over the 1 MiB header cap.
+    let segments: Vec<(u64, Vec<u8>)> = (0..100_000u64).map(|i| (i * 4096, vec![1u8])).collect();
+    let tar = sparse_tar("holes", 100_000 * 4096, &segments);
+    let (res, sb) = apply_opts(&tar, &ApplyOptions::default());
+    let msg = res.expect_err("a 2.4 MB sparse map was read").to_string();
+    assert!(msg.contains("sparse map of entry holes"), "{msg}");
+    assert!(!sb.root().join("holes").exists());
 }

@@ -194,6 +194,7 @@ fn whiteouts_in_overlay_form() {
     let d = scratch();
     let opts = ApplyOptions {
         overlay_whiteouts: true,
+        ..ApplyOptions::default()
     };
     apply_layer(d.path(), &whiteout_layer()[..], &opts).unwrap();
     let wh = fs::symlink_metadata(d.path().join("etc/passwd")).unwrap();

@@ -380,3 +380,69 @@ fn not_an_image_is_refused() {
         .expect("junk accepted");
     assert!(matches!(err, ImageError::NotAnImage { .. }), "{err}");
 }
+
+#[test]
+fn outer_archive_headers_and_expansion_are_capped() {
+    let f = Fixture::new();
+    // A 256 MiB GNU long name in the outer tar: refused at its header.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(256 << 20);
+    h.set_cksum();
+    let mut bomb = h.as_bytes().to_vec();
+    bomb.extend(std::iter::repeat_n(b'a', 10_000));
+    fs::write(f.p("longname.tar"), &bomb).unwrap();
+    let err = ImageArchive::open(&f.p("longname.tar"))
+        .err()
+        .expect("a 256 MiB long name was read");
+    let msg = err.to_string();
+    assert!(msg.contains("GNU long name") && msg.len() < 400, "{msg}");
+    // A compressed archive that expands past the limit stops there.
+    let plain = fs::read(f.save("limited.tar", false)).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&plain).unwrap();
+    let gz = f.p("limited.tar.gz");
+    fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let err = ImageArchive::open_limited(&gz, f.dir.path(), 1024)
+        .err()
+        .expect("expansion past the limit accepted");
+    assert!(err.to_string().contains("more than 1024 bytes"), "{err}");
+    ImageArchive::open_limited(&gz, f.dir.path(), 64 << 20).unwrap();
+}
+
+#[test]
+fn empty_indexes_and_big_documents_are_refused() {
+    let f = Fixture::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let add = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add(
+        &mut b,
+        "index.json",
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    );
+    fs::write(f.p("empty.tar"), b.into_inner().unwrap()).unwrap();
+    let err = ImageArchive::open(&f.p("empty.tar"))
+        .err()
+        .expect("empty index accepted");
+    assert!(err.to_string().contains("lists no manifests"), "{err}");
+
+    let mut b = tar::Builder::new(Vec::new());
+    let big = format!(
+        r#"{{"schemaVersion":2,"manifests":[],"x":"{}"}}"#,
+        "y".repeat(5 << 20)
+    );
+    add(&mut b, "index.json", big.as_bytes());
+    fs::write(f.p("big.tar"), b.into_inner().unwrap()).unwrap();
+    let err = ImageArchive::open(&f.p("big.tar"))
+        .err()
+        .expect("5 MiB index accepted");
+    assert!(
+        err.to_string().contains("over the limit of 4194304 bytes"),
+        "{err}"
+    );
+}

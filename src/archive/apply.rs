@@ -15,7 +15,8 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
 
 use super::error::{ArchiveError, Result};
-use super::path::{resolve_lexical, symlink_escapes, RelPath};
+use super::guard::{ApplyLimits, Guard, Shared, SparseMap};
+use super::path::{escape_name, resolve_lexical, symlink_escapes, RelPath};
 use super::{sys, OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 
 /// How to apply a layer.
@@ -25,6 +26,9 @@ pub struct ApplyOptions {
     /// for a deleted entry, `trusted.overlay.opaque=y` on an opaque
     /// directory) instead of deleting for real. Set for overlay2 upper dirs.
     pub overlay_whiteouts: bool,
+    /// Size limits enforced while reading the tar (defaults: header caps
+    /// only, no limit on the layer's size).
+    pub limits: ApplyLimits,
 }
 
 /// What an apply did.
@@ -45,8 +49,11 @@ const MAX_SYMLINK_DEPTH: u32 = 40;
 /// Applies the uncompressed layer tar `tar` to the directory `root`.
 ///
 /// The archive is untrusted: no entry can create, change or delete anything
-/// outside `root` (see the module docs). On error the root may hold part of
-/// the layer; the caller discards the snapshot.
+/// outside `root` (see the module docs), and [`ApplyOptions::limits`] are
+/// enforced before anything over them is allocated or written. The stream
+/// is read to its end (so a verifying reader underneath reports a digest
+/// mismatch here). On error the root may hold part of the layer; the caller
+/// discards the snapshot.
 pub fn apply_layer(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplyStats> {
     let root_fd = nix::fcntl::open(
         root,
@@ -54,20 +61,24 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<A
         Mode::empty(),
     )
     .map_err(|e| ArchiveError::io("open root", root, e))?;
+    let guard = Guard::new(tar, opts.limits.clone(), true);
     let mut applier = Applier {
         root: root_fd.as_fd(),
         opts,
         written: HashSet::new(),
         dir_times: Vec::new(),
         stats: ApplyStats::default(),
+        sparse: guard.shared(),
     };
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries().map_err(ArchiveError::Read)? {
+    let mut archive = tar::Archive::new(guard);
+    for entry in archive.entries().map_err(ArchiveError::from_read)? {
         crate::interrupt::check()?;
-        let entry = entry.map_err(ArchiveError::Read)?;
+        let entry = entry.map_err(ArchiveError::from_read)?;
         applier.entry(entry)?;
     }
     applier.finish_dir_times()?;
+    // The rest (end-of-archive padding) goes through the guard too.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(ArchiveError::from_read)?;
     Ok(applier.stats)
 }
 
@@ -79,6 +90,8 @@ struct Applier<'a> {
     written: HashSet<RelPath>,
     dir_times: Vec<(RelPath, TimeSpec)>,
     stats: ApplyStats,
+    /// Maps of sparse entries the guard turned into regular ones.
+    sparse: std::rc::Rc<std::cell::RefCell<Shared>>,
 }
 
 /// Header fields we apply, read once.
@@ -143,7 +156,7 @@ impl Applier<'_> {
                 if symlink_escapes(&parent_path, &target) {
                     return Err(ArchiveError::UnsafeLink {
                         path: path.display(),
-                        target: String::from_utf8_lossy(&target).into_owned(),
+                        target: escape_name(&target),
                         reason: "relative target climbs out of the root",
                     });
                 }
@@ -280,10 +293,24 @@ impl Applier<'_> {
         .map_err(|e| ArchiveError::io("create", io_path(path), e))?;
         let mut file = File::from(fd);
         let declared = data.size();
-        let got = copy_sparse(data, &mut file).map_err(|e| match e {
-            CopyError::Read(e) => ArchiveError::Read(e),
+        let map_err = |e| match e {
+            CopyError::Read(e) => ArchiveError::from_read(e),
             CopyError::Write(e) => ArchiveError::io("write", io_path(path), e),
-        })?;
+        };
+        let sparse = self
+            .sparse
+            .borrow_mut()
+            .take_sparse(data.raw_header_position());
+        let (got, len) = match sparse {
+            None => {
+                let got = copy_sparse(data, &mut file).map_err(map_err)?;
+                (got, got)
+            }
+            Some(map) => (
+                write_segments(data, &mut file, &map).map_err(map_err)?,
+                map.real_size,
+            ),
+        };
         if got != declared {
             return Err(ArchiveError::Truncated {
                 path: path.display(),
@@ -291,7 +318,7 @@ impl Applier<'_> {
                 got,
             });
         }
-        file.set_len(got)
+        file.set_len(len)
             .map_err(|e| ArchiveError::io("truncate", io_path(path), e))?;
         self.stats.bytes += got;
         self.set_meta(parent, path, name, meta, false)
@@ -335,7 +362,7 @@ impl Applier<'_> {
     ) -> Result<()> {
         let target_path = RelPath::parse(target).map_err(|_| ArchiveError::UnsafeLink {
             path: path.display(),
-            target: String::from_utf8_lossy(target).into_owned(),
+            target: escape_name(target),
             reason: "hard link target is absolute or climbs out of the root",
         })?;
         if target_path == *path {
@@ -481,7 +508,7 @@ impl Applier<'_> {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(ArchiveError::io("open directory", io_path(dir), e)),
         };
-        let names = list_dir(fd.as_fd())
+        let names = sys::list_dir(fd.as_fd())
             .map_err(|e| ArchiveError::io("read directory", io_path(dir), e))?;
         for (name, is_dir) in names {
             let child = dir.join(&name);
@@ -540,19 +567,29 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, path: &RelPath) -> Result<M
     })?;
     // Blank numeric fields are common in hand-made tars; read them as 0
     // like Go's archive/tar does.
+    // 4294967295 is chown(2)'s "leave unchanged": taken as an owner it would
+    // leave the entry owned by root (who extracts), so a setuid bit on it
+    // would make a setuid-root file. No real id has that value: refused.
     let id = |v: io::Result<u64>, what| -> Result<u32> {
-        u32::try_from(v.unwrap_or(0)).map_err(|_| ArchiveError::UnsafePath {
-            path: path.display(),
-            reason: what,
-        })
+        match u32::try_from(v.unwrap_or(0)) {
+            Ok(u32::MAX) => Err(ArchiveError::UnsafePath {
+                path: path.display(),
+                reason: "owner id 4294967295 is chown's \"unchanged\" (it would stay root)",
+            }),
+            Ok(id) => Ok(id),
+            Err(_) => Err(ArchiveError::UnsafePath {
+                path: path.display(),
+                reason: what,
+            }),
+        }
     };
     let uid = id(h.uid(), "uid out of range")?;
     let gid = id(h.gid(), "gid out of range")?;
     let secs = i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(i64::MAX);
     let mut xattrs = Vec::new();
-    if let Some(exts) = entry.pax_extensions().map_err(ArchiveError::Read)? {
+    if let Some(exts) = entry.pax_extensions().map_err(ArchiveError::from_read)? {
         for ext in exts {
-            let ext = ext.map_err(ArchiveError::Read)?;
+            let ext = ext.map_err(ArchiveError::from_read)?;
             if let Some(name) = ext.key_bytes().strip_prefix(XATTR_PREFIX.as_bytes()) {
                 // Overlay's own xattrs must not be smuggled in by a layer.
                 if name.starts_with(b"trusted.overlay.") {
@@ -589,7 +626,7 @@ fn copy_sparse(src: &mut impl Read, dst: &mut File) -> Result<u64, CopyError> {
             Err(e) => return Err(CopyError::Read(e)),
         };
         for chunk in buf[..n].chunks(BLOCK) {
-            if chunk.iter().all(|b| *b == 0) {
+            if is_zero(chunk) {
                 dst.seek(SeekFrom::Current(chunk.len() as i64))
                     .map_err(CopyError::Write)?;
             } else {
@@ -601,32 +638,28 @@ fn copy_sparse(src: &mut impl Read, dst: &mut File) -> Result<u64, CopyError> {
     Ok(total)
 }
 
-/// Lists a directory's entries (name, is_dir), without `.` and `..`.
-fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, bool)>> {
-    let fd = nix::fcntl::openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut d = nix::dir::Dir::from_fd(fd)?;
-    let mut out = Vec::new();
-    for e in d.iter() {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
+/// Whether `bytes` are all zero: a `memcmp` against a zero block, fast
+/// even in a debug build (the bombs this guards against are gigabytes of
+/// zeros).
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
+    bytes.chunks(BLOCK).all(|c| c == &ZEROS[..c.len()])
+}
+
+/// Writes the data segments of a sparse entry (stored one after the other
+/// in `src`) at their offsets in `dst`, leaving the holes between them
+/// unwritten. Returns the data bytes read.
+fn write_segments(src: &mut impl Read, dst: &mut File, map: &SparseMap) -> Result<u64, CopyError> {
+    let mut total = 0;
+    for &(off, len) in &map.segments {
+        dst.seek(SeekFrom::Start(off)).map_err(CopyError::Write)?;
+        let got = copy_sparse(&mut src.take(len), dst)?;
+        total += got;
+        if got < len {
+            break;
         }
-        let is_dir = match e.file_type() {
-            Some(t) => t == nix::dir::Type::Directory,
-            None => {
-                let st = nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                st.st_mode & libc::S_IFMT == libc::S_IFDIR
-            }
-        };
-        out.push((name.to_vec(), is_dir));
     }
-    Ok(out)
+    Ok(total)
 }
 
 /// Removes `parent/name` and, for a directory, everything beneath it, using
@@ -639,7 +672,7 @@ pub(super) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8], is_dir: bool) -
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        for (child, child_dir) in list_dir(fd.as_fd())? {
+        for (child, child_dir) in sys::list_dir(fd.as_fd())? {
             remove_all_at(fd.as_fd(), &child, child_dir)?;
         }
         nix::unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)?;

@@ -8,6 +8,9 @@
 //!   The tar is untrusted: every path is resolved inside the root with
 //!   `openat2(RESOLVE_IN_ROOT)` and entries are created with `*at()` calls
 //!   relative to resolved parent directories (see [`sys`](self) internals).
+//!   A guard in front of the `tar` crate caps header sizes, the layer's
+//!   expanded size and trailing data, and writes GNU sparse entries as
+//!   holes without expanding them ([`ApplyLimits`]).
 //! - [`decompress`] detects gzip / zstd / plain streams by magic bytes.
 //! - [`changes`] and [`changes_overlay`] compute docker-style A/C/D changes.
 //! - [`write_layer`] and [`write_tree`] write reproducible tars.
@@ -16,14 +19,19 @@ mod apply;
 mod changes;
 mod compress;
 mod error;
+mod guard;
 mod path;
 mod sys;
 mod write;
 
+pub(crate) use apply::is_zero;
 pub use apply::{apply_layer, ApplyOptions, ApplyStats};
 pub use changes::{changes, changes_overlay, Change, ChangeKind};
 pub use compress::{decompress, detect_compression, Compression};
-pub use error::{ArchiveError, Result};
+pub use error::{ArchiveError, LimitExceeded, Result};
+pub(crate) use guard::Guard;
+pub use guard::{ApplyLimits, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TRAILING_BYTES};
+pub use path::escape_name;
 pub use write::{write_layer, write_tree};
 
 /// Prefix of an OCI whiteout file name: `.wh.NAME` deletes `NAME`.

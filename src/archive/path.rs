@@ -11,7 +11,7 @@ impl RelPath {
     /// Parses an archive entry name. `./` prefixes and empty components are
     /// dropped; absolute paths, `..` components and NUL bytes are refused.
     pub fn parse(raw: &[u8]) -> Result<RelPath> {
-        let shown = || String::from_utf8_lossy(raw).into_owned();
+        let shown = || escape_name(raw);
         if raw.first() == Some(&b'/') {
             return Err(ArchiveError::UnsafePath {
                 path: shown(),
@@ -66,10 +66,41 @@ impl RelPath {
         self.0.join(&b'/')
     }
 
-    /// The path for messages.
+    /// The path for messages: escaped and shortened by [`escape_name`].
     pub fn display(&self) -> String {
-        String::from_utf8_lossy(&self.as_bytes()).into_owned()
+        escape_name(&self.as_bytes())
     }
+}
+
+/// Longest part of a name shown in a message, in bytes.
+pub const MAX_SHOWN_NAME: usize = 256;
+
+/// An entry name or link target from an archive, made safe to print: bytes
+/// that are not printable UTF-8 (control characters such as a terminal's
+/// ESC, invalid UTF-8) and backslashes are shown as `\xNN` escapes, and a
+/// name longer than [`MAX_SHOWN_NAME`] bytes is cut, saying how long it was.
+pub fn escape_name(raw: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let shown = &raw[..raw.len().min(MAX_SHOWN_NAME)];
+    let mut out = String::with_capacity(shown.len() + 16);
+    for chunk in shown.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                    let _ = write!(out, "\\x{b:02x}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    if raw.len() > shown.len() {
+        let _ = write!(out, "... ({} bytes)", raw.len());
+    }
+    out
 }
 
 /// Where a symlink in directory `dir` with `target` points, inside the
@@ -128,6 +159,18 @@ mod tests {
         assert!(RelPath::parse(b"a/../../b").is_err());
         assert!(RelPath::parse(b"..").is_err());
         assert_eq!(RelPath::parse(b"..a/b..").unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn names_are_escaped_and_cut() {
+        assert_eq!(escape_name(b"a/b c"), "a/b c");
+        assert_eq!(escape_name(b"x\x1b[2Jy"), "x\\x1b[2Jy");
+        assert_eq!(escape_name(b"\xff\\"), "\\xff\\x5c");
+        assert_eq!(escape_name("é\u{9b}".as_bytes()), "é\\xc2\\x9b");
+        let long = vec![b'a'; 10_000];
+        let shown = escape_name(&long);
+        assert!(shown.len() < 300, "{}", shown.len());
+        assert!(shown.ends_with("... (10000 bytes)"));
     }
 
     #[test]

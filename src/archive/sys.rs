@@ -77,6 +77,63 @@ pub fn set_xattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()
     Ok(())
 }
 
+/// Reads the extended attributes of `name` in the directory `dir` (without
+/// following `name` if it is a symlink), sorted by name. The directory is
+/// reached through `/proc/self/fd/N`, its descriptor, not a host path.
+pub fn read_xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if name.is_empty() || name.contains(&b'/') {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name);
+    read_xattrs(Path::new(std::ffi::OsStr::from_bytes(&path)))
+}
+
+/// Opens the directory `name` in `dir` for reading, refusing to follow a
+/// symlink (`ELOOP`) or open a non-directory (`ENOTDIR`).
+pub fn open_dir_nofollow(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::openat(
+        dir,
+        name,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?)
+}
+
+/// Lists the entries of the open directory `dir` as (name, is a directory),
+/// without `.` and `..`, not following symlinks.
+pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, bool)>> {
+    let fd = nix::fcntl::openat(
+        dir,
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut d = nix::dir::Dir::from_fd(fd)?;
+    let mut out = Vec::new();
+    for e in d.iter() {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match e.file_type() {
+            Some(t) => t == nix::dir::Type::Directory,
+            None => {
+                let st =
+                    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                st.st_mode & libc::S_IFMT == libc::S_IFDIR
+            }
+        };
+        out.push((name.to_vec(), is_dir));
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Builds a `dev_t` from major and minor numbers.
 pub fn makedev(major: u32, minor: u32) -> libc::dev_t {
     libc::makedev(major, minor)

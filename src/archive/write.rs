@@ -7,18 +7,18 @@
 //! driver the change was made on.
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::Mode;
 use tar::{EntryType, Header};
 
-use super::changes::{content_xattrs, Change, ChangeKind};
+use super::changes::{content_xattrs_at, Change, ChangeKind};
 use super::error::{ArchiveError, Result};
 use super::{sys, WHITEOUT_PREFIX};
 
@@ -28,6 +28,8 @@ const USTAR_MAX_SIZE: u64 = 0o77777777777;
 
 /// Writes the layer tar for `changes` (as from [`changes`](super::changes)),
 /// reading added and changed entries from `root`, deletions as `.wh.` files.
+/// Each entry is read relative to its parent directory resolved inside
+/// `root` with `openat2(RESOLVE_IN_ROOT)`, never through a host path.
 pub fn write_layer(root: &Path, changes: &[Change], out: impl Write) -> Result<()> {
     let mut items: Vec<(Vec<u8>, Item)> = changes
         .iter()
@@ -63,32 +65,52 @@ pub fn write_layer(root: &Path, changes: &[Change], out: impl Write) -> Result<(
 
 /// Writes every entry under `root` (not the root itself) as one flattened
 /// tar, for `export`.
+///
+/// The tree is walked through directory descriptors opened without
+/// following symlinks, and every entry is read relative to its parent's
+/// descriptor (see [`write_layer`]), so a container that swaps a directory
+/// for a symlink while it is exported cannot make the walk leave the root.
 pub fn write_tree(root: &Path, out: impl Write) -> Result<()> {
+    let root_fd = open_root(root)?;
     let mut all = Vec::new();
-    collect(root, Path::new(""), &mut all)?;
+    collect(root_fd.as_fd(), Path::new(""), &mut all)?;
     write_layer(root, &all, out)
 }
 
-fn collect(root: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
-    let dir = root.join(rel);
-    let rd = fs::read_dir(&dir).map_err(|e| ArchiveError::io("read directory", &dir, e))?;
-    for e in rd {
+fn collect(dir: BorrowedFd<'_>, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
+    let names = sys::list_dir(dir).map_err(|e| ArchiveError::io("read directory", rel, e))?;
+    for (name, is_dir) in names {
         crate::interrupt::check()?;
-        let e = e.map_err(|e| ArchiveError::io("read directory", &dir, e))?;
-        let r = rel.join(e.file_name());
-        let is_dir = e
-            .file_type()
-            .map_err(|err| ArchiveError::io("stat", &r, err))?
-            .is_dir();
+        let r = rel.join(OsStr::from_bytes(&name));
         out.push(Change {
             kind: ChangeKind::Added,
             path: r.clone(),
         });
-        if is_dir {
-            collect(root, &r, out)?;
+        if !is_dir {
+            continue;
+        }
+        match sys::open_dir_nofollow(dir, &name) {
+            Ok(fd) => collect(fd.as_fd(), &r, out)?,
+            // Replaced by a symlink or removed since it was listed: archive
+            // what is there now, without descending.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)
+                ) => {}
+            Err(e) => return Err(ArchiveError::io("open directory", &r, e)),
         }
     }
     Ok(())
+}
+
+fn open_root(root: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ArchiveError::io("open root", root, e))
 }
 
 enum Item {
@@ -96,24 +118,16 @@ enum Item {
     Path(PathBuf),
 }
 
-struct Writer<'a, W: Write> {
-    root: &'a Path,
-    root_fd: std::os::fd::OwnedFd,
+struct Writer<W: Write> {
+    root_fd: OwnedFd,
     tar: tar::Builder<W>,
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
-impl<'a, W: Write> Writer<'a, W> {
-    fn new(root: &'a Path, out: W) -> Result<Self> {
-        let root_fd = nix::fcntl::open(
-            root,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| ArchiveError::io("open root", root, e))?;
+impl<W: Write> Writer<W> {
+    fn new(root: &Path, out: W) -> Result<Self> {
         Ok(Writer {
-            root,
-            root_fd,
+            root_fd: open_root(root)?,
             tar: tar::Builder::new(out),
             links: HashMap::new(),
         })
@@ -128,17 +142,27 @@ impl<'a, W: Write> Writer<'a, W> {
         self.append(h, io::empty())
     }
 
+    /// Archives the entry at `rel`, read relative to its parent directory,
+    /// which is resolved inside the root (`RESOLVE_IN_ROOT`): whatever a
+    /// running container swaps in, nothing outside the root is read.
     fn path(&mut self, name: &[u8], rel: &Path) -> Result<()> {
-        let full = self.root.join(rel);
-        let m = fs::symlink_metadata(&full).map_err(|e| ArchiveError::io("stat", rel, e))?;
-        let ft = m.file_type();
-        if ft.is_socket() {
+        let bytes = rel.as_os_str().as_bytes();
+        let (dir, base) = match bytes.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&bytes[..i], &bytes[i + 1..]),
+            None => (&b""[..], bytes),
+        };
+        let parent = sys::open_in_root(self.root_fd.as_fd(), dir, libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(|err| ArchiveError::io("open directory", rel, err))?;
+        let st = nix::sys::stat::fstatat(parent.as_fd(), base, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|err| ArchiveError::io("stat", rel, err))?;
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFSOCK {
             return Ok(());
         }
-        let mut e = Entry::from_meta(name, &m);
-        e.xattrs = content_xattrs(&full)?;
-        if !ft.is_dir() && m.nlink() > 1 {
-            let key = (m.dev(), m.ino());
+        let mut e = Entry::from_stat(name, &st);
+        e.xattrs = content_xattrs_at(parent.as_fd(), base, rel)?;
+        if fmt != libc::S_IFDIR && st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key) {
                 e.kind = EntryType::Link;
                 e.link = first.clone();
@@ -148,42 +172,55 @@ impl<'a, W: Write> Writer<'a, W> {
             }
             self.links.insert(key, name.to_vec());
         }
-        if ft.is_dir() {
-            e.kind = EntryType::Directory;
-            let mut n = e.name.clone();
-            n.push(b'/');
-            e.name = n;
-            self.append(e, io::empty())
-        } else if ft.is_file() {
-            let fd = sys::open_in_root(
-                self.root_fd.as_fd(),
-                rel.as_os_str().as_bytes(),
-                libc::O_RDONLY | libc::O_NOFOLLOW,
-            )
-            .map_err(|err| ArchiveError::io("open", rel, err))?;
-            e.kind = EntryType::Regular;
-            e.size = m.len();
-            let data = Exact {
-                inner: File::from(fd).take(m.len()),
-                left: m.len(),
-                path: rel.to_path_buf(),
-            };
-            self.append(e, data)
-        } else if ft.is_symlink() {
-            let t = fs::read_link(&full).map_err(|err| ArchiveError::io("readlink", rel, err))?;
-            e.kind = EntryType::Symlink;
-            e.link = t.as_os_str().as_bytes().to_vec();
-            self.append(e, io::empty())
-        } else {
-            e.kind = if ft.is_char_device() {
-                EntryType::Char
-            } else if ft.is_block_device() {
-                EntryType::Block
-            } else {
-                EntryType::Fifo
-            };
-            e.dev = Some((libc::major(m.rdev()), libc::minor(m.rdev())));
-            self.append(e, io::empty())
+        match fmt {
+            libc::S_IFDIR => {
+                e.kind = EntryType::Directory;
+                e.name.push(b'/');
+                self.append(e, io::empty())
+            }
+            libc::S_IFREG => {
+                let fd = nix::fcntl::openat(
+                    parent.as_fd(),
+                    base,
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|err| ArchiveError::io("open", rel, err))?;
+                let now = nix::sys::stat::fstat(fd.as_fd())
+                    .map_err(|err| ArchiveError::io("stat", rel, err))?;
+                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+                    return Err(ArchiveError::io(
+                        "read",
+                        rel,
+                        io::Error::other("replaced while being archived"),
+                    ));
+                }
+                let len = st.st_size as u64;
+                e.kind = EntryType::Regular;
+                e.size = len;
+                let data = Exact {
+                    inner: File::from(fd).take(len),
+                    left: len,
+                    path: rel.to_path_buf(),
+                };
+                self.append(e, data)
+            }
+            libc::S_IFLNK => {
+                let t = nix::fcntl::readlinkat(parent.as_fd(), base)
+                    .map_err(|err| ArchiveError::io("readlink", rel, err))?;
+                e.kind = EntryType::Symlink;
+                e.link = t.as_bytes().to_vec();
+                self.append(e, io::empty())
+            }
+            _ => {
+                e.kind = match fmt {
+                    libc::S_IFCHR => EntryType::Char,
+                    libc::S_IFBLK => EntryType::Block,
+                    _ => EntryType::Fifo,
+                };
+                e.dev = Some((libc::major(st.st_rdev), libc::minor(st.st_rdev)));
+                self.append(e, io::empty())
+            }
         }
     }
 
@@ -282,13 +319,13 @@ impl Default for Entry {
 }
 
 impl Entry {
-    fn from_meta(name: &[u8], m: &Metadata) -> Entry {
+    fn from_stat(name: &[u8], st: &libc::stat) -> Entry {
         Entry {
             name: name.to_vec(),
-            mode: m.mode() & 0o7777,
-            uid: u64::from(m.uid()),
-            gid: u64::from(m.gid()),
-            mtime: u64::try_from(m.mtime()).unwrap_or(0),
+            mode: st.st_mode & 0o7777,
+            uid: u64::from(st.st_uid),
+            gid: u64::from(st.st_gid),
+            mtime: u64::try_from(st.st_mtime).unwrap_or(0),
             ..Entry::default()
         }
     }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -94,23 +94,105 @@ fn relative(root: &Path, path: &Path) -> String {
     format!("/{}", rel.to_string_lossy())
 }
 
+/// Sums a file, reading only its data: holes (found with `SEEK_DATA` /
+/// `SEEK_HOLE`) are folded into the CRC arithmetically, so a sparse file of
+/// 16 GiB with a few blocks of data costs what those blocks cost.
 fn sum_file(path: &Path) -> io::Result<FileSum> {
     let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
     let mut hasher = crc32fast::Hasher::new();
+    let mut zeros = ZeroCrc::default();
     let mut buf = vec![0u8; 128 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match seek(&file, pos, nix::unistd::Whence::SeekData) {
+            Ok(d) => d.min(size),
+            Err(nix::errno::Errno::ENXIO) => size,
+            // No hole support here: read everything.
+            Err(_) => pos,
+        };
+        if data > pos {
+            hasher.combine(&zeros.of(data - pos));
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
+        let end = match seek(&file, data, nix::unistd::Whence::SeekHole) {
+            Ok(h) => h.clamp(data, size),
+            Err(_) => size,
+        };
+        file.seek(io::SeekFrom::Start(data))?;
+        let mut left = end - data;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being summed",
+                ));
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        pos = end.max(data);
+        if end == data && data < size {
+            // SEEK_HOLE found nothing past `data`: should not happen, but
+            // never loop forever.
+            pos = size;
+        }
     }
     Ok(FileSum {
         size,
         crc32: hasher.finalize(),
     })
+}
+
+fn seek(file: &File, pos: u64, whence: nix::unistd::Whence) -> nix::Result<u64> {
+    let off = i64::try_from(pos).map_err(|_| nix::errno::Errno::EOVERFLOW)?;
+    let r = nix::unistd::lseek(file, off, whence)?;
+    Ok(r as u64)
+}
+
+/// CRC32 states of runs of zeros, built by doubling: `of(n)` costs
+/// O(log n) combines instead of hashing `n` bytes.
+#[derive(Default)]
+struct ZeroCrc {
+    /// `pow[k]`: the state of `ZERO_BLOCK << k` zero bytes.
+    pow: Vec<crc32fast::Hasher>,
+}
+
+const ZERO_BLOCK: u64 = 4096;
+
+impl ZeroCrc {
+    fn of(&mut self, n: u64) -> crc32fast::Hasher {
+        let mut out = crc32fast::Hasher::new();
+        let blocks = n / ZERO_BLOCK;
+        let mut k = 0;
+        while blocks >> k != 0 {
+            if self.pow.len() <= k {
+                let next = match self.pow.last() {
+                    None => {
+                        let mut h = crc32fast::Hasher::new();
+                        h.update(&[0u8; ZERO_BLOCK as usize]);
+                        h
+                    }
+                    Some(prev) => {
+                        let mut h = prev.clone();
+                        h.combine(prev);
+                        h
+                    }
+                };
+                self.pow.push(next);
+            }
+            if blocks >> k & 1 == 1 {
+                out.combine(&self.pow[k]);
+            }
+            k += 1;
+        }
+        let rest = (n % ZERO_BLOCK) as usize;
+        if rest > 0 {
+            out.update(&[0u8; ZERO_BLOCK as usize][..rest]);
+        }
+        out
+    }
 }
 
 /// Writes the manifest of `chain` atomically (temp file, fsync, rename).
@@ -123,13 +205,17 @@ pub fn save(
     manifest: &Manifest,
 ) -> Result<()> {
     let dir = dir(root);
-    fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
+    crate::perms::private_dir(&dir)?;
     let target = path(root, chain);
     let tmp = dir.join(format!(".{}.{}.tmp", chain.hex(), session.id()));
     let bytes = serde_json::to_vec(manifest).map_err(|e| StoreError::Metadata(e.to_string()))?;
     let write = || -> io::Result<()> {
         use std::io::Write;
-        let mut f = File::create(&tmp)?;
+        let mut f = strata_driver_api::private::private_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         crate::store::owned::mark(session, &tmp);
         f.write_all(&bytes)?;
         f.sync_all()
@@ -195,6 +281,37 @@ pub fn compare(expected: &Manifest, actual: &Manifest) -> Vec<Mismatch> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod sparse_tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn holes_sum_like_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        for (len, writes) in [
+            (0u64, vec![]),
+            (5000, vec![]),
+            (3 << 20, vec![(0u64, 1000usize), (2 << 20, 7000)]),
+            ((1 << 20) + 123, vec![(1 << 20, 123)]),
+            (10 << 20, vec![(4096 * 3 + 7, 1)]),
+        ] {
+            let p = dir.path().join("f");
+            let f = File::create(&p).unwrap();
+            f.set_len(len).unwrap();
+            let mut plain = vec![0u8; len as usize];
+            for (off, n) in writes {
+                let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8 + 1).collect();
+                f.write_all_at(&data, off).unwrap();
+                plain[off as usize..off as usize + n].copy_from_slice(&data);
+            }
+            let sum = sum_file(&p).unwrap();
+            assert_eq!(sum.size, len);
+            assert_eq!(sum.crc32, crc32fast::hash(&plain), "length {len}");
+        }
+    }
 }
 
 #[cfg(test)]

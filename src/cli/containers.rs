@@ -66,9 +66,9 @@ pub fn inspect(cli: &Cli, text: &str) -> Result<()> {
 }
 
 /// `strata mount`: prints the merged rootfs path.
-pub fn mount(cli: &Cli, text: &str) -> Result<()> {
+pub fn mount(cli: &Cli, text: &str, options: strata::mounts::ContainerMountOptions) -> Result<()> {
     let store = open(cli)?;
-    println!("{}", container::mount(&store, text)?.display());
+    println!("{}", container::mount(&store, text, options)?.display());
     Ok(())
 }
 

@@ -130,10 +130,20 @@ pub enum Command {
         /// Container (id, id prefix or name).
         container: String,
     },
-    /// Mount a container's merged rootfs; prints the path.
+    /// Mount a container's merged rootfs; prints the path. The mount is
+    /// nosuid,nodev unless --suid / --dev say otherwise.
     Mount {
         /// Container (id, id prefix or name).
         container: String,
+        /// Honour setuid/setgid bits and file capabilities of the image
+        /// (drops `nosuid`): any user who can reach the rootfs can then run
+        /// the image's setuid binaries as their owner.
+        #[arg(long)]
+        suid: bool,
+        /// Allow opening device nodes of the image (drops `nodev`): a device
+        /// node in an image then gives access to that host device.
+        #[arg(long)]
+        dev: bool,
     },
     /// Unmount a container's merged rootfs.
     Umount {
@@ -294,7 +304,7 @@ fn describe(command: &Command) -> String {
         Command::Tag { source, target } => format!("tag of {source} as {target}"),
         Command::Rmi { image } => format!("rmi of {image}"),
         Command::Create { image, .. } => format!("create on {image}"),
-        Command::Mount { container } => format!("mount of {container}"),
+        Command::Mount { container, .. } => format!("mount of {container}"),
         Command::Umount { container } => format!("umount of {container}"),
         Command::Diff { container } => format!("diff of {container}"),
         Command::Commit {
@@ -335,7 +345,18 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Command::Ps => containers::list(cli),
         Command::Inspect { container } => containers::inspect(cli, container),
-        Command::Mount { container } => containers::mount(cli, container),
+        Command::Mount {
+            container,
+            suid,
+            dev,
+        } => containers::mount(
+            cli,
+            container,
+            strata::mounts::ContainerMountOptions {
+                suid: *suid,
+                dev: *dev,
+            },
+        ),
         Command::Umount { container } => containers::umount(cli, container),
         Command::Diff { container } => layers::diff(cli, container),
         Command::Commit {

@@ -38,7 +38,10 @@ pub fn init(cli: &Cli, options: &[String]) -> Result<()> {
         .ok()
         .flatten()
         .is_some();
-    let store = strata::ops::init::init(&cli.root, &cli.driver, parse_options(options)?)
+    let options = parse_options(options)?;
+    // A bad `limits.*` option fails here, not at the first load.
+    strata::limits::Limits::from_options(&options)?;
+    let store = strata::ops::init::init(&cli.root, &cli.driver, options)
         .with_context(|| format!("creating the store at {}", cli.root.display()))?;
     let verb = if existed { "exists and uses" } else { "uses" };
     println!(

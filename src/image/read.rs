@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::error::{ImageError, Result};
 use super::spec::{self, media, ConfigRootfs, Descriptor, DockerEntry, Index, Manifest};
 use super::verify::{into_image_error, read_verified, Section, Verify};
-use crate::archive::{detect_compression, Compression};
+use crate::archive::{detect_compression, escape_name, ApplyLimits, Compression, Guard};
 use crate::model::{chain_ids, ChainId, Digest, ImageId};
 
 /// An opened image archive: the (uncompressed) tar file and its images.
@@ -91,7 +91,10 @@ fn parse_digest(s: &str, what: &str) -> Result<Digest> {
     let Some(hex) = s.strip_prefix("sha256:") else {
         return Err(ImageError::invalid(
             what,
-            format!("unsupported digest {s:?} (only sha256)"),
+            format!(
+                "unsupported digest \"{}\" (only sha256)",
+                escape_name(s.as_bytes())
+            ),
         ));
     };
     if hex.len() != 64
@@ -99,7 +102,10 @@ fn parse_digest(s: &str, what: &str) -> Result<Digest> {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
-        return Err(ImageError::invalid(what, format!("malformed digest {s:?}")));
+        return Err(ImageError::invalid(
+            what,
+            format!("malformed digest \"{}\"", escape_name(s.as_bytes())),
+        ));
     }
     Ok(Digest(s.to_owned()))
 }
@@ -123,6 +129,13 @@ impl ImageArchive {
 
     /// As [`open`](Self::open), decompressing into `temp_dir` if needed.
     pub fn open_with_temp(path: &Path, temp_dir: &Path) -> Result<ImageArchive> {
+        Self::open_limited(path, temp_dir, u64::MAX)
+    }
+
+    /// As [`open_with_temp`](Self::open_with_temp); a compressed archive
+    /// may decompress to at most `max_bytes`, and is refused as soon as it
+    /// goes beyond.
+    pub fn open_limited(path: &Path, temp_dir: &Path, max_bytes: u64) -> Result<ImageArchive> {
         let mut file = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
         let mut head = [0u8; 4];
         let n = read_head(&mut file, &mut head).map_err(|e| ImageError::io("read", path, e))?;
@@ -132,8 +145,19 @@ impl ImageArchive {
             let src = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
             let mut dec = crate::archive::decompress(src)
                 .map_err(|e| ImageError::io("decompress", path, e))?;
-            io::copy(&mut crate::interrupt::Reader(&mut dec), &mut tmp)
-                .map_err(|e| ImageError::io("decompress", path, e))?;
+            let copied = io::copy(
+                &mut crate::interrupt::Reader(dec.by_ref().take(max_bytes)),
+                &mut tmp,
+            )
+            .map_err(|e| ImageError::io("decompress", path, e))?;
+            if copied == max_bytes && dec.read(&mut [0u8; 1]).unwrap_or(0) > 0 {
+                return Err(ImageError::invalid(
+                    path.display().to_string(),
+                    format!(
+                        "decompresses to more than {max_bytes} bytes, the image size limit (limits.image_size / STRATA_LIMIT_IMAGE_SIZE)"
+                    ),
+                ));
+            }
             file = tmp;
         }
         let file = Arc::new(file);
@@ -146,6 +170,11 @@ impl ImageArchive {
         };
         archive.images = archive.parse_images()?;
         Ok(archive)
+    }
+
+    /// The archive's file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The images, in archive order.
@@ -214,6 +243,9 @@ impl ImageArchive {
         };
         if self.entries.contains_key("index.json") {
             let index: Index = parse(&self.read_entry("index.json", "index.json")?, "index.json")?;
+            if index.manifests.is_empty() {
+                return Err(ImageError::invalid("index.json", "lists no manifests"));
+            }
             let mut images = Vec::new();
             for d in &index.manifests {
                 let mut img = self.image_from_descriptor(d, "index.json", 0)?;
@@ -223,6 +255,9 @@ impl ImageArchive {
             return Ok(images);
         }
         match docker {
+            Some(entries) if entries.is_empty() => {
+                Err(ImageError::invalid("manifest.json", "lists no images"))
+            }
             Some(entries) => entries
                 .iter()
                 .map(|e| self.image_from_docker_entry(e))
@@ -244,15 +279,15 @@ impl ImageArchive {
         }
         match d.media_type.as_str() {
             media::OCI_INDEX | media::DOCKER_LIST => {
-                let what = format!("index {}", d.digest);
+                let what = format!("index {}", escape_name(d.digest.as_bytes()));
                 let index: Index = parse(&self.read_blob(d, "index")?, &what)?;
                 let chosen = self.pick_platform(&index, &what)?;
                 self.image_from_descriptor(chosen, &what, depth + 1)
             }
             media::OCI_MANIFEST | media::DOCKER_MANIFEST => self.image_from_manifest(d),
             other => Err(ImageError::UnsupportedMediaType {
-                what: format!("{parent}: manifest {}", d.digest),
-                media_type: other.to_owned(),
+                what: format!("{parent}: manifest {}", escape_name(d.digest.as_bytes())),
+                media_type: escape_name(other.as_bytes()),
             }),
         }
     }
@@ -325,13 +360,13 @@ impl ImageArchive {
     }
 
     fn image_from_docker_entry(&self, e: &DockerEntry) -> Result<ArchiveImage> {
-        let what = format!("manifest.json entry {}", e.config);
+        let what = format!("manifest.json entry {}", escape_name(e.config.as_bytes()));
         let config = self.read_entry(&normalize_entry(&e.config), &what)?;
         let id = Digest::of(&config);
         if let Some(expected) = digest_in_name(&e.config) {
             if expected != id {
                 return Err(ImageError::DigestMismatch {
-                    what: format!("config {}", e.config),
+                    what: format!("config {}", escape_name(e.config.as_bytes())),
                     expected,
                     actual: id,
                 });
@@ -342,11 +377,12 @@ impl ImageArchive {
         let mut layers = Vec::new();
         for (i, (path, diff_id)) in e.layers.iter().zip(diff_ids).enumerate() {
             let entry = normalize_entry(path);
-            let lwhat = format!("layer {}/{n} {path} of {what}", i + 1);
+            let shown = escape_name(path.as_bytes());
+            let lwhat = format!("layer {}/{n} {shown} of {what}", i + 1);
             let size = self.entries.get(&entry).map(|(_, s)| *s).ok_or_else(|| {
                 ImageError::MissingBlob {
                     what: lwhat.clone(),
-                    digest: path.clone(),
+                    digest: shown.clone(),
                 }
             })?;
             layers.push(ArchiveLayer {
@@ -458,11 +494,17 @@ fn tags_for(
 fn index_tar(file: &Arc<File>) -> io::Result<HashMap<String, (u64, u64)>> {
     let mut out = HashMap::new();
     let mut links = Vec::new();
-    let mut ar = tar::Archive::new(BufReader::new(Section::new(
-        file.clone(),
-        0,
-        file.metadata()?.len(),
-    )));
+    // The guard caps long names and PAX headers (each read into memory by
+    // the tar crate) and leaves offsets as they are.
+    let limits = ApplyLimits {
+        max_trailing_bytes: u64::MAX,
+        ..ApplyLimits::default()
+    };
+    let mut ar = tar::Archive::new(Guard::new(
+        BufReader::new(Section::new(file.clone(), 0, file.metadata()?.len())),
+        limits,
+        false,
+    ));
     for e in ar.entries()? {
         let e = e?;
         let name = normalize_entry(&String::from_utf8_lossy(&e.path_bytes()));

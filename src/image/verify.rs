@@ -124,27 +124,42 @@ impl<R: Read> Read for Verify<R> {
     }
 }
 
-/// Reads a whole small blob, verifying it.
+/// Largest JSON document (index, manifest, image config, `manifest.json`)
+/// Strata reads: 4 MiB, containerd's limit for manifests and indexes.
+/// Real configs are a few KiB; the record of an image keeps its config.
+pub const MAX_DOCUMENT_SIZE: u64 = 4 << 20;
+
+/// Reads a whole small blob (at most [`MAX_DOCUMENT_SIZE`]), verifying it.
+/// A bigger one is refused before it is read.
 pub fn read_verified(
     r: impl Read,
     expected: Option<Digest>,
     size: Option<u64>,
     what: &str,
 ) -> Result<Vec<u8>, ImageError> {
-    const MAX_DOC: u64 = 64 << 20;
-    if size.is_some_and(|s| s > MAX_DOC) {
-        return Err(ImageError::invalid(
+    let too_big = |n: u64| {
+        ImageError::invalid(
             what,
             format!(
-                "document of {} bytes is implausibly large",
-                size.unwrap_or(0)
+                "{n} bytes is over the limit of {MAX_DOCUMENT_SIZE} bytes for an index, manifest or config"
             ),
-        ));
+        )
+    };
+    if let Some(s) = size.filter(|s| *s > MAX_DOCUMENT_SIZE) {
+        return Err(too_big(s));
     }
-    let mut v = Verify::new(r.take(MAX_DOC + 1), expected, size, what.to_owned());
+    let mut v = Verify::new(
+        r.take(MAX_DOCUMENT_SIZE + 1),
+        expected,
+        size,
+        what.to_owned(),
+    );
     let mut out = Vec::new();
     v.read_to_end(&mut out)
         .map_err(|e| into_image_error(e, what))?;
+    if out.len() as u64 > MAX_DOCUMENT_SIZE {
+        return Err(too_big(out.len() as u64));
+    }
     Ok(out)
 }
 

@@ -6,7 +6,7 @@ use strata_driver_api::{failpoint, Snapshotter, LABEL_SIZE};
 
 use crate::error::{Result, StoreError};
 use crate::model::{container_snapshot_key, ContainerId, ContainerRecord};
-use crate::mounts::{mount_persistent, unmount_persistent};
+use crate::mounts::{mount_persistent, unmount_persistent, ContainerMountOptions};
 use crate::Store;
 
 /// Label naming the container an active snapshot belongs to.
@@ -89,8 +89,9 @@ pub fn rootfs_path(store: &Store, id: &ContainerId) -> PathBuf {
     store.root().join("containers").join(&id.0).join("rootfs")
 }
 
-/// Mounts the container's merged view and returns its path (idempotent).
-pub fn mount(store: &Store, text: &str) -> Result<PathBuf> {
+/// Mounts the container's merged view and returns its path (idempotent:
+/// an existing mount is returned as it is, whatever `options` say).
+pub fn mount(store: &Store, text: &str, options: ContainerMountOptions) -> Result<PathBuf> {
     let mut record = store.resolve_container(text)?;
     if let Some(path) = &record.mounted_at {
         if strata_driver_api::mount::is_mountpoint(path)? {
@@ -100,7 +101,7 @@ pub fn mount(store: &Store, text: &str) -> Result<PathBuf> {
     let target = rootfs_path(store, &record.id);
     let mounts = store.snapshots().mounts(&record.snapshot)?;
     crate::interrupt::check()?;
-    mount_persistent(&mounts, &target)?;
+    mount_persistent(&mounts, &target, options)?;
     failpoint("container.mount.mounted");
     record.mounted_at = Some(target.clone());
     let recorded = crate::interrupt::check()

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use sha2::{Digest as _, Sha256};
 use strata_driver_api::{failpoint, Labels, SnapshotKey, Snapshotter, SnapshotterExt};
 
-use crate::archive::{apply_layer, ApplyOptions};
+use crate::archive::{apply_layer, ApplyLimits, ApplyOptions};
 use crate::check::manifest;
 use crate::error::Result;
 use crate::model::{layer_snapshot_key, ChainId, ContainerId, Digest, LayerRecord};
@@ -67,11 +67,13 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Applies the uncompressed layer `tar` on top of `parent` and commits it
 /// under its chain id. If that chain already exists the new copy is dropped
-/// and the existing one reused. On any error nothing is left behind.
+/// and the existing one reused. `limits` are enforced while reading (see
+/// [`ApplyLimits`]). On any error nothing is left behind.
 pub fn apply_layer_snapshot(
     store: &Store,
     parent: Option<&ChainId>,
     tar: impl Read,
+    limits: ApplyLimits,
 ) -> Result<LayerRecord> {
     let sn = store.snapshots();
     let key = SnapshotKey(format!("extract-{}", ContainerId::generate()));
@@ -80,7 +82,14 @@ pub fn apply_layer_snapshot(
     labels.insert(LABEL_EXTRACT.to_owned(), "1".to_owned());
     let mounts = sn.prepare(&key, parent_key.as_ref(), labels)?;
     failpoint("layer.prepared");
-    let result = fill_and_commit(store, &key, &mounts, parent, crate::interrupt::Reader(tar));
+    let result = fill_and_commit(
+        store,
+        &key,
+        &mounts,
+        parent,
+        crate::interrupt::Reader(tar),
+        limits,
+    );
     if result.is_err() || sn.exists(&key).unwrap_or(false) {
         match sn.remove(&key) {
             Ok(()) => {
@@ -102,27 +111,23 @@ fn fill_and_commit(
     mounts: &[strata_driver_api::Mount],
     parent: Option<&ChainId>,
     tar: impl Read,
+    limits: ApplyLimits,
 ) -> Result<LayerRecord> {
+    // Every driver gets the layer through its mounted snapshot, with real
+    // deletions: on overlay2 the kernel turns them into its own whiteouts
+    // (and a directory removed and made again into an opaque one). Writing
+    // into the upper directory instead would miss what only the merged view
+    // shows: a symlink planted by a lower layer that a path goes through,
+    // or an opaque marker at the root (which overlayfs ignores there); the
+    // merged content must be what vfs gets from the same image.
     let options = ApplyOptions {
-        overlay_whiteouts: store.driver().overlay_whiteouts(),
+        overlay_whiteouts: false,
+        limits,
     };
     let mut reader = HashingReader::new(tar);
-    // overlayfs refuses whiteout devices made through the merged view, so
-    // an overlay snapshot gets its layer written into its upper directory
-    // (as docker's overlay2 does), before the overlay is mounted; everything
-    // else through the mount.
-    let upper = options
-        .overlay_whiteouts
-        .then(|| crate::ops::transfer::overlay_upper(mounts))
-        .flatten();
-    if let Some(upper) = &upper {
-        apply_layer(upper, &mut reader, &options)?;
-    }
     let sums = {
         let mount = TempMount::new(mounts, store.temp_dir("mounts")?.join(key.as_str()))?;
-        if upper.is_none() {
-            apply_layer(mount.path(), &mut reader, &options)?;
-        }
+        apply_layer(mount.path(), &mut reader, &options)?;
         mount.sync()?;
         manifest::compute(mount.path())?
     };

@@ -6,7 +6,7 @@
 //! the config's diff ids name; a layer without a kept tar (from `import`)
 //! is regenerated from its snapshot and must hash to the same diff id.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,9 +14,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use strata_driver_api::{Mount, SnapshotKey, Snapshotter, SnapshotterExt};
 
-use crate::archive::{changes, changes_overlay, write_layer, write_tree, Change};
+use crate::archive::{
+    changes, changes_overlay, escape_name, write_layer, write_tree, ApplyLimits, Change,
+};
 use crate::error::{Result, StoreError};
 use crate::image::{ImageArchive, ImageToSave, SaveOptions};
+use crate::limits::Limits;
 use crate::model::{layer_snapshot_key, ContainerId, Digest, ImageRecord, LayerRecord, Reference};
 use crate::mounts::TempMount;
 use crate::ops::layer::apply_layer_snapshot;
@@ -63,7 +66,7 @@ pub fn prune_layer_tars(store: &Store) -> Result<usize> {
 /// Copies everything read into a file.
 struct Tee<R> {
     inner: R,
-    out: BufWriter<File>,
+    out: SparseWriter,
 }
 
 impl<R: Read> Read for Tee<R> {
@@ -74,48 +77,131 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
+/// Writes a file leaving every all-zero 4 KiB block a hole, so a kept
+/// layer tar full of zeros (padding, zero-filled files) takes no space.
+struct SparseWriter {
+    file: File,
+    buf: Vec<u8>,
+    len: u64,
+}
+
+const SPARSE_BLOCK: usize = 4096;
+const SPARSE_BUF: usize = 256 * 1024;
+
+impl SparseWriter {
+    fn new(file: File) -> Self {
+        SparseWriter {
+            file,
+            buf: Vec::with_capacity(SPARSE_BUF),
+            len: 0,
+        }
+    }
+
+    /// Writes out whole blocks (all of the buffer when `all`).
+    fn drain(&mut self, all: bool) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let keep = if all {
+            0
+        } else {
+            self.buf.len() % SPARSE_BLOCK
+        };
+        let upto = self.buf.len() - keep;
+        for chunk in self.buf[..upto].chunks(SPARSE_BLOCK) {
+            if !crate::archive::is_zero(chunk) {
+                self.file.write_all_at(chunk, self.len)?;
+            }
+            self.len += chunk.len() as u64;
+        }
+        self.buf.drain(..upto);
+        Ok(())
+    }
+
+    /// Writes what is buffered and gives the file its full length.
+    fn finish(&mut self) -> io::Result<()> {
+        self.drain(true)?;
+        self.file.set_len(self.len)
+    }
+}
+
+impl Write for SparseWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SPARSE_BUF {
+            self.drain(false)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Loads every image of an OCI layout or docker save archive. Layers whose
-/// chain id is already stored are reused; on error the snapshots this load
-/// created are removed again and no image is recorded.
+/// chain id is already stored are reused. A refused load leaves nothing:
+/// see [`load_with_progress`].
 pub fn load(store: &Store, file: &Path) -> Result<Vec<ImageRecord>> {
     load_with_progress(store, file, &mut |_| {})
 }
 
+/// What a load made, in order, so that a failure can undo all of it.
+#[derive(Default)]
+struct Made {
+    /// Snapshots committed by this load, with their chain ids (whose CRC
+    /// manifests were written with them).
+    snapshots: Vec<(SnapshotKey, Digest)>,
+    /// Kept layer tars that did not exist before this load.
+    tars: Vec<PathBuf>,
+}
+
+impl Made {
+    /// The one rollback path of a failed load (no image was recorded: they
+    /// are recorded together, last): snapshots newest first with their
+    /// manifests, then kept tars. Returns how many layers it removed.
+    fn roll_back(self, store: &Store) -> usize {
+        let mut removed = 0;
+        for (key, chain) in self.snapshots.iter().rev() {
+            if let Err(e) = store.snapshots().remove(key) {
+                tracing::error!(%key, error = %e, "removing a failed load's layer");
+                continue;
+            }
+            removed += 1;
+            if let Err(e) = crate::check::manifest::remove(store.root(), chain) {
+                tracing::error!(%key, error = %e, "removing a failed load's layer manifest");
+            }
+        }
+        for tar in &self.tars {
+            let _ = fs::remove_file(tar);
+        }
+        removed
+    }
+}
+
 /// [`load`], reporting each layer as it is applied or found present
 /// (`progress` gets a one-line message, for a terminal).
+///
+/// Everything that can be checked before writing is checked first (every
+/// image's documents, layer count and blobs' presence; see
+/// [`crate::limits`]); then all layers of all images are applied, each
+/// within the layer and image size limits; only then are the images
+/// recorded. On any error everything this load made (layers, their
+/// manifests and kept tars, image records) is removed again.
 pub fn load_with_progress(
     store: &Store,
     file: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
-    let archive = ImageArchive::open_with_temp(file, &store.temp_dir("load")?)?;
-    let mut created: Vec<(SnapshotKey, Digest)> = Vec::new();
-    let mut loaded = 0;
-    let result = load_images(store, &archive, &mut created, &mut loaded, progress);
-    if let Err(mut err) = result {
-        let mut removed = 0;
-        for (key, diff_id) in created.iter().rev() {
-            match store.snapshots().remove(key) {
-                Ok(()) => {
-                    removed += 1;
-                    let chain = Digest(key.0.clone());
-                    if let Err(e) = crate::check::manifest::remove(store.root(), &chain) {
-                        tracing::error!(%key, error = %e, "removing a failed load's layer manifest");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(%key, error = %e, "removing a failed load's layer")
-                }
-            }
-            let _ = fs::remove_file(layer_tar_path(store, diff_id));
-        }
-        if removed > 0 {
-            err = err.undone(format!("{removed} layer(s) removed"));
-        }
-        if loaded > 0 {
-            err = err.undone(format!("{loaded} image(s) loaded before it kept"));
-        }
-        return Err(err);
+    let limits = Limits::of(store)?;
+    let archive = ImageArchive::open_limited(file, &store.temp_dir("load")?, limits.image_size)?;
+    let mut made = Made::default();
+    let result = load_images(store, &archive, &limits, &mut made, progress);
+    if let Err(err) = result {
+        let removed = made.roll_back(store);
+        return Err(if removed > 0 {
+            err.undone(format!("{removed} layer(s) removed"))
+        } else {
+            err
+        });
     }
     result
 }
@@ -123,31 +209,47 @@ pub fn load_with_progress(
 fn load_images(
     store: &Store,
     archive: &ImageArchive,
-    created: &mut Vec<(SnapshotKey, Digest)>,
-    loaded: &mut usize,
+    limits: &Limits,
+    made: &mut Made,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
-    let known: Vec<LayerRecord> = store
+    let images = archive.images();
+    if images.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "{}: the archive holds no image",
+            file_name(archive)
+        )));
+    }
+    for img in images {
+        if img.layers.len() > limits.layers {
+            return Err(StoreError::Invalid(format!(
+                "image {}: {} layers is over the layer count limit of {} (limits.layers / STRATA_LIMIT_LAYERS)",
+                img.id,
+                img.layers.len(),
+                limits.layers
+            )));
+        }
+    }
+    let known: HashMap<Digest, u64> = store
         .meta()?
         .images()?
         .into_iter()
         .flat_map(|i| i.layers)
+        .map(|l| (l.chain_id, l.size))
         .collect();
-    let mut records = Vec::new();
-    for img in archive.images() {
+    let mut pending = Vec::new();
+    for img in images {
         let chains = img.chain_ids();
         let mut layers: Vec<LayerRecord> = Vec::new();
+        let mut image_size = 0u64;
         let n = img.layers.len();
         for (i, (layer, chain)) in img.layers.iter().zip(&chains).enumerate() {
             crate::interrupt::check()?;
             let short = layer.diff_id.short();
             let key = layer_snapshot_key(chain);
             if store.snapshots().exists(&key)? {
-                let size = known
-                    .iter()
-                    .find(|l| l.chain_id == *chain)
-                    .map(|l| l.size)
-                    .unwrap_or(0);
+                let size = known.get(chain).copied().unwrap_or(0);
+                image_size = image_size.saturating_add(size);
                 layers.push(LayerRecord {
                     diff_id: layer.diff_id.clone(),
                     chain_id: chain.clone(),
@@ -161,14 +263,28 @@ fn load_images(
                 i + 1,
                 layer.size
             ));
-            let record = load_layer(store, archive, layer, layers.last().map(|l| &l.chain_id))?;
-            created.push((key, record.diff_id.clone()));
+            let tar_path = layer_tar_path(store, &layer.diff_id);
+            let had_tar = tar_path.exists();
+            let apply_limits = limits.apply_limits(limits.image_size.saturating_sub(image_size));
+            let record = load_layer(
+                store,
+                archive,
+                layer,
+                layers.last().map(|l| &l.chain_id),
+                apply_limits,
+            )
+            .map_err(|e| in_layer(e, &layer.what))?;
+            made.snapshots.push((key, record.chain_id.clone()));
+            if !had_tar {
+                made.tars.push(tar_path);
+            }
             if record.chain_id != *chain {
                 return Err(StoreError::Invalid(format!(
                     "{}: applied layer has chain id {}, expected {chain}",
                     layer.what, record.chain_id
                 )));
             }
+            image_size = image_size.saturating_add(record.size);
             layers.push(record);
         }
         let mut tags = Vec::new();
@@ -176,33 +292,36 @@ fn load_images(
             match Reference::parse(t) {
                 Ok(r) => tags.push(r),
                 Err(e) => {
-                    tracing::warn!(tag = %t, error = %e, "skipping a tag strata cannot record")
+                    tracing::warn!(tag = %escape_name(t.as_bytes()), error = %e, "skipping a tag strata cannot record")
                 }
             }
         }
-        let meta = store.meta()?;
-        if let Some(existing) = meta.image(&img.id)? {
-            for t in existing.tags {
-                if !tags.contains(&t) {
-                    tags.push(t);
-                }
-            }
-        }
-        let record = ImageRecord {
+        pending.push(ImageRecord {
             id: img.id.clone(),
             config: img.config.clone(),
             layers,
             tags,
             created_ns: crate::now_ns(),
-        };
-        meta.put_image(&record)?;
-        // The layers made so far belong to a recorded image now: a later
-        // failure must not remove them.
-        created.clear();
-        *loaded += 1;
-        records.push(record);
+        });
     }
-    Ok(records)
+    crate::interrupt::check()?;
+    // Every image in one transaction: a load records all its images or none.
+    store.meta()?.add_images(pending)
+}
+
+fn file_name(archive: &ImageArchive) -> String {
+    archive.path().display().to_string()
+}
+
+/// Names the layer in an archive error that does not already.
+fn in_layer(e: StoreError, what: &str) -> StoreError {
+    match e {
+        StoreError::Archive(source) => StoreError::Layer {
+            layer: what.to_owned(),
+            source,
+        },
+        other => other,
+    }
 }
 
 fn load_layer(
@@ -210,31 +329,35 @@ fn load_layer(
     archive: &ImageArchive,
     layer: &crate::image::ArchiveLayer,
     parent: Option<&Digest>,
+    limits: ApplyLimits,
 ) -> Result<LayerRecord> {
-    apply_and_keep(store, parent, archive.open_layer(layer)?)
+    apply_and_keep(store, parent, archive.open_layer(layer)?, limits)
 }
 
 /// [`apply_layer_snapshot`] that also keeps the tar it applied (see the
-/// module docs), so `save` can reproduce the layer byte for byte. Every
+/// module docs; zero blocks are left as holes), so `save` can reproduce the
+/// layer byte for byte. Every
 /// path that brings a foreign layer into the store (`load`, `import`)
-/// goes through here.
+/// goes through here; `limits` bound what the tar may expand to, and a
+/// refused layer's tar is never kept.
 pub fn apply_and_keep(
     store: &Store,
     parent: Option<&Digest>,
     tar: impl Read,
+    limits: ApplyLimits,
 ) -> Result<LayerRecord> {
     let tmp = store
         .temp_dir("layer-tars")?
         .join(format!("in-{}.tar", ContainerId::generate()));
-    let out = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+    let out = strata_driver_api::private::create_private_file(&tmp)?;
     let mut reader = Tee {
         inner: tar,
-        out: BufWriter::new(out),
+        out: SparseWriter::new(out),
     };
-    let result = apply_layer_snapshot(store, parent, &mut reader).and_then(|record| {
+    let result = apply_layer_snapshot(store, parent, &mut reader, limits).and_then(|record| {
         reader
             .out
-            .flush()
+            .finish()
             .map_err(|e| StoreError::io("write", &tmp, e))?;
         keep_tar(store, &tmp, &record.diff_id)?;
         Ok(record)
@@ -248,7 +371,7 @@ pub fn apply_and_keep(
 fn keep_tar(store: &Store, tmp: &Path, diff_id: &Digest) -> Result<()> {
     let dst = layer_tar_path(store, diff_id);
     if let Some(dir) = dst.parent() {
-        fs::create_dir_all(dir).map_err(|e| StoreError::io("mkdir", dir, e))?;
+        crate::perms::private_dir(dir)?;
     }
     crate::store::owned::mark(store.session(), tmp);
     fs::rename(tmp, &dst).map_err(|e| StoreError::io("rename", tmp, e))
@@ -313,8 +436,8 @@ enum Temp {
 }
 
 impl PartialOutput {
-    /// Opens the temporary for `out` (mode 0666 less the umask, as a plain
-    /// create would give).
+    /// Opens the temporary for `out`, root-only (0600): an archive holds
+    /// the image's files, root-only ones included.
     pub fn create(out: &Path) -> Result<Self> {
         use nix::fcntl::OFlag;
         use nix::sys::stat::Mode;
@@ -324,13 +447,13 @@ impl PartialOutput {
             _ => PathBuf::from("."),
         };
         let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-        let temp = match nix::fcntl::open(&dir, flags, Mode::from_bits_truncate(0o666)) {
+        let temp = match nix::fcntl::open(&dir, flags, Mode::from_bits_truncate(0o600)) {
             Ok(fd) => Temp::Unnamed(File::from(fd)),
             Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {
                 let named = tempfile::Builder::new()
                     .prefix(&Self::temp_prefix(out)?)
                     .suffix(".strata-partial")
-                    .permissions(fs::Permissions::from_mode(0o666))
+                    .permissions(fs::Permissions::from_mode(0o600))
                     .tempfile_in(&dir)
                     .map_err(|e| StoreError::io("create a temporary file in", &dir, e))?;
                 Temp::Named(named)
@@ -461,15 +584,16 @@ fn ensure_layer_tar(
 /// The file is removed again on error (and on interruption, checked per
 /// entry and per chunk written).
 fn write_hashed(root: &Path, ch: &[Change], dst: &Path) -> Result<Digest> {
-    let file = File::create(dst).map_err(|e| StoreError::io("create", dst, e))?;
+    let file = strata_driver_api::private::create_private_file(dst)?;
     let mut w = HashingWriter {
         inner: BufWriter::new(crate::interrupt::Writer(file)),
         hasher: Sha256::new(),
     };
-    let result = write_layer(root, ch, &mut w)
+    let written = write_layer(root, ch, &mut w)
         .map_err(StoreError::from)
         .and_then(|()| w.inner.flush().map_err(|e| StoreError::io("write", dst, e)));
-    if let Err(e) = result {
+    if let Err(e) = written {
+        drop(w);
         let _ = fs::remove_file(dst);
         return Err(e);
     }
@@ -619,8 +743,14 @@ pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageR
     let parent = image.layers.last().map(|l| &l.chain_id);
     let layer = match File::open(&tmp)
         .map_err(|e| StoreError::io("open", &tmp, e))
-        .and_then(|tar| apply_layer_snapshot(store, parent, io::BufReader::new(tar)))
-    {
+        .and_then(|tar| {
+            apply_layer_snapshot(
+                store,
+                parent,
+                io::BufReader::new(tar),
+                ApplyLimits::default(),
+            )
+        }) {
         Ok(l) => l,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -691,5 +821,39 @@ pub fn export(store: &Store, text: &str, out: &Path) -> Result<()> {
     match result {
         Ok(()) => partial.finish(),
         Err(e) => Err(e.undone(partial.discard())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn sparse_writer_keeps_bytes_and_makes_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        let mut data = vec![0u8; 3 << 20];
+        data[10] = 1;
+        data[(1 << 20) + 4095] = 2;
+        data[(3 << 20) - 1] = 3;
+        let mut w = SparseWriter::new(File::create(&p).unwrap());
+        // Odd-sized writes, as a decompressor hands them out.
+        for chunk in data.chunks(7777) {
+            w.write_all(chunk).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), data);
+        let m = fs::metadata(&p).unwrap();
+        assert!(
+            m.blocks() * 512 < 1 << 20,
+            "{} bytes allocated",
+            m.blocks() * 512
+        );
+        // A tail of zeros still counts in the length.
+        let mut w = SparseWriter::new(File::create(&p).unwrap());
+        w.write_all(&[0u8; 5000]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), vec![0u8; 5000]);
     }
 }

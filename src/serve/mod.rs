@@ -12,6 +12,7 @@
 //! blocking pool), `convert` maps types and error codes, `socket` owns the
 //! socket file (0600, stale files replaced, live servers not displaced).
 
+mod accept;
 mod adapter;
 mod client;
 mod convert;
@@ -26,8 +27,8 @@ use containerd_snapshots::tonic::transport::Server;
 use strata_driver_api::Snapshotter;
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::UnixListenerStream;
 
+pub use accept::raise_nofile_limit;
 pub use adapter::Adapter;
 pub use client::GrpcSnapshotter;
 pub use socket::BoundSocket;
@@ -109,7 +110,7 @@ pub async fn serve_bound(
     let service = containerd_snapshots::server(Arc::new(Adapter::new(snapshotter)));
     Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(accept::Incoming::new(listener), shutdown)
         .await
         .map_err(|source| ServeError::Transport {
             path: path.clone(),
@@ -129,6 +130,13 @@ pub fn serve_blocking(snapshotter: Arc<dyn Snapshotter>, socket: &Path) -> Resul
         .thread_name("strata-serve")
         .build()
         .map_err(ServeError::Runtime)?;
+    match raise_nofile_limit() {
+        Ok((old, new)) if old != new => {
+            tracing::info!(old, new, "raised the soft limit on open files")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the limit on open files"),
+    }
     runtime.block_on(async move {
         let signals = shutdown_signal().map_err(ServeError::Runtime)?;
         let bound = BoundSocket::bind(socket)?;

@@ -77,6 +77,31 @@ impl<'a> Meta<'a> {
         })
     }
 
+    /// Records the images of one load together: each keeps the tags an
+    /// earlier record of the same id had, and takes its own tags from other
+    /// images. Returns the records as stored.
+    pub fn add_images(&self, images: Vec<ImageRecord>) -> Result<Vec<ImageRecord>> {
+        self.db.write(|t| {
+            let mut stored = Vec::new();
+            for image in &images {
+                let mut image = image.clone();
+                if let Some(existing) = image_in(t, &image.id.0)? {
+                    for tag in existing.tags {
+                        if !image.tags.contains(&tag) {
+                            image.tags.push(tag);
+                        }
+                    }
+                }
+                for tag in &image.tags {
+                    move_tag(t, tag, &image.id)?;
+                }
+                t.put_json(IMAGES, &image.id.0, &image)?;
+                stored.push(image);
+            }
+            Ok(stored)
+        })
+    }
+
     /// Adds `tag` to the image `id` (moving it off another image).
     pub fn add_tag(&self, id: &ImageId, tag: &Reference) -> Result<ImageRecord> {
         self.db.write(|t| {

@@ -52,7 +52,7 @@ impl Store {
     /// Creates a store at `root` with `driver` (`auto` picks one), or opens
     /// the existing one if it already uses that driver.
     pub fn init(root: &Path, driver: &str, options: BTreeMap<String, String>) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| StoreError::io("mkdir", root, e))?;
+        crate::perms::secure_root(root)?;
         let layout = Layout::new(root);
         let init_lock = StepLock::new(layout.step_lock());
         let guard = init_lock.hold()?;
@@ -92,6 +92,7 @@ impl Store {
     }
 
     fn open_with(root: &Path, config: StoreConfig) -> Result<Self> {
+        crate::perms::secure_root(root)?;
         let layout = Layout::new(root);
         let home = layout.driver_home(&config.driver);
         for dir in [
@@ -100,7 +101,7 @@ impl Store {
             layout.scratch_root(),
             layout.sessions(),
         ] {
-            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
+            crate::perms::private_dir(&dir)?;
         }
         let session = Arc::new(Session::begin(&layout.sessions())?);
         let steps = StepLock::new(layout.step_lock());
@@ -109,11 +110,13 @@ impl Store {
             crate::drivers::open_driver(&config.driver, &home, &config.options)?
         };
         let driver: Box<dyn Driver> = Box::new(Serialised::new(driver, steps));
+        crate::space::release_reserve_if_full(root, &layout.metadata_reserve());
         let db = Database::open(&layout.database())?;
         legacy::migrate(&layout, &db)?;
         let snapshots = Snapshots::open(driver, Arc::new(db))?
             .with_session(session.clone())
             .with_space_reserve(layout.metadata_reserve(), METADATA_RESERVE);
+        crate::perms::restrict_root_files(root)?;
         let mut store = Self {
             layout,
             config,
@@ -217,7 +220,7 @@ impl Store {
     /// what a process that dies leaves there is removed by the next one.
     pub fn temp_dir(&self, name: &str) -> Result<PathBuf> {
         let dir = self.layout.scratch(self.session.id()).join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("mkdir", &dir, e))?;
+        crate::perms::private_dir(&dir)?;
         Ok(dir)
     }
 }

@@ -111,6 +111,56 @@ impl RawTar {
     }
 }
 
+/// A GNU sparse entry: `real` bytes long, data `segments` (offset, bytes),
+/// using an extension block when there are more than 4.
+pub fn sparse_tar(name: &str, real: u64, segments: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    fn octal(field: &mut [u8; 12], v: u64) {
+        // Twelve octal digits (no NUL) reach 64 GiB.
+        let s = format!("{v:012o}");
+        field.copy_from_slice(s.as_bytes());
+    }
+    let stored: u64 = segments.iter().map(|(_, d)| d.len() as u64).sum();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_size(stored);
+    h.set_path(name).unwrap();
+    let gnu = h.as_gnu_mut().unwrap();
+    octal(&mut gnu.realsize, real);
+    for (slot, (off, d)) in gnu.sparse.iter_mut().zip(segments) {
+        octal(&mut slot.offset, *off);
+        octal(&mut slot.numbytes, d.len() as u64);
+    }
+    let mut ext = Vec::new();
+    for chunk in segments.get(4..).unwrap_or(&[]).chunks(21) {
+        let mut e = tar::GnuExtSparseHeader::new();
+        for (slot, (off, d)) in e.sparse_mut().iter_mut().zip(chunk) {
+            octal(&mut slot.offset, *off);
+            octal(&mut slot.numbytes, d.len() as u64);
+        }
+        ext.push(e);
+    }
+    let n = ext.len();
+    for (i, e) in ext.iter_mut().enumerate() {
+        e.set_is_extended(i + 1 < n);
+    }
+    gnu.isextended[0] = u8::from(n > 0);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    for e in &ext {
+        out.extend_from_slice(e.as_bytes());
+    }
+    for (_, d) in segments {
+        out.extend_from_slice(d);
+    }
+    out.extend(std::iter::repeat_n(
+        0u8,
+        (512 - (stored % 512) as usize) % 512,
+    ));
+    out.extend(std::iter::repeat_n(0u8, 1024));
+    out
+}
+
 /// A scratch area: `root/` (the apply target) and `canary/` beside it.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,

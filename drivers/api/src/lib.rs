@@ -27,6 +27,7 @@ pub mod du;
 pub mod failpoint;
 mod fsinfo;
 pub mod mount;
+pub mod private;
 pub mod reflink;
 mod reserve;
 pub mod scratch;

@@ -47,6 +47,42 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The options every mount Strata makes for itself carries: setuid bits,
+/// file capabilities and device nodes of an image mean nothing there.
+pub const HARDENED_OPTIONS: [&str; 2] = ["nosuid", "nodev"];
+
+/// `mounts` with `nosuid` and `nodev` added to each spec's options (once).
+pub fn hardened(mounts: &[Mount]) -> Vec<Mount> {
+    with_options(mounts, &HARDENED_OPTIONS)
+}
+
+/// `mounts` with each of `extra` added to every spec's options unless the
+/// spec has it already.
+pub fn with_options(mounts: &[Mount], extra: &[&str]) -> Vec<Mount> {
+    mounts
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            for o in extra {
+                if !m.options.iter().any(|have| have == o) {
+                    m.options.push((*o).to_owned());
+                }
+            }
+            m
+        })
+        .collect()
+}
+
+/// [`HARDENED_OPTIONS`] as owned strings, for [`mount_fs`] calls.
+pub fn hardened_options(mut options: Vec<String>) -> Vec<String> {
+    for o in HARDENED_OPTIONS {
+        if !options.iter().any(|have| have == o) {
+            options.push(o.to_owned());
+        }
+    }
+    options
+}
+
 /// Flags and data string split out of `mount -o` style options.
 struct ParsedOptions {
     flags: MsFlags,
@@ -196,11 +232,17 @@ fn mount_overlay_new_api(target: &Path, opts: &ParsedOptions) -> std::io::Result
             None => sys::fsconfig_set(&fs, item, None)?,
         }
     }
-    let attr = if opts.flags.contains(MsFlags::MS_RDONLY) {
-        sys::MOUNT_ATTR_RDONLY
-    } else {
-        0
-    };
+    let mut attr = 0;
+    for (flag, bit) in [
+        (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+    ] {
+        if opts.flags.contains(flag) {
+            attr |= bit;
+        }
+    }
     let mnt = sys::fsmount(&fs, attr)?;
     sys::move_mount(&mnt, target)
 }

@@ -3,7 +3,7 @@
 //! leave an intent record behind; releasing the reserve lets that write
 //! through. The reserve is re-created at the next open when space allows.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::PathBuf;
 
 use nix::fcntl::{fallocate, FallocateFlags};
@@ -22,7 +22,7 @@ impl SpaceReserve {
             .map(|m| m.len() == bytes)
             .unwrap_or(false);
         if !ready {
-            let made = OpenOptions::new()
+            let made = crate::private::private_file_options()
                 .write(true)
                 .create(true)
                 .truncate(false)

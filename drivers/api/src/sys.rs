@@ -155,6 +155,12 @@ const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 /// Mount attribute: read-only.
 pub const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+/// Mount attribute: setuid/setgid bits and file capabilities are ignored.
+pub const MOUNT_ATTR_NOSUID: libc::c_uint = 2;
+/// Mount attribute: device nodes cannot be opened.
+pub const MOUNT_ATTR_NODEV: libc::c_uint = 4;
+/// Mount attribute: nothing can be executed.
+pub const MOUNT_ATTR_NOEXEC: libc::c_uint = 8;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
 fn cstring(s: &str) -> io::Result<CString> {

@@ -4,7 +4,7 @@
 //! device per host and left mounted between commands until `strata
 //! release` ([`mount_backing`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -54,8 +54,16 @@ impl Backing {
         if !image.exists() {
             make_backing(&image, cfg.backing_size)?;
         }
-        std::fs::create_dir_all(&mountpoint).ctx("mkdir", &mountpoint)?;
-        mount_backing(&image, &mountpoint, "xfs", &[])?;
+        // Root-only, also for a file made before this was enforced: it
+        // holds every layer's files, whatever their own modes.
+        strata_driver_api::private::restrict(&image, strata_driver_api::private::FILE_MODE)?;
+        strata_driver_api::private::private_dir_all(&mountpoint)?;
+        mount_backing(
+            &image,
+            &mountpoint,
+            "xfs",
+            &strata_driver_api::mount::hardened_options(Vec::new()),
+        )?;
         Ok(Backing::Loop { image, mountpoint })
     }
 
@@ -114,7 +122,7 @@ impl Backing {
 /// never leaves a half-formatted backing file behind under the real name.
 fn make_backing(image: &Path, size: u64) -> Result<()> {
     let part = image.with_extension("img.part");
-    let file = File::create(&part).ctx("create", &part)?;
+    let file = strata_driver_api::private::create_private_file(&part)?;
     file.set_len(size).ctx("truncate", &part)?;
     drop(file);
     run(Command::new("mkfs.xfs")
@@ -137,7 +145,12 @@ pub fn supports_reflink(dir: &Path) -> bool {
             .open(&a)?;
         src.write_all(&[0x5a; 4096])?;
         src.sync_all()?;
-        let dst = File::create(&b)?;
+        let dst = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&b)?;
         strata_driver_api::reflink::clone_file(&src, &dst)
     };
     let ok = probe().is_ok();

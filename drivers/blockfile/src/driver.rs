@@ -37,7 +37,7 @@ impl BlockfileDriver {
         let backing = Backing::open(cfg.home, &config)?;
         for dir in ["images", "tmp"] {
             let path = backing.store().join(dir);
-            std::fs::create_dir_all(&path).ctx("mkdir", &path)?;
+            strata_driver_api::private::private_dir_all(&path)?;
         }
         Ok(Self {
             config,
@@ -139,10 +139,10 @@ fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// Sets the image read-only (a marker: root ignores it, the mounts are `ro`).
+/// Sets the image read-only and root-only (0400: root ignores the missing
+/// write bit, the mounts are `ro`; nobody else may read a layer's blocks).
 fn set_read_only(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).ctx("chmod", path)
+    strata_driver_api::private::restrict(path, 0o400)
 }
 
 impl Driver for BlockfileDriver {

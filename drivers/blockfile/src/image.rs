@@ -30,7 +30,7 @@ pub fn clone_file(src: &Path, dst: &Path) -> Result<Cloned> {
     let to = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(strata_driver_api::private::FILE_MODE)
         .open(dst)
         .ctx("create", dst)?;
     match strata_driver_api::reflink::clone_file(&from, &to) {
@@ -75,7 +75,7 @@ pub fn format(path: &Path, fs: ImageFs, size: u64) -> Result<()> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(strata_driver_api::private::FILE_MODE)
         .open(path)
         .ctx("create", path)?;
     file.set_len(size).ctx("truncate", path)?;
@@ -159,12 +159,14 @@ fn grow_ext4(path: &Path) -> Result<()> {
 
 /// Online xfs grow (xfs cannot grow offline).
 fn grow_xfs(path: &Path, mountpoint: &Path) -> Result<()> {
-    std::fs::create_dir_all(mountpoint).ctx("mkdir", mountpoint)?;
+    strata_driver_api::private::private_dir_all(mountpoint)?;
     let dev = attach_loop(path, false, true)?;
-    let options: Vec<String> = mount_options(ImageFs::Xfs, false)
-        .into_iter()
-        .filter(|o| o != "loop")
-        .collect();
+    let options: Vec<String> = strata_driver_api::mount::hardened_options(
+        mount_options(ImageFs::Xfs, false)
+            .into_iter()
+            .filter(|o| o != "loop")
+            .collect(),
+    );
     let grown = mount_fs(&dev.path, mountpoint, "xfs", &options).and_then(|()| {
         let grown = run(Command::new("xfs_growfs").arg(mountpoint)).map(drop);
         let unmounted = unmount(mountpoint);

@@ -6,7 +6,7 @@
 //! mounted at once are two live instances of one filesystem, which
 //! corrupts it.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -60,13 +60,21 @@ impl Backing {
         }
         let image = home.join(IMAGE_FILE);
         let mnt = home.join(MOUNT_DIR);
-        fs::create_dir_all(&mnt).ctx("mkdir", &mnt)?;
+        strata_driver_api::private::private_dir_all(&mnt)?;
         // A new image is only made where none exists, so no loop device
         // can hold it; an existing one is never formatted again.
         if !image.exists() {
             make_image(&home, &image, cfg)?;
         }
-        let device = mount_backing(&image, &mnt, "btrfs", &[])?;
+        // Root-only, also for an image made before this was enforced: it
+        // holds every layer's files, whatever their own modes.
+        strata_driver_api::private::restrict(&image, strata_driver_api::private::FILE_MODE)?;
+        let device = mount_backing(
+            &image,
+            &mnt,
+            "btrfs",
+            &strata_driver_api::mount::hardened_options(Vec::new()),
+        )?;
         Ok(Self {
             root: mnt,
             device,
@@ -120,7 +128,7 @@ fn make_image(home: &Path, image: &Path, cfg: &BtrfsConfig) -> Result<()> {
     let free = st.blocks_available() as u64 * st.fragment_size() as u64;
     let size = cfg.loop_size(free);
     let tmp = image.with_extension("img.tmp");
-    let file = OpenOptions::new()
+    let file = strata_driver_api::private::private_file_options()
         .write(true)
         .create(true)
         .truncate(true)

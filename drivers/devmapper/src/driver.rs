@@ -154,6 +154,7 @@ impl Inner {
     /// rolls back each device record left half-way by a crash.
     fn reconcile(&self) -> Result<()> {
         let mut prec = self.records.pool()?;
+        let recorded = prec.transaction_id;
         let kernel = self.pool.status(&self.dm)?.transaction_id;
         if kernel > prec.transaction_id {
             tracing::info!(pool = %self.pool.name, kernel, recorded = prec.transaction_id, "adopting the pool's newer transaction id");
@@ -163,14 +164,20 @@ impl Inner {
                 .set_transaction_id(&self.dm, kernel, prec.transaction_id)?;
         }
         prec.transaction_id = prec.transaction_id.max(kernel);
+        // Written only when something changed: an open with nothing to
+        // reconcile must work on a full disk (for `check`).
+        let mut dirty = prec.transaction_id != recorded;
         if prec.base_started && !prec.base_ready {
             self.dm.remove(&self.base_name(), false)?;
             self.records.put_pool(&prec)?;
             self.metadata_step(|| self.pool.delete(&self.dm, BASE_THIN), "reconcile-base")?;
             prec = self.records.pool()?;
             prec.base_started = false;
+            dirty = true;
         }
-        self.records.put_pool(&prec)?;
+        if dirty {
+            self.records.put_pool(&prec)?;
+        }
         for mut rec in self.records.all()? {
             self.reconcile_one(&mut rec)?;
         }
@@ -399,8 +406,9 @@ impl Inner {
 
     fn grow_xfs(&self, dev: &Path, id: u64) -> ApiResult<()> {
         let mnt = self.home.join(format!("grow-{id}"));
-        std::fs::create_dir_all(&mnt).ctx("mkdir", &mnt)?;
-        let grown = mount_fs(dev, &mnt, "xfs", &["nouuid".to_owned()]).and_then(|()| {
+        strata_driver_api::private::private_dir_all(&mnt)?;
+        let options = strata_driver_api::mount::hardened_options(vec!["nouuid".to_owned()]);
+        let grown = mount_fs(dev, &mnt, "xfs", &options).and_then(|()| {
             let grown = run(Command::new("xfs_growfs").arg(&mnt)).map(drop);
             grown.and(unmount(&mnt))
         });

@@ -2,7 +2,6 @@
 //! existing pool; its status; the metadata messages (create_thin,
 //! create_snap, delete, set_transaction_id); growing the loop data file.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use strata_driver_api::mount::{attach_loop_once, release_backing};
@@ -90,12 +89,15 @@ fn loop_for(file: &Path) -> Result<PathBuf> {
 }
 
 fn sparse_file(path: &Path, size: u64) -> Result<()> {
-    let f = OpenOptions::new()
+    let f = strata_driver_api::private::private_file_options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .ctx("create", path)?;
+    // Root-only, also for a file made before this was enforced: the pool
+    // holds every layer's blocks, whatever the files' own modes.
+    strata_driver_api::private::restrict(path, strata_driver_api::private::FILE_MODE)?;
     let len = f.metadata().ctx("stat", path)?.len();
     if len < size {
         f.set_len(size).ctx("truncate", path)?;

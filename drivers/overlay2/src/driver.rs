@@ -50,15 +50,19 @@ impl Overlay2Driver {
             strata_driver_api::fs_type_name(layout.home()).ctx("statfs", layout.home())?;
         let features = features(&config);
         sys::remove_stale_probes(layout.home());
-        let probe = layout.home().join(format!(".probe-{}", std::process::id()));
-        sys::probe_mount(&probe, &features).map_err(|why| {
-            unsupported(format!(
-                "the home {} ({backing}) cannot hold overlay upper directories: {why}",
-                layout.home().display()
-            ))
-        })?;
-        for dir in [layout.snapshots(), layout.links()] {
-            fs::create_dir_all(&dir).ctx("mkdir", &dir)?;
+        // The probe writes files, so it runs once, when the home is set up:
+        // opening an existing store must work on a full disk (for `check`).
+        if !(layout.snapshots().is_dir() && layout.links().is_dir()) {
+            let probe = layout.home().join(format!(".probe-{}", std::process::id()));
+            sys::probe_mount(&probe, &features).map_err(|why| {
+                unsupported(format!(
+                    "the home {} ({backing}) cannot hold overlay upper directories: {why}",
+                    layout.home().display()
+                ))
+            })?;
+            for dir in [layout.snapshots(), layout.links()] {
+                strata_driver_api::private::private_dir_all(&dir)?;
+            }
         }
         Ok(Self {
             layout,

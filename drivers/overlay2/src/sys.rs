@@ -63,8 +63,11 @@ fn probe_in(dir: &Path, features: &[String]) -> Result<(), String> {
         Some((&sub("upper"), &sub("work"))),
         features,
     );
-    mount_all(std::slice::from_ref::<Mount>(&spec), &sub("merged"))
-        .map_err(|e| format!("test overlay mount in {} failed: {e}", dir.display()))?;
+    mount_all(
+        &strata_driver_api::mount::hardened(std::slice::from_ref::<Mount>(&spec)),
+        &sub("merged"),
+    )
+    .map_err(|e| format!("test overlay mount in {} failed: {e}", dir.display()))?;
     let merged = sub("merged");
     fs::write(merged.join("new"), b"x").map_err(|e| format!("write through overlay: {e}"))?;
     fs::remove_file(merged.join("file"))
