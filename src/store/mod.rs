@@ -153,6 +153,12 @@ impl Store {
         &self.recovered
     }
 
+    /// Notes what a caller finished for processes that died (see
+    /// `check::finish_interrupted`), for [`Recovered::summary`].
+    pub fn note_finished(&mut self, actions: Vec<String>) {
+        self.recovered.finished.extend(actions);
+    }
+
     /// Labels marking a snapshot as made by this process.
     pub fn session_labels(&self) -> Labels {
         [(LABEL_SESSION.to_owned(), self.session.id().to_owned())].into()
