@@ -20,10 +20,6 @@ use crate::Store;
 
 pub use scan::{scan, Problem};
 
-/// Label on the temporary views `check --data` mounts, so a check that
-/// dies half-way leaves something the next check recognises.
-pub const LABEL_CHECK: &str = "strata.io/check";
-
 /// What to do.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CheckOptions {

@@ -6,6 +6,8 @@ pub mod image;
 pub mod import;
 pub mod info;
 pub mod init;
+pub mod kept;
 pub mod layer;
+pub mod output;
 pub mod snapshots;
 pub mod transfer;

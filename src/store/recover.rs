@@ -9,8 +9,9 @@ use std::path::Path;
 use serde::Serialize;
 use strata_driver_api::{session, Incomplete, Kind, SnapshotKey, Snapshotter};
 
-use super::{Store, LABEL_SESSION};
+use super::Store;
 use crate::error::Result;
+use crate::store::keys::LABEL_SESSION;
 
 /// What opening the store cleaned up.
 #[derive(Debug, Default, Clone, Serialize)]
