@@ -156,20 +156,10 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
-    /// Key of the snapshot a container of this image starts from.
-    pub fn top_snapshot(&self) -> Option<strata_driver_api::SnapshotKey> {
-        self.layers.last().map(|l| layer_snapshot_key(&l.chain_id))
-    }
-
     /// The parsed config.
     pub fn config_json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.config).unwrap_or(serde_json::Value::Null)
     }
-}
-
-/// Snapshot key of a committed layer: its chain id.
-pub fn layer_snapshot_key(chain: &ChainId) -> strata_driver_api::SnapshotKey {
-    strata_driver_api::SnapshotKey(chain.0.clone())
 }
 
 /// A container: one writable snapshot on top of an image.
@@ -193,14 +183,23 @@ pub struct ContainerRecord {
     pub created_ns: u64,
 }
 
-/// Snapshot key of a container's writable layer.
-pub fn container_snapshot_key(id: &ContainerId) -> strata_driver_api::SnapshotKey {
-    strata_driver_api::SnapshotKey(format!("container-{id}"))
+/// Formats Unix seconds as an RFC 3339 UTC timestamp (`1970-01-01T00:00:00Z`).
+pub fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
 
     #[test]
     fn chain_ids_follow_the_oci_rule() {

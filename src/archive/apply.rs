@@ -626,7 +626,7 @@ fn copy_sparse(src: &mut impl Read, dst: &mut File) -> Result<u64, CopyError> {
             Err(e) => return Err(CopyError::Read(e)),
         };
         for chunk in buf[..n].chunks(BLOCK) {
-            if is_zero(chunk) {
+            if super::zeros::is_zero(chunk) {
                 dst.seek(SeekFrom::Current(chunk.len() as i64))
                     .map_err(CopyError::Write)?;
             } else {
@@ -636,14 +636,6 @@ fn copy_sparse(src: &mut impl Read, dst: &mut File) -> Result<u64, CopyError> {
         total += n as u64;
     }
     Ok(total)
-}
-
-/// Whether `bytes` are all zero: a `memcmp` against a zero block, fast
-/// even in a debug build (the bombs this guards against are gigabytes of
-/// zeros).
-pub(crate) fn is_zero(bytes: &[u8]) -> bool {
-    static ZEROS: [u8; BLOCK] = [0; BLOCK];
-    bytes.chunks(BLOCK).all(|c| c == &ZEROS[..c.len()])
 }
 
 /// Writes the data segments of a sparse entry (stored one after the other

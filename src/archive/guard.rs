@@ -187,7 +187,7 @@ impl<R: Read> Guard<R> {
 
     fn header(&mut self, block: [u8; 512]) -> io::Result<()> {
         let pos = self.out_offset;
-        if super::apply::is_zero(&block) {
+        if super::zeros::is_zero(&block) {
             // The parser stops at the first zero block.
             self.queue(&block);
             self.state = State::Trailing;

@@ -23,8 +23,8 @@ mod guard;
 mod path;
 mod sys;
 mod write;
+mod zeros;
 
-pub(crate) use apply::is_zero;
 pub use apply::{apply_layer, ApplyOptions, ApplyStats};
 pub use changes::{changes, changes_overlay, Change, ChangeKind};
 pub use compress::{decompress, detect_compression, Compression};
@@ -33,6 +33,7 @@ pub(crate) use guard::Guard;
 pub use guard::{ApplyLimits, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TRAILING_BYTES};
 pub use path::escape_name;
 pub use write::{write_layer, write_tree};
+pub(crate) use zeros::is_zero;
 
 /// Prefix of an OCI whiteout file name: `.wh.NAME` deletes `NAME`.
 pub const WHITEOUT_PREFIX: &str = ".wh.";

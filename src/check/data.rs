@@ -3,10 +3,11 @@
 
 use strata_driver_api::{Kind, SnapshotKey, Snapshotter, State};
 
-use super::{manifest, Problem, LABEL_CHECK};
+use super::{manifest, Problem};
 use crate::error::Result;
-use crate::model::{ContainerId, Digest};
+use crate::model::Digest;
 use crate::mounts::TempMount;
+use crate::store::keys::{check_view_key, LABEL_CHECK};
 use crate::Store;
 
 /// What the data check found.
@@ -56,7 +57,7 @@ pub fn verify(store: &Store) -> Result<Verified> {
 /// Sums the merged view of layer `key` through a temporary read-only view.
 fn read_layer(store: &Store, key: &SnapshotKey) -> Result<manifest::Manifest> {
     let sn = store.snapshots();
-    let view = SnapshotKey(format!("check-{}", ContainerId::generate()));
+    let view = check_view_key();
     let mut labels = store.session_labels();
     labels.insert(LABEL_CHECK.to_owned(), "1".to_owned());
     let mounts = sn.view(&view, Some(key), labels)?;

@@ -20,10 +20,6 @@ use crate::Store;
 
 pub use scan::{scan, Problem};
 
-/// Label on the temporary views `check --data` mounts, so a check that
-/// dies half-way leaves something the next check recognises.
-pub const LABEL_CHECK: &str = "strata.io/check";
-
 /// What to do.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CheckOptions {
@@ -86,6 +82,31 @@ impl Report {
 /// Repair rounds: fixing one problem can reveal another (a dangling
 /// container snapshot leaves a container without snapshot).
 const ROUNDS: usize = 8;
+
+/// After a strata process died: repairs what it left that is safe to
+/// repair beside live processes (a container record whose snapshot an
+/// interrupted `rm` removed, a mount record an interrupted `umount` left,
+/// kept tars and manifests the dead process wrote and nothing claims).
+/// Everything else waits for `check --repair`. Returns what was done.
+pub fn finish_interrupted(store: &Store) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for problem in scan(store)? {
+        let safe = match &problem {
+            Problem::ContainerWithoutSnapshot(_) | Problem::StaleMountRecord(_) => true,
+            Problem::OrphanLayerTar(path) | Problem::OrphanManifest(path) => {
+                crate::store::owned::left_by_dead_session(store, path)
+            }
+            _ => false,
+        };
+        if safe {
+            match repair::repair(store, &problem) {
+                Ok(action) => done.push(action),
+                Err(e) => tracing::warn!(error = %e, "finishing an interrupted operation"),
+            }
+        }
+    }
+    Ok(done)
+}
 
 /// Runs the check on an open store.
 pub fn check(store: &Store, options: CheckOptions) -> Result<Report> {

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use strata_driver_api::{Incomplete, Kind, Record, SnapshotId, SnapshotKey, State};
 
-use super::{manifest, Finding, LABEL_CHECK};
+use super::{manifest, Finding};
 use crate::error::Result;
-use crate::model::{layer_snapshot_key, ContainerRecord, ImageRecord};
-use crate::ops::container::LABEL_CONTAINER;
-use crate::ops::layer::LABEL_EXTRACT;
-use crate::store::LABEL_SESSION;
+use crate::model::{ContainerRecord, ImageRecord};
+use crate::store::keys::{
+    layer_snapshot_key, LABEL_CHECK, LABEL_CONTAINER, LABEL_EXTRACT, LABEL_SESSION,
+};
 use crate::Store;
 
 /// One inconsistency.

@@ -11,10 +11,17 @@ use super::{Cli, Format};
 /// Opens the existing store; without one, fails with `no Strata store at
 /// PATH (run strata init)` and creates nothing.
 pub fn open(cli: &Cli) -> Result<Store> {
-    let store = strata::ops::init::open_existing(&cli.root, &cli.driver).map_err(|e| match e {
-        e @ strata::StoreError::NotInitialized(_) => anyhow::Error::new(e),
-        e => anyhow::Error::new(e).context(format!("opening the store at {}", cli.root.display())),
-    })?;
+    let mut store =
+        strata::ops::init::open_existing(&cli.root, &cli.driver).map_err(|e| match e {
+            e @ strata::StoreError::NotInitialized(_) => anyhow::Error::new(e),
+            e => anyhow::Error::new(e)
+                .context(format!("opening the store at {}", cli.root.display())),
+        })?;
+    if store.recovered().dead_sessions > 0 {
+        let finished = strata::check::finish_interrupted(&store)
+            .context("finishing what an interrupted strata process left")?;
+        store.note_finished(finished);
+    }
     if !store.recovered().is_empty() {
         eprintln!("{}", store.recovered().summary());
     }

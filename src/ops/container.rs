@@ -5,12 +5,10 @@ use std::path::PathBuf;
 use strata_driver_api::{failpoint, Snapshotter, LABEL_SIZE};
 
 use crate::error::{Result, StoreError};
-use crate::model::{container_snapshot_key, ContainerId, ContainerRecord};
+use crate::model::{ContainerId, ContainerRecord};
 use crate::mounts::{mount_persistent, unmount_persistent, ContainerMountOptions};
+use crate::store::keys::{container_snapshot_key, image_top_key, LABEL_CONTAINER};
 use crate::Store;
-
-/// Label naming the container an active snapshot belongs to.
-pub const LABEL_CONTAINER: &str = "strata.io/container";
 
 /// What `strata create` takes.
 #[derive(Debug, Default)]
@@ -44,7 +42,7 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
     crate::interrupt::check()?;
     store
         .snapshots()
-        .prepare(&key, image.top_snapshot().as_ref(), labels)?;
+        .prepare(&key, image_top_key(&image).as_ref(), labels)?;
     failpoint("container.create.prepared");
     if let Err(e) = crate::interrupt::check() {
         store.snapshots().remove(&key)?;
@@ -191,7 +189,7 @@ pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
         "Name": record.name,
         "Image": record.image.0,
         "ImageRef": record.image_ref,
-        "Created": crate::ops::import::rfc3339(record.created_ns / 1_000_000_000),
+        "Created": crate::model::rfc3339(record.created_ns / 1_000_000_000),
         "Mounted": record.mounted_at.is_some(),
         "SizeLimit": record.size_limit,
         "SizeRw": usage.map(|u| u.size),

@@ -6,7 +6,8 @@ use serde::Serialize;
 use strata_driver_api::{failpoint, Snapshotter};
 
 use crate::error::{Result, StoreError};
-use crate::model::{layer_snapshot_key, ChainId, ImageRecord, Reference};
+use crate::model::{ChainId, ImageRecord, Reference};
+use crate::store::keys::layer_snapshot_key;
 use crate::Store;
 
 /// Points `target` at the image `source` resolves to.
@@ -87,7 +88,7 @@ fn remove_unused_layers(store: &Store, image: &ImageRecord) -> Result<usize> {
             Err(e) => return Err(e.into()),
         }
     }
-    crate::ops::transfer::prune_layer_tars(store)?;
+    crate::ops::kept::prune_layer_tars(store)?;
     Ok(removed)
 }
 

@@ -8,13 +8,10 @@ use strata_driver_api::{failpoint, Labels, SnapshotKey, Snapshotter, Snapshotter
 use crate::archive::{apply_layer, ApplyLimits, ApplyOptions};
 use crate::check::manifest;
 use crate::error::Result;
-use crate::model::{layer_snapshot_key, ChainId, ContainerId, Digest, LayerRecord};
+use crate::model::{ChainId, Digest, LayerRecord};
 use crate::mounts::TempMount;
+use crate::store::keys::{extract_key, layer_snapshot_key, LABEL_EXTRACT};
 use crate::Store;
-
-/// Label on snapshots being filled by an import, so `check` can spot a
-/// dead one.
-pub const LABEL_EXTRACT: &str = "strata.io/extract";
 
 /// A reader that hashes and counts what passes through it.
 pub struct HashingReader<R> {
@@ -76,7 +73,7 @@ pub fn apply_layer_snapshot(
     limits: ApplyLimits,
 ) -> Result<LayerRecord> {
     let sn = store.snapshots();
-    let key = SnapshotKey(format!("extract-{}", ContainerId::generate()));
+    let key = extract_key();
     let parent_key = parent.map(layer_snapshot_key);
     let mut labels = store.session_labels();
     labels.insert(LABEL_EXTRACT.to_owned(), "1".to_owned());

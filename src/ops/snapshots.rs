@@ -8,7 +8,7 @@ use serde::Serialize;
 use strata_driver_api::{Labels, Snapshotter, SnapshotterExt};
 
 use crate::error::Result;
-use crate::model::layer_snapshot_key;
+use crate::store::keys::{layer_snapshot_key, LABEL_EXTRACT, LABEL_SESSION};
 use crate::Store;
 
 /// One snapshot, as `strata snapshots` shows it.
@@ -85,8 +85,8 @@ pub fn list(store: &Store, usage: bool) -> Result<Vec<SnapshotEntry>> {
             let committed = info.kind == strata_driver_api::Kind::Committed;
             let scratch = !committed
                 && (["extract-", "view-"].iter().any(|p| key.starts_with(p))
-                    || info.labels.contains_key(crate::ops::layer::LABEL_EXTRACT)
-                    || info.labels.contains_key(crate::store::LABEL_SESSION));
+                    || info.labels.contains_key(LABEL_EXTRACT)
+                    || info.labels.contains_key(LABEL_SESSION));
             // Strata names its layer snapshots by chain id; containerd's
             // keys are `namespace/N/name`.
             let layer = key.starts_with("sha256:");

@@ -1,14 +1,10 @@
 //! Layers in and out of the store: `load`, `save`, `diff`, `commit`,
-//! `export`.
-//!
-//! Every layer tar that enters the store (load, commit) is kept under
-//! `<root>/layer-tars/<diff id hex>.tar`, so `save` can write the exact bytes
-//! the config's diff ids name; a layer without a kept tar (from `import`)
-//! is regenerated from its snapshot and must hash to the same diff id.
+//! `export`. Kept layer tars are [`crate::ops::kept`]'s; files written
+//! outside the store, [`crate::ops::output`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -20,122 +16,13 @@ use crate::archive::{
 use crate::error::{Result, StoreError};
 use crate::image::{ImageArchive, ImageToSave, SaveOptions};
 use crate::limits::Limits;
-use crate::model::{layer_snapshot_key, ContainerId, Digest, ImageRecord, LayerRecord, Reference};
+use crate::model::{ContainerId, Digest, ImageRecord, LayerRecord, Reference};
 use crate::mounts::TempMount;
+use crate::ops::kept::{apply_and_keep, keep_tar, layer_tar_path};
 use crate::ops::layer::apply_layer_snapshot;
+use crate::ops::output::PartialOutput;
+use crate::store::keys::{image_top_key, layer_snapshot_key, scratch_view_key};
 use crate::Store;
-
-/// Where the tar of layer `diff_id` is kept.
-pub fn layer_tar_path(store: &Store, diff_id: &Digest) -> PathBuf {
-    store
-        .root()
-        .join("layer-tars")
-        .join(format!("{}.tar", diff_id.hex()))
-}
-
-/// Deletes kept layer tars that no recorded image uses any more (after
-/// `rmi`). Returns how many were deleted.
-pub fn prune_layer_tars(store: &Store) -> Result<usize> {
-    let dir = store.root().join("layer-tars");
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(StoreError::io("read directory", &dir, e)),
-    };
-    let used: HashSet<String> = store
-        .meta()?
-        .images()?
-        .iter()
-        .flat_map(|i| i.layers.iter().map(|l| format!("{}.tar", l.diff_id.hex())))
-        .collect();
-    let mut removed = 0;
-    for e in entries {
-        let e = e.map_err(|e| StoreError::io("read directory", &dir, e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tar")
-            && !used.contains(&name)
-            && !crate::store::owned::held_by_live_session(store, &e.path())
-        {
-            fs::remove_file(e.path()).map_err(|err| StoreError::io("remove", e.path(), err))?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-/// Copies everything read into a file.
-struct Tee<R> {
-    inner: R,
-    out: SparseWriter,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
-/// Writes a file leaving every all-zero 4 KiB block a hole, so a kept
-/// layer tar full of zeros (padding, zero-filled files) takes no space.
-struct SparseWriter {
-    file: File,
-    buf: Vec<u8>,
-    len: u64,
-}
-
-const SPARSE_BLOCK: usize = 4096;
-const SPARSE_BUF: usize = 256 * 1024;
-
-impl SparseWriter {
-    fn new(file: File) -> Self {
-        SparseWriter {
-            file,
-            buf: Vec::with_capacity(SPARSE_BUF),
-            len: 0,
-        }
-    }
-
-    /// Writes out whole blocks (all of the buffer when `all`).
-    fn drain(&mut self, all: bool) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let keep = if all {
-            0
-        } else {
-            self.buf.len() % SPARSE_BLOCK
-        };
-        let upto = self.buf.len() - keep;
-        for chunk in self.buf[..upto].chunks(SPARSE_BLOCK) {
-            if !crate::archive::is_zero(chunk) {
-                self.file.write_all_at(chunk, self.len)?;
-            }
-            self.len += chunk.len() as u64;
-        }
-        self.buf.drain(..upto);
-        Ok(())
-    }
-
-    /// Writes what is buffered and gives the file its full length.
-    fn finish(&mut self) -> io::Result<()> {
-        self.drain(true)?;
-        self.file.set_len(self.len)
-    }
-}
-
-impl Write for SparseWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= SPARSE_BUF {
-            self.drain(false)?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Loads every image of an OCI layout or docker save archive. Layers whose
 /// chain id is already stored are reused. A refused load leaves nothing:
@@ -334,49 +221,6 @@ fn load_layer(
     apply_and_keep(store, parent, archive.open_layer(layer)?, limits)
 }
 
-/// [`apply_layer_snapshot`] that also keeps the tar it applied (see the
-/// module docs; zero blocks are left as holes), so `save` can reproduce the
-/// layer byte for byte. Every
-/// path that brings a foreign layer into the store (`load`, `import`)
-/// goes through here; `limits` bound what the tar may expand to, and a
-/// refused layer's tar is never kept.
-pub fn apply_and_keep(
-    store: &Store,
-    parent: Option<&Digest>,
-    tar: impl Read,
-    limits: ApplyLimits,
-) -> Result<LayerRecord> {
-    let tmp = store
-        .temp_dir("layer-tars")?
-        .join(format!("in-{}.tar", ContainerId::generate()));
-    let out = strata_driver_api::private::create_private_file(&tmp)?;
-    let mut reader = Tee {
-        inner: tar,
-        out: SparseWriter::new(out),
-    };
-    let result = apply_layer_snapshot(store, parent, &mut reader, limits).and_then(|record| {
-        reader
-            .out
-            .finish()
-            .map_err(|e| StoreError::io("write", &tmp, e))?;
-        keep_tar(store, &tmp, &record.diff_id)?;
-        Ok(record)
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn keep_tar(store: &Store, tmp: &Path, diff_id: &Digest) -> Result<()> {
-    let dst = layer_tar_path(store, diff_id);
-    if let Some(dir) = dst.parent() {
-        crate::perms::private_dir(dir)?;
-    }
-    crate::store::owned::mark(store.session(), tmp);
-    fs::rename(tmp, &dst).map_err(|e| StoreError::io("rename", tmp, e))
-}
-
 /// Saves images (by reference or id) as one OCI layout archive at `out`,
 /// written to a temporary name and renamed when complete.
 pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()> {
@@ -412,135 +256,6 @@ pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()
     match result {
         Ok(()) => partial.finish(),
         Err(e) => Err(StoreError::from(e).undone(partial.discard())),
-    }
-}
-
-/// A file written outside the store (`save -o`, `export -o`). It is
-/// written as an unnamed file (`O_TMPFILE`) in the destination's directory,
-/// so that no death, not even SIGKILL, can leave a partial file behind;
-/// when complete it is linked under a temporary name in that directory and
-/// renamed over the destination. On a filesystem without `O_TMPFILE` it is
-/// a named temporary file (`.NAME.XXXXXX.strata-partial`) from the start.
-/// Dropped unfinished (an error, an interruption, a panic), it is removed.
-pub struct PartialOutput {
-    out: PathBuf,
-    dir: PathBuf,
-    temp: Option<Temp>,
-}
-
-enum Temp {
-    /// No name yet: it vanishes with the process.
-    Unnamed(File),
-    /// The fallback: removed on drop.
-    Named(tempfile::NamedTempFile),
-}
-
-impl PartialOutput {
-    /// Opens the temporary for `out`, root-only (0600): an archive holds
-    /// the image's files, root-only ones included.
-    pub fn create(out: &Path) -> Result<Self> {
-        use nix::fcntl::OFlag;
-        use nix::sys::stat::Mode;
-        use std::os::unix::fs::PermissionsExt;
-        let dir = match out.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-        let temp = match nix::fcntl::open(&dir, flags, Mode::from_bits_truncate(0o600)) {
-            Ok(fd) => Temp::Unnamed(File::from(fd)),
-            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {
-                let named = tempfile::Builder::new()
-                    .prefix(&Self::temp_prefix(out)?)
-                    .suffix(".strata-partial")
-                    .permissions(fs::Permissions::from_mode(0o600))
-                    .tempfile_in(&dir)
-                    .map_err(|e| StoreError::io("create a temporary file in", &dir, e))?;
-                Temp::Named(named)
-            }
-            Err(e) => {
-                return Err(StoreError::io(
-                    "create a temporary file in",
-                    &dir,
-                    io::Error::from(e),
-                ))
-            }
-        };
-        Ok(Self {
-            out: out.to_owned(),
-            dir,
-            temp: Some(temp),
-        })
-    }
-
-    fn temp_prefix(out: &Path) -> Result<String> {
-        let name = out
-            .file_name()
-            .ok_or_else(|| StoreError::Invalid(format!("{}: not a file name", out.display())))?;
-        Ok(format!(".{}.", name.to_string_lossy()))
-    }
-
-    /// The temporary file to write to.
-    pub fn file(&self) -> &File {
-        match self.temp.as_ref().expect("PartialOutput used after finish") {
-            Temp::Unnamed(f) => f,
-            Temp::Named(n) => n.as_file(),
-        }
-    }
-
-    /// Flushes the file to disk and renames it over the destination.
-    pub fn finish(&mut self) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        let Some(temp) = self.temp.take() else {
-            return Ok(());
-        };
-        let temp_path = match temp {
-            Temp::Named(named) => {
-                named
-                    .as_file()
-                    .sync_all()
-                    .map_err(|e| StoreError::io("sync", named.path(), e))?;
-                named.into_temp_path()
-            }
-            Temp::Unnamed(file) => {
-                file.sync_all()
-                    .map_err(|e| StoreError::io("sync", &self.out, e))?;
-                // Give it a temporary name beside the destination (linkat
-                // of an O_TMPFILE cannot replace), then rename it over.
-                tempfile::Builder::new()
-                    .prefix(&Self::temp_prefix(&self.out)?)
-                    .suffix(".strata-partial")
-                    .make_in(&self.dir, |path| {
-                        nix::unistd::linkat(
-                            nix::fcntl::AT_FDCWD,
-                            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
-                            nix::fcntl::AT_FDCWD,
-                            path,
-                            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-                        )
-                        .map_err(io::Error::from)
-                    })
-                    .map_err(|e| StoreError::io("link the output in", &self.dir, e))?
-                    .into_temp_path()
-            }
-        };
-        let path = temp_path.to_path_buf();
-        temp_path
-            .persist(&self.out)
-            .map_err(|e| StoreError::io("rename", path, e.error))?;
-        Ok(())
-    }
-
-    /// Removes the temporary file now; returns a note naming the output,
-    /// for an interruption's report.
-    pub fn discard(&mut self) -> String {
-        if let Some(Temp::Named(n)) = self.temp.take() {
-            let path = n.path().to_owned();
-            if let Err(e) = n.close() {
-                tracing::warn!(path = %path.display(), error = %e, "removing a partial output");
-            }
-        }
-        format!("partial {} removed", self.out.display())
     }
 }
 
@@ -627,7 +342,7 @@ struct View<'a> {
 
 impl<'a> View<'a> {
     fn new(store: &'a Store, parent: Option<&SnapshotKey>) -> Result<Self> {
-        let key = SnapshotKey(format!("view-{}", ContainerId::generate()));
+        let key = scratch_view_key();
         let mounts = store
             .snapshots()
             .view(&key, parent, store.session_labels())?;
@@ -715,7 +430,7 @@ pub fn diff(store: &Store, text: &str) -> Result<Vec<Change>> {
         .meta()?
         .image(&record.image)?
         .ok_or_else(|| StoreError::UnknownImage(record.image.0.clone()))?;
-    let lower = match image.top_snapshot() {
+    let lower = match image_top_key(&image) {
         Some(top) => Some(View::new(store, Some(&top))?),
         None => None,
     };
@@ -793,7 +508,7 @@ pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageR
 fn committed_config(parent: &[u8], diff_id: &Digest, created_by: &str) -> Result<Vec<u8>> {
     let mut c: serde_json::Value = serde_json::from_slice(parent)
         .map_err(|e| StoreError::Invalid(format!("image config: {e}")))?;
-    let created = crate::ops::import::rfc3339(crate::now_ns() / 1_000_000_000);
+    let created = crate::model::rfc3339(crate::now_ns() / 1_000_000_000);
     c["created"] = created.clone().into();
     let diff_ids = c["rootfs"]["diff_ids"]
         .as_array()
@@ -821,39 +536,5 @@ pub fn export(store: &Store, text: &str, out: &Path) -> Result<()> {
     match result {
         Ok(()) => partial.finish(),
         Err(e) => Err(e.undone(partial.discard())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::MetadataExt;
-
-    #[test]
-    fn sparse_writer_keeps_bytes_and_makes_holes() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("t");
-        let mut data = vec![0u8; 3 << 20];
-        data[10] = 1;
-        data[(1 << 20) + 4095] = 2;
-        data[(3 << 20) - 1] = 3;
-        let mut w = SparseWriter::new(File::create(&p).unwrap());
-        // Odd-sized writes, as a decompressor hands them out.
-        for chunk in data.chunks(7777) {
-            w.write_all(chunk).unwrap();
-        }
-        w.finish().unwrap();
-        assert_eq!(fs::read(&p).unwrap(), data);
-        let m = fs::metadata(&p).unwrap();
-        assert!(
-            m.blocks() * 512 < 1 << 20,
-            "{} bytes allocated",
-            m.blocks() * 512
-        );
-        // A tail of zeros still counts in the length.
-        let mut w = SparseWriter::new(File::create(&p).unwrap());
-        w.write_all(&[0u8; 5000]).unwrap();
-        w.finish().unwrap();
-        assert_eq!(fs::read(&p).unwrap(), vec![0u8; 5000]);
     }
 }

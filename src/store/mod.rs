@@ -10,6 +10,7 @@
 //! never touches the work of one still running.
 
 mod config;
+pub mod keys;
 pub mod layout;
 mod legacy;
 mod meta;
@@ -30,10 +31,6 @@ pub use recover::{remove_scratch_dir, Recovered};
 
 use crate::error::{Result, StoreError};
 use crate::model::{ContainerRecord, ImageRecord, Reference};
-
-/// Label on every snapshot a strata process makes: the session that made
-/// it, so scratch and half-made snapshots of a live process are left alone.
-pub const LABEL_SESSION: &str = "strata.io/session";
 
 /// An open store.
 pub struct Store {
@@ -153,9 +150,15 @@ impl Store {
         &self.recovered
     }
 
+    /// Notes what a caller finished for processes that died (see
+    /// `check::finish_interrupted`), for [`Recovered::summary`].
+    pub fn note_finished(&mut self, actions: Vec<String>) {
+        self.recovered.finished.extend(actions);
+    }
+
     /// Labels marking a snapshot as made by this process.
     pub fn session_labels(&self) -> Labels {
-        [(LABEL_SESSION.to_owned(), self.session.id().to_owned())].into()
+        [(keys::LABEL_SESSION.to_owned(), self.session.id().to_owned())].into()
     }
 
     /// The snapshotter (containerd semantics over the driver).

@@ -19,6 +19,16 @@ pub fn mark(session: &Session, path: &Path) {
     }
 }
 
+/// Whether `path` was written by a strata process that has died.
+pub fn left_by_dead_session(store: &Store, path: &Path) -> bool {
+    match xattr::get(path, XATTR) {
+        Ok(Some(id)) => !store
+            .session()
+            .is_alive(String::from_utf8_lossy(&id).as_ref()),
+        _ => false,
+    }
+}
+
 /// Whether `path` was written by a strata process that is still running.
 pub fn held_by_live_session(store: &Store, path: &Path) -> bool {
     match xattr::get(path, XATTR) {

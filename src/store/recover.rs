@@ -9,8 +9,9 @@ use std::path::Path;
 use serde::Serialize;
 use strata_driver_api::{session, Incomplete, Kind, SnapshotKey, Snapshotter};
 
-use super::{Store, LABEL_SESSION};
+use super::Store;
 use crate::error::Result;
+use crate::store::keys::LABEL_SESSION;
 
 /// What opening the store cleaned up.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -21,12 +22,20 @@ pub struct Recovered {
     pub snapshots: Vec<SnapshotKey>,
     /// Scratch directories removed (with their mounts).
     pub scratch_dirs: usize,
+    /// Processes found dead since the last open (their session files).
+    pub dead_sessions: usize,
+    /// What else was finished or undone for them (by the caller, which
+    /// runs `check`'s safe repairs when a process died).
+    pub finished: Vec<String>,
 }
 
 impl Recovered {
     /// Whether nothing was left to clean up.
     pub fn is_empty(&self) -> bool {
-        self.operations.is_empty() && self.snapshots.is_empty() && self.scratch_dirs == 0
+        self.operations.is_empty()
+            && self.snapshots.is_empty()
+            && self.scratch_dirs == 0
+            && self.finished.is_empty()
     }
 
     /// One line for the user, e.g. after a Ctrl-C or a kill.
@@ -49,6 +58,7 @@ impl Recovered {
         if self.scratch_dirs > 0 {
             parts.push(format!("removed {} scratch dir(s)", self.scratch_dirs));
         }
+        parts.extend(self.finished.iter().cloned());
         format!(
             "cleaned up after an interrupted strata process: {}",
             parts.join("; ")
@@ -67,7 +77,7 @@ fn verb(i: &Incomplete) -> &'static str {
 /// Cleans up after dead sessions. A step that fails is logged and left for
 /// `strata check` (it must not stop the command the user asked for).
 pub fn recover(store: &Store) -> Result<Recovered> {
-    store.session().reap_dead();
+    let dead_sessions = store.session().reap_dead().len();
     let operations = store.snapshots().repair().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "could not finish an interrupted operation; run strata check");
         Vec::new()
@@ -77,7 +87,9 @@ pub fn recover(store: &Store) -> Result<Recovered> {
     Ok(Recovered {
         operations,
         snapshots,
+        dead_sessions: dead_sessions + scratch_dirs,
         scratch_dirs,
+        finished: Vec::new(),
     })
 }
 

@@ -1,0 +1,136 @@
+//! Files Strata writes outside the store (`save -o`, `export -o`).
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, StoreError};
+
+/// A file written outside the store (`save -o`, `export -o`). It is
+/// written as an unnamed file (`O_TMPFILE`) in the destination's directory,
+/// so that no death, not even SIGKILL, can leave a partial file behind;
+/// when complete it is linked under a temporary name in that directory and
+/// renamed over the destination. On a filesystem without `O_TMPFILE` it is
+/// a named temporary file (`.NAME.XXXXXX.strata-partial`) from the start.
+/// Dropped unfinished (an error, an interruption, a panic), it is removed.
+pub struct PartialOutput {
+    out: PathBuf,
+    dir: PathBuf,
+    temp: Option<Temp>,
+}
+
+enum Temp {
+    /// No name yet: it vanishes with the process.
+    Unnamed(File),
+    /// The fallback: removed on drop.
+    Named(tempfile::NamedTempFile),
+}
+
+impl PartialOutput {
+    /// Opens the temporary for `out`, root-only (0600): an archive holds
+    /// the image's files, root-only ones included.
+    pub fn create(out: &Path) -> Result<Self> {
+        use nix::fcntl::OFlag;
+        use nix::sys::stat::Mode;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        let temp = match nix::fcntl::open(&dir, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => Temp::Unnamed(File::from(fd)),
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {
+                let named = tempfile::Builder::new()
+                    .prefix(&Self::temp_prefix(out)?)
+                    .suffix(".strata-partial")
+                    .permissions(fs::Permissions::from_mode(0o600))
+                    .tempfile_in(&dir)
+                    .map_err(|e| StoreError::io("create a temporary file in", &dir, e))?;
+                Temp::Named(named)
+            }
+            Err(e) => {
+                return Err(StoreError::io(
+                    "create a temporary file in",
+                    &dir,
+                    io::Error::from(e),
+                ))
+            }
+        };
+        Ok(Self {
+            out: out.to_owned(),
+            dir,
+            temp: Some(temp),
+        })
+    }
+
+    fn temp_prefix(out: &Path) -> Result<String> {
+        let name = out
+            .file_name()
+            .ok_or_else(|| StoreError::Invalid(format!("{}: not a file name", out.display())))?;
+        Ok(format!(".{}.", name.to_string_lossy()))
+    }
+
+    /// The temporary file to write to.
+    pub fn file(&self) -> &File {
+        match self.temp.as_ref().expect("PartialOutput used after finish") {
+            Temp::Unnamed(f) => f,
+            Temp::Named(n) => n.as_file(),
+        }
+    }
+
+    /// Flushes the file to disk and renames it over the destination.
+    pub fn finish(&mut self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let Some(temp) = self.temp.take() else {
+            return Ok(());
+        };
+        let temp_path = match temp {
+            Temp::Named(named) => {
+                named
+                    .as_file()
+                    .sync_all()
+                    .map_err(|e| StoreError::io("sync", named.path(), e))?;
+                named.into_temp_path()
+            }
+            Temp::Unnamed(file) => {
+                file.sync_all()
+                    .map_err(|e| StoreError::io("sync", &self.out, e))?;
+                // Give it a temporary name beside the destination (linkat
+                // of an O_TMPFILE cannot replace), then rename it over.
+                tempfile::Builder::new()
+                    .prefix(&Self::temp_prefix(&self.out)?)
+                    .suffix(".strata-partial")
+                    .make_in(&self.dir, |path| {
+                        nix::unistd::linkat(
+                            nix::fcntl::AT_FDCWD,
+                            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+                            nix::fcntl::AT_FDCWD,
+                            path,
+                            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                        )
+                        .map_err(io::Error::from)
+                    })
+                    .map_err(|e| StoreError::io("link the output in", &self.dir, e))?
+                    .into_temp_path()
+            }
+        };
+        let path = temp_path.to_path_buf();
+        temp_path
+            .persist(&self.out)
+            .map_err(|e| StoreError::io("rename", path, e.error))?;
+        Ok(())
+    }
+
+    /// Removes the temporary file now; returns a note naming the output,
+    /// for an interruption's report.
+    pub fn discard(&mut self) -> String {
+        if let Some(Temp::Named(n)) = self.temp.take() {
+            let path = n.path().to_owned();
+            if let Err(e) = n.close() {
+                tracing::warn!(path = %path.display(), error = %e, "removing a partial output");
+            }
+        }
+        format!("partial {} removed", self.out.display())
+    }
+}
