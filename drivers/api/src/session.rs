@@ -15,6 +15,9 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::{Error, IoContext, Result};
 
+/// Suffix of a session file whose lock is being taken.
+const STARTING: &str = ".starting";
+
 /// A live session of this process.
 #[derive(Debug)]
 pub struct Session {
@@ -24,18 +27,22 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session under `dir` (made if missing).
+    /// Starts a session under `dir` (made if missing). The file is locked
+    /// under a temporary name and only then renamed to its id, so no other
+    /// process ever sees the id's file unlocked while its owner lives.
     pub fn begin(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).ctx("mkdir", dir)?;
         let id = format!("{}-{:08x}", std::process::id(), random_u32());
         let path = dir.join(&id);
+        let starting = dir.join(format!("{id}{STARTING}"));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&path)
-            .ctx("create session file", &path)?;
+            .open(&starting)
+            .ctx("create session file", &starting)?;
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| Error::errno("lock session file", &path, errno))?;
+            .map_err(|(_, errno)| Error::errno("lock session file", &starting, errno))?;
+        std::fs::rename(&starting, &path).ctx("rename session file", &path)?;
         Ok(Self {
             id,
             dir: dir.to_path_buf(),
@@ -54,6 +61,8 @@ impl Session {
     }
 
     /// Ids of the sessions whose process is gone, their files removed.
+    /// A file still being set up (its temporary name) is left alone unless
+    /// it is older than a minute: its process died before it got its id.
     pub fn reap_dead(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
@@ -61,6 +70,18 @@ impl Session {
         let mut dead = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(STARTING) {
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 60);
+                if stale {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                continue;
+            }
             if name != self.id && !is_alive(&self.dir, &name) {
                 let _ = std::fs::remove_file(entry.path());
                 dead.push(name);
