@@ -41,4 +41,17 @@ if ! command -v cargo >/dev/null; then
     echo "setup.sh: no Rust toolchain found: install one with rustup (rust 1.85 or newer)" >&2
     exit 1
 fi
+# The crash tests run `btrfs check --readonly` on stores the driver made with
+# simple quotas (kernel 6.7+): btrfs-progs older than 6.7 cannot read that
+# feature. Debian 12's is 6.2; its backports have a current one.
+if [ "${1:-}" = "--tests" ] && command -v btrfs >/dev/null; then
+    progs=$(btrfs --version | grep -o 'v[0-9]*\.[0-9]*' | head -1 | tr -d v)
+    if [ "$(printf '%s\n6.7\n' "$progs" | sort -V | head -1)" != 6.7 ] \
+        && grep -q 'VERSION_CODENAME=bookworm' /etc/os-release; then
+        echo "setup.sh: btrfs-progs $progs cannot check simple-quota filesystems; installing bookworm-backports' one"
+        echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/strata-backports.list
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports btrfs-progs >/dev/null
+    fi
+fi
 echo "setup.sh: host ready"
