@@ -226,6 +226,47 @@ fn release_and_reattach(test: &str, driver: &str) {
     f.assert_attached_to(&dev, "after release and reattach");
 }
 
+/// A process killed right after attaching the backing, its lock on the
+/// backing file still held, must not leave that lock behind: the loop
+/// device keeps the open file it was attached with, so attaching through
+/// the lock's own handle would wedge every later command forever.
+fn killed_after_attach(test: &str, driver: &str) {
+    let Some(f) = fixture(test, driver) else {
+        return;
+    };
+    strata_ok(&f.root, &["release"]);
+    let end = run_at_failpoint(command(&f.root, &["images"]), "backing.attached");
+    assert_eq!(end, End::Killed, "{test}: never reached backing.attached");
+    let mut next = command(&f.root, &["images"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn strata images");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = next.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = next.kill();
+            let _ = next.wait();
+            panic!("{test}: the next command waited 60 s for a dead process's backing lock");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{test}: images after the kill failed");
+    assert_eq!(attached(&f.image).len(), 1, "{test}: attached once");
+}
+
+#[test]
+fn killed_after_attach_leaves_no_lock_btrfs() {
+    killed_after_attach("backing::killed_after_attach_btrfs", "btrfs");
+}
+
+#[test]
+fn killed_after_attach_leaves_no_lock_blockfile() {
+    killed_after_attach("backing::killed_after_attach_blockfile", "blockfile");
+}
+
 #[test]
 fn release_then_a_command_reattaches_btrfs() {
     release_and_reattach("backing::release_btrfs", "btrfs");

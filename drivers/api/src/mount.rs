@@ -545,7 +545,7 @@ fn loop_files_below(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
 /// handle ([`LoopDevice`]), which keeps it attached.
 #[derive(Debug)]
 pub struct BackingLock {
-    file: Flock<File>,
+    _lock: Flock<File>,
     path: PathBuf,
     dev: u64,
     ino: u64,
@@ -566,7 +566,7 @@ impl BackingLock {
         Ok(Self {
             dev: meta.dev(),
             ino: meta.ino(),
-            file: locked,
+            _lock: locked,
             path: file.to_path_buf(),
         })
     }
@@ -598,6 +598,30 @@ impl BackingLock {
         })
     }
 
+    /// Attaches a new loop device through a handle of its own. Never the
+    /// lock's handle: the loop device keeps the open file it was given for
+    /// as long as it exists, and with it that file's `flock`, so every
+    /// later process would wait for the lock forever.
+    fn attach_new(&self, read_only: bool) -> Result<LoopDevice> {
+        let backing = OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&self.path)
+            .ctx("open backing file", &self.path)?;
+        let meta = backing.metadata().ctx("stat", &self.path)?;
+        if meta.dev() != self.dev || meta.ino() != self.ino {
+            return Err(Error::io(
+                "attach loop device",
+                &self.path,
+                std::io::Error::other("the file was replaced while its lock was held"),
+            ));
+        }
+        let dev = attach_fd(&self.path, &backing, read_only, false)?;
+        crate::failpoint("backing.attached");
+        Ok(dev)
+    }
+
     /// The loop device of this file: the one already attached, or a new
     /// one (no autoclear) when there is none. When several are attached,
     /// the one carrying mounts or holders is used (the first when none
@@ -605,7 +629,7 @@ impl BackingLock {
     pub fn attach_once(&self, read_only: bool) -> Result<LoopDevice> {
         let loops = self.loops();
         match loops.len() {
-            0 => attach_fd(&self.path, &self.file, read_only, false),
+            0 => self.attach_new(read_only),
             1 => self.open_existing(&loops[0]),
             _ => {
                 let table = mount_table()?;
