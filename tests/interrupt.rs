@@ -525,13 +525,23 @@ fn ctrl_c_twice_exits_130() {
         return;
     };
     for verb in [Verb::Load, Verb::Import, Verb::Save] {
-        let (cmd, _effect) = b.prepare(verb);
-        let run = signal_when_ready(
-            cmd,
-            Duration::from_millis(100),
-            &[libc::SIGINT, libc::SIGINT],
-            false,
-        );
+        // An idle machine finishes a save in well under 100 ms: signal
+        // sooner until the signals land mid-command.
+        let mut delays = [100, 30, 5, 0].into_iter();
+        let run = loop {
+            let delay = delays.next().expect("delays");
+            let (cmd, _effect) = b.prepare(verb);
+            let run = signal_when_ready(
+                cmd,
+                Duration::from_millis(delay),
+                &[libc::SIGINT, libc::SIGINT],
+                false,
+            );
+            if run.sent || delay == 0 {
+                break run;
+            }
+            b.tidy();
+        };
         assert!(run.sent, "{verb:?} ended before the signals");
         assert_eq!(run.code, Some(130), "{verb:?}: {}", run.stderr);
         let lines = run.stderr_lines();
