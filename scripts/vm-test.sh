@@ -197,7 +197,9 @@ write_guest_script() {
                 for a in "${extra[@]}"; do printf " '%s'" "$a"; done
                 echo ' 2>&1 || status=1'
                 echo 'rm -f /tmp/test-bin'
-                echo "echo \"vm-test: $(basename "$bin") took \$((\$(date +%s) - start)) s\""
+                echo "echo \"vm-test: $(basename "$bin") took \$((\$(date +%s) - start)) s; guest /tmp: \$(df -h --output=used,avail /tmp | tail -1)\""
+                # What a suite leaves in the guest's small tmpfs starves the next.
+                echo "du -sx /tmp/* 2>/dev/null | sort -n | tail -3 | sed 's/^/vm-test:   /'"
             done <<<"$runs"
         else
             echo 'ls -l /dev/mapper/control && grep -E "thin|device-mapper" /proc/devices /proc/modules'

@@ -56,7 +56,7 @@ impl std::fmt::Display for Mismatch {
 
 /// Directory of the manifests of the store at `root`.
 pub fn dir(root: &Path) -> PathBuf {
-    root.join("manifests")
+    crate::store::Layout::new(root).manifests()
 }
 
 /// File holding the manifest of layer `chain`.

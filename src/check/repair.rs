@@ -46,7 +46,7 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
                 unmount_persistent(at)?;
             }
             store.meta()?.delete_container(&c.id)?;
-            let dir = store.root().join("containers").join(&c.id.0);
+            let dir = store.layout().container_dir(&c.id.0);
             remove_tree_unless_mounted(&dir)?;
             format!("removed the record of container {}", c.id.short())
         }

@@ -432,12 +432,13 @@ fn mounts(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
         .filter_map(|c| c.mounted_at.as_deref())
         .map(canonical)
         .collect();
+    let layout = crate::store::Layout::new(&root);
     for p in &points {
-        if p.starts_with(root.join("tmp")) {
+        if p.starts_with(layout.scratch_root()) {
             if !in_live_scratch(store, &root, p) {
                 out.push(Problem::LeftoverTemp(p.clone()));
             }
-        } else if p.starts_with(root.join("containers")) && !recorded.contains(p) {
+        } else if p.starts_with(layout.containers()) && !recorded.contains(p) {
             out.push(Problem::UnrecordedMount(p.clone()));
         }
     }
@@ -453,7 +454,7 @@ fn mounts(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
 
 /// Whether `p` lies in the scratch directory of a live process.
 fn in_live_scratch(store: &Store, root: &Path, p: &Path) -> bool {
-    p.strip_prefix(root.join("tmp"))
+    p.strip_prefix(crate::store::Layout::new(root).scratch_root())
         .ok()
         .and_then(|rest| rest.components().next())
         .is_some_and(|session| {
@@ -486,7 +487,7 @@ fn layer_tars(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
         .iter()
         .flat_map(|i| i.layers.iter().map(|l| format!("{}.tar", l.diff_id.hex())))
         .collect();
-    let Ok(entries) = std::fs::read_dir(store.root().join("layer-tars")) else {
+    let Ok(entries) = std::fs::read_dir(store.layout().layer_tars()) else {
         return Ok(());
     };
     for entry in entries.flatten() {

@@ -84,7 +84,7 @@ fn validate_name(name: &str) -> Result<String> {
 
 /// Where `strata mount` mounts a container's merged rootfs.
 pub fn rootfs_path(store: &Store, id: &ContainerId) -> PathBuf {
-    store.root().join("containers").join(&id.0).join("rootfs")
+    store.layout().container_rootfs(&id.0)
 }
 
 /// Mounts the container's merged view and returns its path (idempotent:
@@ -146,7 +146,7 @@ pub fn remove(store: &Store, text: &str, force: bool) -> Result<ContainerRecord>
     }
     failpoint("container.rm.removed");
     store.meta()?.delete_container(&record.id)?;
-    let dir = store.root().join("containers").join(&record.id.0);
+    let dir = store.layout().container_dir(&record.id.0);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(record)
 }

@@ -18,15 +18,15 @@ use crate::Store;
 /// Where the tar of layer `diff_id` is kept.
 pub fn layer_tar_path(store: &Store, diff_id: &Digest) -> PathBuf {
     store
-        .root()
-        .join("layer-tars")
+        .layout()
+        .layer_tars()
         .join(format!("{}.tar", diff_id.hex()))
 }
 
 /// Deletes kept layer tars that no recorded image uses any more (after
 /// `rmi`). Returns how many were deleted.
 pub fn prune_layer_tars(store: &Store) -> Result<usize> {
-    let dir = store.root().join("layer-tars");
+    let dir = store.layout().layer_tars();
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),

@@ -69,8 +69,40 @@ fn clear_below(dir: &Path, including: bool) {
 
 fn detach_below(dir: &Path) {
     for dev in loops_below(dir) {
+        if let Some(name) = dev.file_name() {
+            remove_dm_holders(&name.to_string_lossy());
+        }
         if let Err(e) = detach_loop(&dev) {
             eprintln!("cleanup: detaching {}: {e}", dev.display());
+        }
+    }
+}
+
+/// Removes the device-mapper devices stacked on block device `name` (a thin
+/// pool on a scratch loop file, and the thin devices on that pool), top
+/// first: a store keeps its pool between commands, so a test's store
+/// leaves one behind, holding its deleted files' space.
+fn remove_dm_holders(name: &str) {
+    let Ok(holders) = std::fs::read_dir(Path::new("/sys/block").join(name).join("holders")) else {
+        return;
+    };
+    for holder in holders.flatten() {
+        let holder = holder.file_name().to_string_lossy().into_owned();
+        remove_dm_holders(&holder);
+        let Ok(dm_name) = std::fs::read_to_string(format!("/sys/block/{holder}/dm/name")) else {
+            continue;
+        };
+        let out = Command::new("dmsetup")
+            .args(["remove", "--retry", dm_name.trim()])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "cleanup: dmsetup remove {}: {}",
+                dm_name.trim(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("cleanup: dmsetup remove {}: {e}", dm_name.trim()),
         }
     }
 }
