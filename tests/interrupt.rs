@@ -681,11 +681,27 @@ fn failed_init_leaves_nothing() {
             );
         }
     }
-    let first = strata_ok(&empty, &["--driver", "vfs", "init"]);
-    assert!(first.contains("uses driver vfs"), "{first}");
-    let again = strata_ok(&empty, &["--driver", "vfs", "init"]);
-    assert!(again.contains("exists and uses driver vfs"), "{again}");
-    let err = strata_err(&empty, &["--driver", "overlay2", "init"]);
-    assert!(err.contains("already uses driver vfs"), "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let before = mode(&empty);
+    let err = strata_err(&empty, &["--driver", "vfs", "init"]);
+    assert!(
+        err.contains("is not empty"),
+        "init took over a used directory: {err}"
+    );
+    assert_eq!(
+        mode(&empty),
+        before,
+        "a refused init changed the directory's mode"
+    );
     assert!(empty.join("keep").exists());
+
+    let fresh = scratch.path().join("fresh");
+    std::fs::create_dir_all(fresh.join("lost+found")).unwrap();
+    let first = strata_ok(&fresh, &["--driver", "vfs", "init"]);
+    assert!(first.contains("uses driver vfs"), "{first}");
+    let again = strata_ok(&fresh, &["--driver", "vfs", "init"]);
+    assert!(again.contains("exists and uses driver vfs"), "{again}");
+    let err = strata_err(&fresh, &["--driver", "overlay2", "init"]);
+    assert!(err.contains("already uses driver vfs"), "{err}");
 }

@@ -64,9 +64,25 @@ impl Before {
                 entries.insert(e.file_name());
             }
         }
+        let had_store = StoreConfig::load(root)?.is_some();
+        let foreign: Vec<String> = entries
+            .iter()
+            .filter(|n| n.as_os_str() != "lost+found")
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        if !had_store && !foreign.is_empty() {
+            // A store makes its root root-only and owns everything in it:
+            // never take over a directory that holds something else.
+            return Err(StoreError::Invalid(format!(
+                "{} is not empty ({} and {} more) and holds no Strata store: give init a new or empty directory",
+                root.display(),
+                foreign[0],
+                foreign.len() - 1
+            )));
+        }
         Ok(Self {
             created_top,
-            had_store: StoreConfig::load(root)?.is_some(),
+            had_store,
             entries,
         })
     }
