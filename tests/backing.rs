@@ -237,23 +237,16 @@ fn killed_after_attach(test: &str, driver: &str) {
     strata_ok(&f.root, &["release"]);
     let end = run_at_failpoint(command(&f.root, &["images"]), "backing.attached");
     assert_eq!(end, End::Killed, "{test}: never reached backing.attached");
-    let mut next = command(&f.root, &["images"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn strata images");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = next.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = next.kill();
-            let _ = next.wait();
-            panic!("{test}: the next command waited 60 s for a dead process's backing lock");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(status.success(), "{test}: images after the kill failed");
+    let next = run_and_kill(
+        command(&f.root, &["images"]),
+        std::time::Duration::from_secs(60),
+    );
+    assert_ne!(
+        next,
+        End::Killed,
+        "{test}: the next command waited 60 s for a dead process's backing lock"
+    );
+    assert_eq!(next, End::Exited(0), "{test}: images after the kill failed");
     assert_eq!(attached(&f.image).len(), 1, "{test}: attached once");
 }
 

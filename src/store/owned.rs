@@ -19,22 +19,19 @@ pub fn mark(session: &Session, path: &Path) {
     }
 }
 
+/// Whether the session that wrote `path` is alive: `None` for a file
+/// without the mark.
+fn writer_alive(store: &Store, path: &Path) -> Option<bool> {
+    let id = xattr::get(path, XATTR).ok()??;
+    Some(store.session().is_alive(&String::from_utf8_lossy(&id)))
+}
+
 /// Whether `path` was written by a strata process that has died.
 pub fn left_by_dead_session(store: &Store, path: &Path) -> bool {
-    match xattr::get(path, XATTR) {
-        Ok(Some(id)) => !store
-            .session()
-            .is_alive(String::from_utf8_lossy(&id).as_ref()),
-        _ => false,
-    }
+    writer_alive(store, path) == Some(false)
 }
 
 /// Whether `path` was written by a strata process that is still running.
 pub fn held_by_live_session(store: &Store, path: &Path) -> bool {
-    match xattr::get(path, XATTR) {
-        Ok(Some(id)) => store
-            .session()
-            .is_alive(String::from_utf8_lossy(&id).as_ref()),
-        _ => false,
-    }
+    writer_alive(store, path) == Some(true)
 }

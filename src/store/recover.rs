@@ -78,11 +78,14 @@ fn verb(i: &Incomplete) -> &'static str {
 /// `strata check` (it must not stop the command the user asked for).
 pub fn recover(store: &Store) -> Result<Recovered> {
     let dead_sessions = store.session().reap_dead().len();
-    let operations = store.snapshots().repair().unwrap_or_else(|e| {
+    // One read of the records serves both passes: repair only touches
+    // half-done records, the second pass only ready ones.
+    let records = store.snapshots().records()?;
+    let operations = store.snapshots().repair_among(&records).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "could not finish an interrupted operation; run strata check");
         Vec::new()
     });
-    let snapshots = remove_dead_snapshots(store)?;
+    let snapshots = remove_dead_snapshots(store, records)?;
     let scratch_dirs = remove_dead_scratch_dirs(store);
     Ok(Recovered {
         operations,
@@ -93,24 +96,22 @@ pub fn recover(store: &Store) -> Result<Recovered> {
     })
 }
 
-/// Whether `session` is a dead strata session.
-fn dead(store: &Store, session: &str) -> bool {
-    !store.session().is_alive(session)
-}
-
 /// Uncommitted snapshots a dead session made and nothing claims: scratch
 /// views and extractions, and container snapshots whose container record
 /// was never written.
-fn remove_dead_snapshots(store: &Store) -> Result<Vec<SnapshotKey>> {
+fn remove_dead_snapshots(
+    store: &Store,
+    records: Vec<(SnapshotKey, strata_driver_api::Record)>,
+) -> Result<Vec<SnapshotKey>> {
     let containers = store.meta()?.containers()?;
     let mut removed = Vec::new();
-    for (key, record) in store.snapshots().records()? {
+    for (key, record) in records {
         let Some(owner) = record.labels.get(LABEL_SESSION) else {
             continue;
         };
         if record.kind == Kind::Committed
             || record.state != strata_driver_api::State::Ready
-            || !dead(store, owner)
+            || store.session().is_alive(owner)
             || containers.iter().any(|c| c.snapshot == key)
         {
             continue;

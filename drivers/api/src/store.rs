@@ -322,40 +322,27 @@ impl<D: Driver> Snapshots<D> {
 
     /// Half-done operations whose process is gone.
     pub fn incomplete(&self) -> Result<Vec<Incomplete>> {
-        Ok(self
-            .unfinished()?
-            .into_iter()
-            .filter(|(_, r)| self.abandoned(r))
-            .map(|(key, r)| Incomplete {
-                key,
-                id: r.id,
-                state: r.state,
-                owner: r.owner,
-            })
-            .collect())
+        Ok(self.unfinished(&self.records()?, true))
     }
 
     /// Operations other live processes (or this one) are running now.
     pub fn in_progress(&self) -> Result<Vec<Incomplete>> {
-        Ok(self
-            .unfinished()?
-            .into_iter()
-            .filter(|(_, r)| !self.abandoned(r))
-            .map(|(key, r)| Incomplete {
-                key,
-                id: r.id,
-                state: r.state,
-                owner: r.owner,
-            })
-            .collect())
+        Ok(self.unfinished(&self.records()?, false))
     }
 
-    fn unfinished(&self) -> Result<Vec<(SnapshotKey, Record)>> {
-        Ok(self
-            .records()?
-            .into_iter()
-            .filter(|(_, r)| r.state != State::Ready)
-            .collect())
+    /// The records of `records` left half-done, by dead processes
+    /// (`abandoned`) or by live ones.
+    fn unfinished(&self, records: &[(SnapshotKey, Record)], abandoned: bool) -> Vec<Incomplete> {
+        records
+            .iter()
+            .filter(|(_, r)| r.state != State::Ready && self.abandoned(r) == abandoned)
+            .map(|(key, r)| Incomplete {
+                key: key.clone(),
+                id: r.id,
+                state: r.state,
+                owner: r.owner.clone(),
+            })
+            .collect()
     }
 
     /// Takes over `item` for repair if it is still abandoned in the same
@@ -378,8 +365,14 @@ impl<D: Driver> Snapshots<D> {
     /// Finishes (commit, remove) or undoes (create) every operation whose
     /// process died; returns what it did.
     pub fn repair(&self) -> Result<Vec<Incomplete>> {
+        self.repair_among(&self.records()?)
+    }
+
+    /// [`Snapshots::repair`] for the half-done operations among `records`
+    /// (read by the caller, who needs them for more than this).
+    pub fn repair_among(&self, records: &[(SnapshotKey, Record)]) -> Result<Vec<Incomplete>> {
         let mut done = Vec::new();
-        for item in self.incomplete()? {
+        for item in self.unfinished(records, true) {
             let Some(mut record) = self.claim(&item)? else {
                 continue;
             };
