@@ -19,7 +19,8 @@ packages=(btrfs-progs xfsprogs e2fsprogs util-linux libbtrfsutil-dev busybox-sta
           libdevmapper-dev)  # dm-ioctl headers for devicemapper-sys's bindgen (nothing links it)
 if [ "${1:-}" = "--tests" ]; then
     packages+=(qemu-system-x86 containerd runc python3-pip udev  # udev: vng's guest finds its script ports
-               time)  # GNU time: peak memory of strata in the hostile-archive tests
+               time  # GNU time: peak memory of strata in the hostile-archive tests
+               dmsetup)  # test cleanup removes the thin pools a devmapper store keeps
 fi
 
 missing=()
