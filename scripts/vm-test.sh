@@ -27,7 +27,9 @@
 #   STRATA_VM_SUITES (what to run: suites separated by ';', each
 #     "CARGO_TEST_ARGS [-- TEST_ARGS]"; default: every strata-devmapper test,
 #     then the devmapper cases of the reliability and hostile-archive tests),
-#   STRATA_VM_UDEV=1 (keep udevd running in the guest: tests the udev-sync path).
+#   STRATA_VM_UDEV=1 (keep udevd running in the guest: tests the udev-sync path),
+#   STRATA_VM_CLI (the strata binary the tests run in the guest, bound over
+#     target/debug/strata; default that debug build).
 # Every other STRATA_* variable of the caller (STRATA_CRASH_KILLS, ...) is
 # passed into the guest.
 set -euo pipefail
@@ -184,9 +186,10 @@ write_guest_script() {
         echo "cd '$repo'"
         echo 'status=0'
         if [ -n "$runs" ]; then
-            local cli="$repo/target/debug/strata"
-            # Tests find strata by its build path: a tmpfs copy bound over it.
-            echo "if [ -x '$cli' ]; then cp '$cli' /tmp/strata-cli && mount --bind /tmp/strata-cli '$cli' || exit 3; fi"
+            local cli="$repo/target/debug/strata" cli_build=${STRATA_VM_CLI:-$repo/target/debug/strata}
+            # Tests find strata by its build path: a tmpfs copy of the chosen
+            # build bound over it.
+            echo "if [ -x '$cli' ]; then cp '$cli_build' /tmp/strata-cli && mount --bind /tmp/strata-cli '$cli' || exit 3; fi"
             local bin args
             while read -r bin args; do
                 [ -n "$bin" ] || continue

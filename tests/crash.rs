@@ -10,7 +10,8 @@
 //! released and `btrfs check --readonly` must pass.
 //!
 //! `STRATA_CRASH_KILLS=N` and `STRATA_CRASH_INTERRUPTS=N` set the SIGKILLs
-//! and SIGINTs that must land per driver (default 20 each).
+//! and SIGINTs that must land per driver (default 20 each), spread over
+//! `STRATA_CRASH_SHARDS` stores worked on at once (default 1).
 //! `STRATA_CRASH_SEED` replays a run.
 
 mod common;
@@ -304,10 +305,15 @@ impl Harness {
             );
             strata_ok(&self.root, &["rm", "--force", &id]);
         }
-        let (_, out) = check(&self.root, &["--data", "--format", "json"]);
+        // One pass finds (data included) and repairs: every finding counts as
+        // found, the repaired ones also as repaired, and unrepaired damage
+        // (a corrupted file among them) fails here.
+        let (code, out) = check(&self.root, &["--data", "--repair", "--format", "json"]);
         Self::count_findings(&out, &mut self.found, false);
-        let (code, out) = check(&self.root, &["--repair", "--format", "json"]);
-        assert_eq!(code, 0, "check --repair after {what} left damage:\n{out}");
+        assert_eq!(
+            code, 0,
+            "check --data --repair after {what} left damage:\n{out}"
+        );
         Self::count_findings(&out, &mut self.repaired, true);
         let (code, out) = check(&self.root, &[]);
         assert_eq!(code, 0, "check after repair of {what} is not clean:\n{out}");
@@ -402,28 +408,133 @@ fn name(op: Op) -> &'static str {
     }
 }
 
-fn wanted(var: &str) -> usize {
+fn wanted(var: &str, default: usize) -> usize {
     std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
+        .unwrap_or(default)
 }
 
+/// What one shard of the loop survived.
+#[derive(Default)]
+struct Survived {
+    kills: usize,
+    at_failpoints: usize,
+    interrupts: usize,
+    completed: usize,
+    found: BTreeMap<String, usize>,
+    repaired: BTreeMap<String, usize>,
+    pruned: usize,
+}
+
+impl Survived {
+    fn add(&mut self, other: Survived) {
+        self.kills += other.kills;
+        self.at_failpoints += other.at_failpoints;
+        self.interrupts += other.interrupts;
+        self.completed += other.completed;
+        self.pruned += other.pruned;
+        for (into, from) in [
+            (&mut self.found, other.found),
+            (&mut self.repaired, other.repaired),
+        ] {
+            for (kind, n) in from {
+                *into.entry(kind).or_default() += n;
+            }
+        }
+    }
+}
+
+/// The loop for `driver`, split over `STRATA_CRASH_SHARDS` stores (default
+/// 1) that run at once: under the VM's emulated CPU one store keeps one
+/// vCPU busy, so two shards on two vCPUs land twice the signals in the same
+/// time. Shard 0 also kills at every failpoint.
 fn crash(driver: &str) {
     let test = format!("crash::{driver}");
     if !require_root(&test) {
         return;
     }
-    let scratch = ScratchDir::new(&format!("crash-{driver}"));
+    let shards = wanted("STRATA_CRASH_SHARDS", 1).max(1);
+    let kills = wanted("STRATA_CRASH_KILLS", 20);
+    let interrupts = wanted("STRATA_CRASH_INTERRUPTS", 20);
+    let started = Instant::now();
+    let mut total = Survived::default();
+    let quotas = split_signals(kills, interrupts, shards);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = quotas
+            .into_iter()
+            .enumerate()
+            .map(|(i, (k, s))| {
+                let test = test.clone();
+                scope.spawn(move || shard(&test, driver, i, k, s))
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(Some(survived)) => total.add(survived),
+                Ok(None) => {}
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    eprintln!(
+        "CRASH {driver}: {} SIGKILLs ({} at failpoints) and {} SIGINTs survived over {shards} store(s), {} ops finished before their signal; found after ordinary commands {:?}; repaired {:?}; {} unused layers pruned at the end, {:.1} s",
+        total.kills,
+        total.at_failpoints,
+        total.interrupts,
+        total.completed,
+        total.found,
+        total.repaired,
+        total.pruned,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Splits the random SIGKILLs and SIGINTs over `shards` stores so that each
+/// takes about as many steps: shard 0 also takes one step per failpoint.
+fn split_signals(kills: usize, interrupts: usize, shards: usize) -> Vec<(usize, usize)> {
+    let steps = kills + interrupts + FAILPOINTS.len();
+    let per_shard = steps.div_ceil(shards);
+    let mut left = (kills, interrupts);
+    (0..shards)
+        .map(|i| {
+            let room = if i == 0 {
+                per_shard.saturating_sub(FAILPOINTS.len())
+            } else {
+                per_shard
+            };
+            let (k, s) = if i + 1 == shards {
+                left
+            } else {
+                let k = left.0.min(room.div_ceil(2));
+                let s = left.1.min(room - k);
+                (left.0.min(room - s), s)
+            };
+            left = (left.0 - k, left.1 - s);
+            (k, s)
+        })
+        .collect()
+}
+
+/// One store's loop: the failpoint kills (shard 0), then `kills` SIGKILLs and
+/// `interrupts` SIGINTs at random moments; `None` when the store could not be
+/// made (a visible skip).
+fn shard(
+    test: &str,
+    driver: &str,
+    index: usize,
+    kills: usize,
+    interrupts: usize,
+) -> Option<Survived> {
+    let scratch = ScratchDir::new(&format!("crash-{driver}-{index}"));
     let root = scratch.path().join("store");
     let tars = scratch.path().join("tars");
     let outputs = scratch.path().join("outputs");
     std::fs::create_dir_all(&tars).unwrap();
     std::fs::create_dir_all(&outputs).unwrap();
-    if !init_store(&test, &root, driver, &[]) {
-        return;
+    if !init_store(test, &root, driver, &[]) {
+        return None;
     }
-    let started = Instant::now();
     let base = tars.join("base.tar");
     busybox_rootfs_tar(&base, "base image\n");
     strata_ok(&root, &["import", base.to_str().unwrap(), "base"]);
@@ -443,7 +554,8 @@ fn crash(driver: &str) {
         steps: 0,
     };
     h.calibrate();
-    for &(point, op) in FAILPOINTS {
+    let failpoints = if index == 0 { FAILPOINTS } else { &[] };
+    for &(point, op) in failpoints {
         let (cmd, maybe) = h.prepare(op);
         let end = run_at_failpoint(cmd, point);
         assert_eq!(
@@ -457,8 +569,7 @@ fn crash(driver: &str) {
         h.recover(&what, maybe);
     }
     let at_failpoints = h.kills;
-    let kills = wanted("STRATA_CRASH_KILLS") + at_failpoints;
-    let interrupts = wanted("STRATA_CRASH_INTERRUPTS");
+    let kills = kills + at_failpoints;
     let mut attempts = 0;
     while h.kills < kills || h.interrupts < interrupts {
         attempts += 1;
@@ -482,7 +593,6 @@ fn crash(driver: &str) {
         h.note(end, &what);
         h.recover(&what, maybe);
     }
-    let elapsed = started.elapsed();
     strata_ok(&root, &["rmi", "base"]);
     let (code, out) = check(&root, &["--repair", "--prune", "--format", "json"]);
     assert_eq!(code, 0, "final prune:\n{out}");
@@ -501,15 +611,29 @@ fn crash(driver: &str) {
     let (code, out) = check(&root, &[]);
     assert_eq!(code, 0, "final check:\n{out}");
     assert_no_leaks(&root, "at the end");
-    eprintln!(
-        "CRASH {driver}: {} SIGKILLs ({at_failpoints} at failpoints) and {} SIGINTs survived, {} ops finished before their signal; found after ordinary commands {:?}; repaired {:?}; {pruned} unused layers pruned at the end, {:.1} s",
-        h.kills,
-        h.interrupts,
-        h.completed,
-        h.found,
-        h.repaired,
-        elapsed.as_secs_f64()
-    );
+    Some(Survived {
+        kills: h.kills,
+        at_failpoints,
+        interrupts: h.interrupts,
+        completed: h.completed,
+        found: h.found,
+        repaired: h.repaired,
+        pruned,
+    })
+}
+
+#[test]
+fn signals_split_evenly_over_shards() {
+    let fp = FAILPOINTS.len();
+    assert_eq!(split_signals(200, 200, 1), vec![(200, 200)]);
+    let two = split_signals(200, 200, 2);
+    assert_eq!(two.iter().map(|q| q.0).sum::<usize>(), 200);
+    assert_eq!(two.iter().map(|q| q.1).sum::<usize>(), 200);
+    let steps: Vec<usize> = two.iter().map(|q| q.0 + q.1).collect();
+    assert!((steps[0] + fp).abs_diff(steps[1]) <= 1, "{two:?}");
+    let lopsided = split_signals(3, 100, 3);
+    assert_eq!(lopsided.iter().map(|q| q.0).sum::<usize>(), 3);
+    assert_eq!(lopsided.iter().map(|q| q.1).sum::<usize>(), 100);
 }
 
 #[test]
