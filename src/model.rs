@@ -179,6 +179,11 @@ pub struct ContainerRecord {
     pub size_limit: Option<u64>,
     /// Where its merged rootfs is mounted, if it is.
     pub mounted_at: Option<std::path::PathBuf>,
+    /// The session (process) mounting it right now: set before the mount,
+    /// cleared when `mounted_at` is recorded. A mount of a dead session that
+    /// was never recorded is undone by the next command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounting: Option<String>,
     /// Creation time, ns.
     pub created_ns: u64,
 }

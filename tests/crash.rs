@@ -310,6 +310,19 @@ impl Harness {
         // (a corrupted file among them) fails here.
         let (code, out) = check(&self.root, &["--data", "--repair", "--format", "json"]);
         Self::count_findings(&out, &mut self.found, false);
+        // The ordinary commands undid a mount the dead process never
+        // recorded: it marked its intent first.
+        let report: serde_json::Value = serde_json::from_str(&out).expect("check json");
+        let unrecorded: Vec<&serde_json::Value> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "unrecorded_mount")
+            .collect();
+        assert!(
+            unrecorded.is_empty(),
+            "ordinary commands after {what} left an unrecorded mount: {unrecorded:?}"
+        );
         assert_eq!(
             code, 0,
             "check --data --repair after {what} left damage:\n{out}"

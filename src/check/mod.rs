@@ -85,14 +85,19 @@ const ROUNDS: usize = 8;
 
 /// After a strata process died: repairs what it left that is safe to
 /// repair beside live processes (a container record whose snapshot an
-/// interrupted `rm` removed, a mount record an interrupted `umount` left,
-/// kept tars and manifests the dead process wrote and nothing claims).
+/// interrupted `rm` removed, a mount record an interrupted `umount` left, a
+/// mount an interrupted `mount` made but never recorded, kept tars and
+/// manifests the dead process wrote and nothing claims).
 /// Everything else waits for `check --repair`. Returns what was done.
 pub fn finish_interrupted(store: &Store) -> Result<Vec<String>> {
     let mut done = Vec::new();
+    let dead_mounting = dead_mount_intents(store)?;
     for problem in scan(store)? {
         let safe = match &problem {
             Problem::ContainerWithoutSnapshot(_) | Problem::StaleMountRecord(_) => true,
+            Problem::UnrecordedMount(path) => dead_mounting
+                .iter()
+                .any(|c| canonical(&store.layout().container_rootfs(&c.id.0)) == *path),
             Problem::OrphanLayerTar(path) | Problem::OrphanManifest(path) => {
                 crate::store::owned::left_by_dead_session(store, path)
             }
@@ -105,7 +110,32 @@ pub fn finish_interrupted(store: &Store) -> Result<Vec<String>> {
             }
         }
     }
+    for dead in dead_mounting {
+        // Read again: a repair above may have changed the record.
+        if let Some(mut container) = store.meta()?.container(&dead.id)? {
+            container.mounting = None;
+            store.meta()?.put_container(&container)?;
+        }
+    }
     Ok(done)
+}
+
+/// Containers whose `mount` process died between marking and recording it.
+fn dead_mount_intents(store: &Store) -> Result<Vec<crate::model::ContainerRecord>> {
+    Ok(store
+        .meta()?
+        .containers()?
+        .into_iter()
+        .filter(|c| {
+            c.mounting
+                .as_deref()
+                .is_some_and(|owner| !store.session().is_alive(owner))
+        })
+        .collect())
+}
+
+fn canonical(p: &std::path::Path) -> std::path::PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Runs the check on an open store.

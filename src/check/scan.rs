@@ -426,11 +426,18 @@ fn mounts(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
         .into_iter()
         .filter(|p| p.starts_with(&root))
         .collect();
+    // A container a live process is mounting right now is not damage.
+    let being_mounted = s.containers.iter().filter(|c| {
+        c.mounting
+            .as_deref()
+            .is_some_and(|owner| store.session().is_alive(owner))
+    });
     let recorded: HashSet<PathBuf> = s
         .containers
         .iter()
-        .filter_map(|c| c.mounted_at.as_deref())
-        .map(canonical)
+        .filter_map(|c| c.mounted_at.clone())
+        .chain(being_mounted.map(|c| store.layout().container_rootfs(&c.id.0)))
+        .map(|p| canonical(&p))
         .collect();
     let layout = crate::store::Layout::new(&root);
     for p in &points {

@@ -56,6 +56,7 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
         snapshot: key.clone(),
         size_limit: req.size,
         mounted_at: None,
+        mounting: None,
         created_ns: crate::now_ns(),
     };
     if let Err(e) = meta.add_container(&record) {
@@ -99,15 +100,26 @@ pub fn mount(store: &Store, text: &str, options: ContainerMountOptions) -> Resul
     let target = rootfs_path(store, &record.id);
     let mounts = store.snapshots().mounts(&record.snapshot)?;
     crate::interrupt::check()?;
-    mount_persistent(&mounts, &target, options)?;
+    // The intent first: a mount this process makes and dies before
+    // recording is then known to be its, and undone by the next command.
+    record.mounting = Some(store.session().id().to_owned());
+    store.meta()?.put_container(&record)?;
+    if let Err(e) = mount_persistent(&mounts, &target, options) {
+        record.mounting = None;
+        let _ = store.meta().and_then(|m| m.put_container(&record));
+        return Err(e);
+    }
     failpoint("container.mount.mounted");
     record.mounted_at = Some(target.clone());
+    record.mounting = None;
     let recorded = crate::interrupt::check()
         .map_err(StoreError::from)
         .and_then(|()| store.meta()?.put_container(&record));
     if let Err(e) = recorded {
         let _ = unmount_persistent(&target);
         let _ = std::fs::remove_dir(&target);
+        record.mounted_at = None;
+        let _ = store.meta().and_then(|m| m.put_container(&record));
         return Err(e.undone(format!("{} unmounted", target.display())));
     }
     Ok(target)
