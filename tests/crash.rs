@@ -458,8 +458,8 @@ impl Survived {
     }
 }
 
-/// The loop for `driver`, split over `STRATA_CRASH_SHARDS` stores (default
-/// 1) that run at once: under the VM's emulated CPU one store keeps one
+/// The loop for `driver`, split over `STRATA_CRASH_SHARDS` stores that run
+/// at once (default one): under the VM's emulated CPU one store keeps one
 /// vCPU busy, so two shards on two vCPUs land twice the signals in the same
 /// time. Shard 0 also kills at every failpoint.
 fn crash(driver: &str) {
