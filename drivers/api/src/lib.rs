@@ -5,7 +5,8 @@
 //! types around it and the typed [`Error`] every driver returns. Around it
 //! come the host helpers drivers share: [`mount`] performs mount specs and
 //! manages loop-file backing, [`private`] makes root-only files, [`reflink`],
-//! [`du`], [`scratch`] and [`failpoint`]. The metadata engine that gives a
+//! [`du`], [`scratch`] and [`failpoint`]; [`options`] reads `--opt`
+//! driver options into a driver's serde config. The metadata engine that gives a
 //! driver containerd's snapshotter semantics lives in the `strata` crate.
 //! With the `testing` feature (for tests only) come loud skips and
 //! loop-backed fixtures.
@@ -21,6 +22,7 @@ pub mod du;
 pub mod failpoint;
 mod fsinfo;
 pub mod mount;
+pub mod options;
 pub mod private;
 pub mod reflink;
 pub mod scratch;
@@ -30,3 +32,4 @@ pub mod testing;
 
 pub use failpoint::failpoint;
 pub use fsinfo::{fs_type_name, kernel_has_fs};
+pub use options::{parse_options, OptionError};
