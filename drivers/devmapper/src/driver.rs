@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use strata_driver_api::mount::{mount_fs, run, unmount};
 use strata_driver_api::{
-    CreateOptions, Driver, DriverConfig, Error as ApiError, IoContext, Kind, Mount,
+    failpoint, CreateOptions, Driver, DriverConfig, Error as ApiError, IoContext, Kind, Mount,
     Result as ApiResult, SnapshotId, StatusLine, Target, Usage,
 };
 
@@ -21,19 +21,6 @@ use crate::sys::Dm;
 pub const BASE_THIN: u32 = 0;
 /// Thin ids are 24 bits wide.
 const THIN_ID_LIMIT: u64 = (1 << 24) - 1;
-/// Environment variable naming a failpoint at which the process exits, to
-/// test crash recovery between kernel steps.
-pub const FAILPOINT_ENV: &str = "STRATA_DM_FAILPOINT";
-/// Exit status of a process stopped at a failpoint.
-pub const FAILPOINT_EXIT: i32 = 86;
-
-/// Exits the process when [`FAILPOINT_ENV`] names `point`.
-fn failpoint(point: &str) {
-    if std::env::var(FAILPOINT_ENV).as_deref() == Ok(point) {
-        eprintln!("devmapper: failpoint {point}: exiting");
-        std::process::exit(FAILPOINT_EXIT);
-    }
-}
 
 /// Thin id of snapshot `id` (`id + 1`, so the base keeps 0).
 pub fn thin_id(id: SnapshotId) -> Result<u32> {
@@ -170,7 +157,10 @@ impl Inner {
         if prec.base_started && !prec.base_ready {
             self.dm.remove(&self.base_name(), false)?;
             self.records.put_pool(&prec)?;
-            self.metadata_step(|| self.pool.delete(&self.dm, BASE_THIN), "reconcile-base")?;
+            self.metadata_step(
+                || self.pool.delete(&self.dm, BASE_THIN),
+                "devmapper.reconcile-base",
+            )?;
             prec = self.records.pool()?;
             prec.base_started = false;
             dirty = true;
@@ -215,10 +205,10 @@ impl Inner {
             tracing::info!(device = %self.name(rec.id), "busy: deferred removal");
             return Ok(());
         }
-        failpoint("remove-after-deactivate");
+        failpoint("devmapper.remove-after-deactivate");
         self.metadata_step(
             || self.pool.delete(&self.dm, rec.thin_id),
-            "remove-after-delete",
+            "devmapper.remove-after-delete",
         )?;
         self.records.delete(rec.id)
     }
@@ -243,7 +233,7 @@ impl Inner {
         self.records.put_pool(&prec)?;
         self.metadata_step(
             || self.pool.create_thin(&self.dm, BASE_THIN),
-            "base-after-create",
+            "devmapper.base-after-create",
         )?;
         let name = self.base_name();
         let dev = self.dm.create(
@@ -358,20 +348,20 @@ impl Inner {
             mapped_sectors: None,
         };
         self.records.put(&rec)?;
-        failpoint("create-before-snap");
+        failpoint("devmapper.create-before-snap");
         let origin_name = match target.parent() {
             Some(p) => self.name(p.0),
             None => self.base_name(),
         };
         self.metadata_step(
             || self.snapshot(thin, origin, &origin_name),
-            "create-after-snap",
+            "devmapper.create-after-snap",
         )?;
         if size > origin_size {
             self.grow_fs(&rec)?;
         }
         self.records.set(&mut rec, DevState::Created)?;
-        failpoint("create-after-created");
+        failpoint("devmapper.create-after-created");
         self.activate(&mut rec)?;
         Ok(())
     }
@@ -429,7 +419,7 @@ impl Inner {
             &self.thin_table(rec.thin_id, rec.size)?,
             rec.read_only,
         )?;
-        failpoint("activate-after-create");
+        failpoint("devmapper.activate-after-create");
         self.records.set(rec, DevState::Active)?;
         Ok(dev)
     }

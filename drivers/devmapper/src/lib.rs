@@ -21,9 +21,7 @@ mod state;
 mod sys;
 
 pub use config::Config;
-pub use driver::{
-    store_prefix, teardown, thin_id, DevmapperDriver, BASE_THIN, FAILPOINT_ENV, FAILPOINT_EXIT,
-};
+pub use driver::{store_prefix, teardown, thin_id, DevmapperDriver, BASE_THIN};
 pub use error::DmError;
 pub use pool::{PoolStatus, DATA_FILE, METADATA_FILE};
 pub use sys::dm_thin_available;
