@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use strata_driver_api::options::{optional_percent, optional_size};
 use strata_driver_api::{parse_options, OptionError};
 
+use crate::units::Sectors;
+
 /// Driver name in option errors.
 const DRIVER: &str = "devmapper";
 
@@ -176,9 +178,9 @@ impl Config {
         Ok(Config { pool, ..c })
     }
 
-    /// Pool block size in 512-byte sectors.
-    pub fn block_sectors(&self) -> u64 {
-        self.block_size / 512
+    /// Pool block size.
+    pub fn block_sectors(&self) -> Sectors {
+        crate::units::sectors(self.block_size)
     }
 }
 
@@ -285,7 +287,7 @@ mod tests {
             ("dm.min_free_space", "5%"),
         ]))
         .expect("parse");
-        assert_eq!(c.block_sectors(), 256);
+        assert_eq!(c.block_sectors(), Sectors(256));
         assert_eq!(c.mkfs_args, ["-m", "0", "-E", "nodiscard"]);
         assert!(c.deferred_remove);
         assert_eq!(c.min_free_space, 5);
