@@ -66,80 +66,77 @@ fn reflink_xfs(test: &str) -> Option<LoopFs> {
     }
 }
 
+/// A fixture for a driver that needs only a home, `<base>/<name>`, with
+/// the base on `/tmp` or on a reflink xfs.
+fn home_fixture<D: Driver + 'static>(
+    test: &str,
+    name: &str,
+    on_xfs: bool,
+    open: fn(&DriverConfig<'_>) -> Result<D>,
+) -> Option<Fixture> {
+    if !require_root(test) {
+        return None;
+    }
+    let fs = if on_xfs {
+        Some(reflink_xfs(test)?)
+    } else {
+        None
+    };
+    let scratch = ScratchDir::new(&format!("{name}-conformance"));
+    let base = fs
+        .as_ref()
+        .map_or(scratch.path(), |fs| fs.path())
+        .to_owned();
+    let driver = supported(test, open_driver(open, &base.join(name), &BTreeMap::new()))?;
+    Some(Fixture {
+        snapshotter: snapshots(driver, &base.join("meta.db")),
+        keep: fs.into_iter().map(|fs| Box::new(fs) as _).collect(),
+        scratch,
+    })
+}
+
+/// On /tmp (ext4 here: plain copies) and on xfs, where every copy is a reflink.
 #[cfg(feature = "vfs")]
 mod vfs {
-    use super::*;
     use strata_vfs::VfsDriver;
 
-    /// A fixture whose store lives on `/tmp`, or on a reflink xfs.
-    fn make(test: &str, on_xfs: bool) -> Option<Fixture> {
-        if !require_root(test) {
-            return None;
-        }
-        let fs = if on_xfs {
-            Some(reflink_xfs(test)?)
-        } else {
-            None
-        };
-        let scratch = ScratchDir::new("vfs-conformance");
-        let base = fs
-            .as_ref()
-            .map_or(scratch.path(), |fs| fs.path())
-            .to_owned();
-        let driver = open_driver(VfsDriver::open, &base.join("vfs"), &BTreeMap::new());
-        Some(Fixture {
-            snapshotter: snapshots(driver.expect("open vfs"), &base.join("meta.db")),
-            keep: fs.into_iter().map(|fs| Box::new(fs) as _).collect(),
-            scratch,
-        })
-    }
+    conformance_tests!(|| super::home_fixture("vfs conformance", "vfs", false, VfsDriver::open));
 
-    conformance_tests!(|| make("vfs conformance", false));
-
-    /// The same cases with the store on xfs, where every copy is a reflink.
+    /// The same cases with the store on xfs.
     mod on_xfs {
-        conformance_tests!(|| super::make("vfs conformance on xfs", true));
+        use strata_vfs::VfsDriver;
+
+        conformance_tests!(|| super::super::home_fixture(
+            "vfs conformance on xfs",
+            "vfs",
+            true,
+            VfsDriver::open
+        ));
     }
 }
 
+/// With the home on /tmp and on xfs.
 #[cfg(feature = "overlay2")]
 mod overlay2 {
-    use super::*;
     use strata_overlay2::Overlay2Driver;
 
-    /// A fixture whose overlay2 home lives on `/tmp`, or on an xfs.
-    fn make(test: &str, on_xfs: bool) -> Option<Fixture> {
-        if !require_root(test) {
-            return None;
-        }
-        let fs = if on_xfs {
-            Some(reflink_xfs(test)?)
-        } else {
-            None
-        };
-        let scratch = ScratchDir::new("overlay2-conformance");
-        let base = fs
-            .as_ref()
-            .map_or(scratch.path(), |fs| fs.path())
-            .to_owned();
-        let opened = open_driver(
-            Overlay2Driver::open,
-            &base.join("overlay2"),
-            &BTreeMap::new(),
-        );
-        let driver = supported(test, opened)?;
-        Some(Fixture {
-            snapshotter: snapshots(driver, &base.join("meta.db")),
-            keep: fs.into_iter().map(|fs| Box::new(fs) as _).collect(),
-            scratch,
-        })
-    }
-
-    conformance_tests!(|| make("overlay2 conformance", false));
+    conformance_tests!(|| super::home_fixture(
+        "overlay2 conformance",
+        "overlay2",
+        false,
+        Overlay2Driver::open
+    ));
 
     /// The same cases with the home on xfs.
     mod on_xfs {
-        conformance_tests!(|| super::make("overlay2 conformance on xfs", true));
+        use strata_overlay2::Overlay2Driver;
+
+        conformance_tests!(|| super::super::home_fixture(
+            "overlay2 conformance on xfs",
+            "overlay2",
+            true,
+            Overlay2Driver::open
+        ));
     }
 }
 
