@@ -5,7 +5,7 @@
 //! types around it and the typed [`Error`] every driver returns. Around it
 //! come the host helpers drivers share: [`mount`] performs mount specs and
 //! manages loop-file backing, [`private`] makes root-only files, [`reflink`],
-//! [`du`], [`xattr`], [`scratch`] and [`failpoint`]; [`options`] reads `--opt`
+//! [`du`], [`xattr`], [`scratch`] and [`failpoint`](mod@failpoint); [`options`] reads `--opt`
 //! driver options into a driver's serde config. The metadata engine that gives a
 //! driver containerd's snapshotter semantics lives in the `strata` crate.
 //! With the `testing` feature (for tests only) come loud skips and
