@@ -38,7 +38,7 @@ cache=${STRATA_VM_CACHE:-/var/cache/strata-vm}
 memory=${STRATA_VM_MEMORY:-4G}
 tmpfs_size=${STRATA_VM_TMPFS:-2G}
 default_suites="-p strata-devmapper;
-  -p strata --test crash --test concurrency --test shared_store --test interrupt --test hygiene
+  -p strata --test conformance --test crash --test concurrency --test shared_store --test interrupt --test hygiene
   --test data_integrity --test archive_bombs --test export_race --test backing --test hostile_store
   -- --include-ignored devmapper"
 suites=${STRATA_VM_SUITES:-$default_suites}

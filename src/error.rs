@@ -33,7 +33,7 @@ pub enum StoreError {
     Image(#[from] crate::image::ImageError),
     /// The metadata database failed.
     #[error("metadata store: {0}")]
-    Database(#[from] strata_driver_api::db::DbError),
+    Database(#[from] crate::db::DbError),
     /// A metadata file or record is inconsistent.
     #[error("metadata store: {0}")]
     Metadata(String),

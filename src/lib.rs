@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod bench;
 pub mod check;
+pub mod db;
 pub mod drivers;
 pub mod error;
 pub mod image;
@@ -19,6 +20,7 @@ pub mod mounts;
 pub mod ops;
 pub mod perms;
 pub mod serve;
+pub mod snapshotter;
 pub mod space;
 pub mod store;
 

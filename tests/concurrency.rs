@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use common::*;
 use reliability::*;
+use strata::snapshotter::{Snapshotter, SnapshotterExt};
 use strata_driver_api::testing::{require_root, skip, ScratchDir};
-use strata_driver_api::{Labels, SnapshotKey, Snapshotter, SnapshotterExt};
+use strata_driver_api::{Labels, SnapshotKey};
 
 fn store_with_base(test: &str, scratch: &ScratchDir, driver: &str) -> Option<std::path::PathBuf> {
     let root = scratch.path().join("store");

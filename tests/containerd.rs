@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use containerd_support::image::{write_busybox_image, BUSYBOX};
 use containerd_support::{Containerd, Strata};
 use strata::serve::GrpcSnapshotter;
+use strata::snapshotter::SnapshotterExt;
 use strata_driver_api::testing::{require_program, require_root, skip, ScratchDir};
-use strata_driver_api::{Kind, SnapshotterExt};
+use strata_driver_api::Kind;
 
 const IMAGE: &str = "docker.io/strata/busybox:test";
 

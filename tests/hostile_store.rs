@@ -32,8 +32,9 @@ use common::*;
 use reliability::*;
 use strata::image::{write_oci_archive, ImageToSave, SaveOptions};
 use strata::serve::GrpcSnapshotter;
+use strata::snapshotter::Snapshotter;
 use strata_driver_api::testing::{require_program, require_root, LoopFs, ScratchDir};
-use strata_driver_api::{Labels, Snapshotter};
+use strata_driver_api::Labels;
 
 /// The unprivileged user the attacks run as.
 const NOBODY: &str = "65534";

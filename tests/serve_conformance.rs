@@ -2,15 +2,18 @@
 //! (server in-process on a vfs store, client = `GrpcSnapshotter`), plus the
 //! gRPC-specific behaviour: error codes, labels, filters, concurrency.
 
+#[macro_use]
+mod conformance_suite;
 mod serve_support;
 use serve_support as common;
 
 use std::sync::Arc;
 
+use conformance_suite::Fixture;
 use strata::serve::{self, GrpcSnapshotter};
-use strata_driver_api::conformance::Fixture;
+use strata::snapshotter::{Snapshotter, SnapshotterExt};
 use strata_driver_api::testing::{require_root, ScratchDir};
-use strata_driver_api::{Error, Kind, Labels, SnapshotKey, Snapshotter, SnapshotterExt};
+use strata_driver_api::{Error, Kind, Labels, SnapshotKey};
 
 fn make() -> Option<Fixture> {
     if !require_root("serve_conformance") {
@@ -25,7 +28,7 @@ fn make() -> Option<Fixture> {
     })
 }
 
-strata_driver_api::conformance_tests!(make);
+conformance_tests!(make);
 
 /// The suite again through the socket, on an overlay2 store opened the way
 /// `strata serve` opens it (`Store`), for mount specs with lowerdir chains.
@@ -55,7 +58,7 @@ mod overlay2 {
         })
     }
 
-    strata_driver_api::conformance_tests!(make);
+    conformance_tests!(make);
 }
 
 fn key(s: &str) -> SnapshotKey {

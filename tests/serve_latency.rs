@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serve_support as common;
+use strata::snapshotter::Snapshotter;
 use strata_driver_api::testing::{require_root, ScratchDir};
-use strata_driver_api::{Labels, SnapshotKey, Snapshotter};
+use strata_driver_api::{Labels, SnapshotKey};
 
 const ROUNDS: usize = 300;
 

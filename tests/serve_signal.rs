@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serve_support as common;
 use strata::serve::{self, GrpcSnapshotter};
+use strata::snapshotter::Snapshotter;
 use strata_driver_api::testing::{require_root, ScratchDir};
-use strata_driver_api::{Kind, Labels, Snapshotter};
+use strata_driver_api::{Kind, Labels};
 
 #[test]
 fn sigterm_stops_serve_blocking_cleanly() {

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use reliability::*;
+use strata::snapshotter::{Snapshotter, SnapshotterExt};
 use strata_driver_api::testing::{require_root, ScratchDir};
-use strata_driver_api::{Labels, SnapshotKey, Snapshotter, SnapshotterExt};
+use strata_driver_api::{Labels, SnapshotKey};
 
 fn median_ms(samples: &mut [Duration]) -> f64 {
     samples.sort();

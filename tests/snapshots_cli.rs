@@ -7,8 +7,9 @@ mod reliability;
 
 use common::*;
 use reliability::*;
+use strata::snapshotter::Snapshotter;
 use strata_driver_api::testing::{require_root, ScratchDir};
-use strata_driver_api::{Labels, SnapshotKey, Snapshotter};
+use strata_driver_api::{Labels, SnapshotKey};
 
 /// Makes snapshots through `strata serve`'s socket the way containerd does
 /// (namespaced keys, labels).

@@ -86,7 +86,7 @@ pub fn read_xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<(Vec<u
     }
     let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     path.extend_from_slice(name);
-    read_xattrs(Path::new(std::ffi::OsStr::from_bytes(&path)))
+    strata_driver_api::xattr::read_all(Path::new(std::ffi::OsStr::from_bytes(&path)))
 }
 
 /// Opens the directory `name` in `dir` for reading, refusing to follow a
@@ -137,75 +137,4 @@ pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, bool)>> {
 /// Builds a `dev_t` from major and minor numbers.
 pub fn makedev(major: u32, minor: u32) -> libc::dev_t {
     libc::makedev(major, minor)
-}
-
-/// Reads all extended attributes of `path` without following a final
-/// symlink, sorted by name. Filesystems without xattr support give none.
-pub fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let cpath = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let names = loop {
-        // SAFETY: a null buffer with size 0 asks only for the needed size.
-        let size = unsafe { libc::llistxattr(cpath.as_ptr(), std::ptr::null_mut(), 0) };
-        if size < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENOTSUP) {
-                return Ok(Vec::new());
-            }
-            return Err(err);
-        }
-        let mut buf = vec![0u8; size as usize];
-        // SAFETY: `buf` is a live, writable buffer of exactly the length passed.
-        let got = unsafe { libc::llistxattr(cpath.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if got >= 0 {
-            buf.truncate(got as usize);
-            break buf;
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ERANGE) {
-            return Err(err);
-        }
-    };
-    let mut out = Vec::new();
-    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        if let Some(value) = get_xattr(&cpath, &cname)? {
-            out.push((name.to_vec(), value));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn get_xattr(path: &CString, name: &CString) -> io::Result<Option<Vec<u8>>> {
-    loop {
-        // SAFETY: a null buffer with size 0 asks only for the needed size.
-        let size =
-            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
-        if size < 0 {
-            let err = io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::ENODATA) => Ok(None),
-                _ => Err(err),
-            };
-        }
-        let mut buf = vec![0u8; size as usize];
-        // SAFETY: `buf` is a live, writable buffer of exactly the length passed.
-        let got = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if got >= 0 {
-            buf.truncate(got as usize);
-            return Ok(Some(buf));
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ERANGE) {
-            return Err(err);
-        }
-    }
 }

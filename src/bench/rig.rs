@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::snapshotter::{Snapshots, Snapshotter};
 use anyhow::Context;
 use serde::Serialize;
 use strata_driver_api::mount::{mount_all, unmount};
 use strata_driver_api::scratch::{LoopFs, ScratchDir};
-use strata_driver_api::{Driver, Labels, Mount, SnapshotKey, Snapshots, Snapshotter};
+use strata_driver_api::{Driver, Labels, Mount, SnapshotKey};
 
 use super::{Result, GIB};
 use crate::drivers::{kernel_has_fs, open_driver, DRIVER_NAMES};
@@ -211,8 +212,7 @@ impl Rig {
         std::fs::create_dir_all(&home).with_context(|| format!("mkdir {}", home.display()))?;
         let driver = open_driver(&target.driver, &home, &target.options)
             .with_context(|| format!("opening driver {} on {}", target.driver, home.display()))?;
-        let db =
-            strata_driver_api::db::Database::open(&backing.scratch.path().join("metadata.db"))?;
+        let db = crate::db::Database::open(&backing.scratch.path().join("metadata.db"))?;
         let snapshots = Snapshots::open(driver, Arc::new(db))?;
         let status = snapshots.driver().status();
         Ok(Self {

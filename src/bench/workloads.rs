@@ -8,10 +8,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::snapshotter::Snapshotter;
 use anyhow::Context;
 use serde::Serialize;
 use strata_driver_api::mount::{mount_all, unmount};
-use strata_driver_api::{Labels, Mount, SnapshotKey, Snapshotter};
+use strata_driver_api::{Labels, Mount, SnapshotKey};
 
 use super::rig::{pattern, sync_fs, write_file, Rig};
 use super::Result;

@@ -1,7 +1,8 @@
 //! `check --data`: re-reads every committed layer through a read-only view
 //! and compares each file with the layer's manifest.
 
-use strata_driver_api::{Kind, SnapshotKey, Snapshotter, State};
+use crate::snapshotter::{Snapshotter, State};
+use strata_driver_api::{Kind, SnapshotKey};
 
 use super::{manifest, Problem};
 use crate::error::Result;

@@ -200,7 +200,7 @@ impl ZeroCrc {
 /// another process's `check` leaves it alone meanwhile.
 pub fn save(
     root: &Path,
-    session: &strata_driver_api::Session,
+    session: &crate::db::session::Session,
     chain: &ChainId,
     manifest: &Manifest,
 ) -> Result<()> {
@@ -347,7 +347,7 @@ mod tests {
         let chain = crate::model::Digest::of(b"layer");
         let mut m = Manifest::default();
         m.files.insert("/a".into(), FileSum { size: 1, crc32: 7 });
-        let session = strata_driver_api::Session::begin(&dir.path().join("sessions")).unwrap();
+        let session = crate::db::session::Session::begin(&dir.path().join("sessions")).unwrap();
         save(dir.path(), &session, &chain, &m).unwrap();
         assert_eq!(load(dir.path(), &chain).unwrap(), Some(m));
         assert_eq!(stored(dir.path()).unwrap().0, vec![chain]);

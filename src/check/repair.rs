@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use strata_driver_api::{Error, Snapshotter};
+use crate::snapshotter::Snapshotter;
+use strata_driver_api::Error;
 
 use super::Problem;
 use crate::error::{Result, StoreError};
@@ -17,8 +18,10 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
         Problem::Incomplete(item) => {
             sn.repair()?;
             match item.state {
-                strata_driver_api::State::Committing => format!("finished committing {}", item.key),
-                strata_driver_api::State::Removing => format!("finished removing {}", item.key),
+                crate::snapshotter::State::Committing => {
+                    format!("finished committing {}", item.key)
+                }
+                crate::snapshotter::State::Removing => format!("finished removing {}", item.key),
                 _ => format!("rolled back the creation of {}", item.key),
             }
         }

@@ -4,7 +4,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use strata_driver_api::{Incomplete, Kind, Record, SnapshotId, SnapshotKey, State};
+use crate::snapshotter::{Incomplete, Record, State};
+use strata_driver_api::{Kind, SnapshotId, SnapshotKey};
 
 use super::{manifest, Finding};
 use crate::error::Result;

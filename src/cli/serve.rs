@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use strata_driver_api::Snapshotter;
+use strata::snapshotter::Snapshotter;
 
 use super::store_cmds::open;
 use super::Cli;

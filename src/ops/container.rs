@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use strata_driver_api::{failpoint, Snapshotter, LABEL_SIZE};
+use crate::snapshotter::Snapshotter;
+use strata_driver_api::{failpoint, LABEL_SIZE};
 
 use crate::error::{Result, StoreError};
 use crate::model::{ContainerId, ContainerRecord};

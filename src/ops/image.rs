@@ -2,8 +2,9 @@
 
 use std::collections::HashSet;
 
+use crate::snapshotter::Snapshotter;
 use serde::Serialize;
-use strata_driver_api::{failpoint, Snapshotter};
+use strata_driver_api::failpoint;
 
 use crate::error::{Result, StoreError};
 use crate::model::{ChainId, ImageRecord, Reference};

@@ -1,7 +1,7 @@
 //! `strata info`: driver, why it was chosen, backing, space, counts.
 
+use crate::snapshotter::SnapshotterExt;
 use serde::Serialize;
-use strata_driver_api::SnapshotterExt;
 
 use crate::error::Result;
 use crate::Store;

@@ -2,8 +2,9 @@
 
 use std::io::{Read, Write};
 
+use crate::snapshotter::{Snapshotter, SnapshotterExt};
 use sha2::{Digest as _, Sha256};
-use strata_driver_api::{failpoint, Labels, SnapshotKey, Snapshotter, SnapshotterExt};
+use strata_driver_api::{failpoint, Labels, SnapshotKey};
 
 use crate::archive::{apply_layer, ApplyLimits, ApplyOptions};
 use crate::check::manifest;

@@ -4,8 +4,9 @@
 //! same file twice); release is for taking the store off the host, e.g.
 //! before moving or deleting its root.
 
+use crate::db::session;
+use crate::snapshotter::StepLock;
 use strata_driver_api::mount::{backing_state, BackingState};
-use strata_driver_api::{session, StepLock};
 
 use crate::error::{Result, StoreError};
 use crate::Store;

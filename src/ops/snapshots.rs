@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::snapshotter::{Snapshotter, SnapshotterExt};
 use serde::Serialize;
-use strata_driver_api::{Labels, Snapshotter, SnapshotterExt};
+use strata_driver_api::Labels;
 
 use crate::error::Result;
 use crate::store::keys::{layer_snapshot_key, LABEL_EXTRACT, LABEL_SESSION};

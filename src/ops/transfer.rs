@@ -7,8 +7,9 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::snapshotter::{Snapshotter, SnapshotterExt};
 use sha2::{Digest as _, Sha256};
-use strata_driver_api::{Mount, SnapshotKey, Snapshotter, SnapshotterExt};
+use strata_driver_api::{Mount, SnapshotKey};
 
 use crate::archive::{
     changes, changes_overlay, escape_name, write_layer, write_tree, ApplyLimits, Change,

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::snapshotter::Snapshotter;
 use containerd_snapshots::api::types as ctypes;
 use containerd_snapshots::tonic::{self, Status};
-use strata_driver_api::{Error, SnapshotKey, Snapshotter};
+use strata_driver_api::{Error, SnapshotKey};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -165,7 +166,7 @@ impl containerd_snapshots::Snapshotter for Adapter {
         _snapshotter: String,
         filters: Vec<String>,
     ) -> Result<Self::InfoStream, Status> {
-        strata_driver_api::Filters::parse(&filters).map_err(|e| convert::to_status(&e))?;
+        crate::snapshotter::Filters::parse(&filters).map_err(|e| convert::to_status(&e))?;
         let (tx, rx) = mpsc::channel(LIST_BUFFER);
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {

@@ -5,10 +5,11 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
+use crate::snapshotter::Snapshotter;
 use containerd_snapshots::api::snapshots::v1::{self as grpc, snapshots_client::SnapshotsClient};
 use containerd_snapshots::tonic::transport::{Channel, Endpoint, Uri};
 use containerd_snapshots::tonic::{Request, Status};
-use strata_driver_api::{Error, Info, Labels, Mount, SnapshotKey, Snapshotter, Usage};
+use strata_driver_api::{Error, Info, Labels, Mount, SnapshotKey, Usage};
 use tokio::net::UnixStream;
 
 use super::{convert, ServeError};

@@ -193,7 +193,7 @@ pub fn usage_out(u: Usage) -> containerd_snapshots::Usage {
     }
 }
 
-/// Normalises containerd's update field paths for [`strata_driver_api::Snapshotter::update`]:
+/// Normalises containerd's update field paths for [`crate::snapshotter::Snapshotter::update`]:
 /// `labels` (or no mask) replaces every label, `labels.NAME` sets one; any
 /// other field cannot be updated.
 pub fn fieldpaths_in(paths: Option<Vec<String>>) -> Result<Vec<String>, Error> {

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::snapshotter::Snapshotter;
 use containerd_snapshots::tonic::transport::Server;
-use strata_driver_api::Snapshotter;
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 

@@ -4,8 +4,8 @@
 //! `metadata.redb.migrated`; a crash before the rename repeats nothing,
 //! because the copy is marked done in the same transaction.
 
+use crate::db::Database;
 use redb::{ReadableTable, TableDefinition};
-use strata_driver_api::db::Database;
 
 use super::Layout;
 use crate::error::{Result, StoreError};

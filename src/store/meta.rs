@@ -3,7 +3,7 @@
 //! whole operation in one transaction, so a crash never leaves half of it
 //! and another process never sees half of it.
 
-use strata_driver_api::db::{Database, Txn};
+use crate::db::{Database, Txn};
 
 use crate::error::{Result, StoreError};
 use crate::model::{ContainerId, ContainerRecord, Digest, ImageId, ImageRecord, Reference};

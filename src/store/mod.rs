@@ -4,7 +4,7 @@
 //!
 //! Concurrency: metadata changes are SQLite transactions (WAL: readers never
 //! wait); driver steps run one at a time across processes under a step lock
-//! held for one kernel operation ([`strata_driver_api::Serialised`]); each
+//! held for one kernel operation ([`crate::snapshotter::Serialised`]); each
 //! process runs in a [`Session`] whose id marks its half-done work, so the
 //! next process finishes or undoes the work of a process that died, and
 //! never touches the work of one still running.
@@ -21,8 +21,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strata_driver_api::db::Database;
-use strata_driver_api::{Driver, Labels, Serialised, Session, Snapshots, StepLock};
+use crate::db::session::Session;
+use crate::db::Database;
+use crate::snapshotter::{Serialised, Snapshots, StepLock};
+use strata_driver_api::{Driver, Labels};
 
 pub use config::StoreConfig;
 pub use layout::Layout;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use strata_driver_api::Session;
+use crate::db::session::Session;
 
 use super::Store;
 

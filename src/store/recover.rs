@@ -1,13 +1,16 @@
 //! What every process does on opening a store: finish or undo what
 //! processes that died left half-done. Only work of dead sessions is
-//! touched (see [`strata_driver_api::session`]); work of live processes,
+//! touched (see [`crate::db::session`]); work of live processes,
 //! and snapshots a runtime made through `strata serve` (they carry no
 //! session label), are left alone.
 
 use std::path::Path;
 
 use serde::Serialize;
-use strata_driver_api::{session, Incomplete, Kind, SnapshotKey, Snapshotter};
+use strata_driver_api::{Kind, SnapshotKey};
+
+use crate::db::session;
+use crate::snapshotter::{Incomplete, Snapshotter};
 
 use super::Store;
 use crate::error::Result;
@@ -68,8 +71,8 @@ impl Recovered {
 
 fn verb(i: &Incomplete) -> &'static str {
     match i.state {
-        strata_driver_api::State::Committing => "finished committing",
-        strata_driver_api::State::Removing => "finished removing",
+        crate::snapshotter::State::Committing => "finished committing",
+        crate::snapshotter::State::Removing => "finished removing",
         _ => "undid creating",
     }
 }
@@ -101,7 +104,7 @@ pub fn recover(store: &Store) -> Result<Recovered> {
 /// was never written.
 fn remove_dead_snapshots(
     store: &Store,
-    records: Vec<(SnapshotKey, strata_driver_api::Record)>,
+    records: Vec<(SnapshotKey, crate::snapshotter::Record)>,
 ) -> Result<Vec<SnapshotKey>> {
     let containers = store.meta()?.containers()?;
     let mut removed = Vec::new();
@@ -110,7 +113,7 @@ fn remove_dead_snapshots(
             continue;
         };
         if record.kind == Kind::Committed
-            || record.state != strata_driver_api::State::Ready
+            || record.state != crate::snapshotter::State::Ready
             || store.session().is_alive(owner)
             || containers.iter().any(|c| c.snapshot == key)
         {

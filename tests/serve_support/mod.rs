@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use strata::serve::{self, GrpcSnapshotter, ServerHandle};
+use strata::snapshotter::{Snapshots, Snapshotter};
 use strata_driver_api::testing::ScratchDir;
-use strata_driver_api::{DriverConfig, Snapshots, Snapshotter};
+use strata_driver_api::DriverConfig;
 use strata_vfs::VfsDriver;
 
 /// A vfs store on `scratch/store`.
@@ -20,7 +21,7 @@ pub fn vfs_store(scratch: &ScratchDir) -> Arc<dyn Snapshotter> {
         options: &options,
     })
     .expect("open vfs driver");
-    let db = strata_driver_api::db::Database::open(&scratch.path().join("store/meta.db"))
+    let db = strata::db::Database::open(&scratch.path().join("store/meta.db"))
         .expect("open metadata database");
     Arc::new(Snapshots::open(driver, Arc::new(db)).expect("open store"))
 }

@@ -1,6 +1,6 @@
 //! The low-level trait each driver crate implements. It only manages the
 //! storage of snapshots by [`SnapshotId`]; names, parents, labels, kinds,
-//! crash bookkeeping and locking live in [`crate::Snapshots`], which calls it.
+//! crash bookkeeping and locking live in `strata::snapshotter::Snapshots`, which calls it.
 
 use std::path::Path;
 
@@ -26,7 +26,7 @@ impl Target<'_> {
 
 /// Storage backend of snapshots.
 ///
-/// Contract, relied on by [`crate::Snapshots`]:
+/// Contract, relied on by `strata::snapshotter::Snapshots`:
 /// - `create` is called once per id, after the store has recorded the intent;
 ///   on error the store calls `remove` for the same id, so `create` need not
 ///   clean up after itself but `remove` must cope with half-made storage.

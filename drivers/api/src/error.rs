@@ -48,9 +48,15 @@ pub enum Error {
         /// Its exit status and stderr.
         detail: String,
     },
-    /// The metadata store failed.
-    #[error("metadata store: {0}")]
-    Metadata(#[from] crate::db::DbError),
+    /// The metadata store failed (the store's database error is the source).
+    #[error("metadata store: {source}")]
+    Metadata {
+        /// The database's own typed error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+        /// Whether the database found no room on the disk.
+        out_of_space: bool,
+    },
     /// A driver-specific failure; its source keeps the driver's own typed
     /// error (and through it any OS error, see [`Error::raw_os_error`]).
     #[error("{driver}: {source}")]
@@ -82,7 +88,7 @@ impl Error {
     /// I/O error `ENOSPC`/`EDQUOT`, or the metadata database finding no room.
     pub fn is_out_of_space(&self) -> bool {
         match self {
-            Error::Metadata(db) => db.is_out_of_space(),
+            Error::Metadata { out_of_space, .. } => *out_of_space,
             _ => matches!(self.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)),
         }
     }

@@ -1,45 +1,36 @@
 //! Strata's driver interface.
 //!
 //! Start with [`Driver`]: the small trait each driver crate implements (create,
-//! commit, remove storage by [`SnapshotId`], return [`Mount`] specs). Around it,
-//! [`Snapshots`] gives any driver containerd's full snapshotter semantics
-//! ([`Snapshotter`]): keys, parents, labels, kinds, filters, a transactional
-//! metadata store (SQLite, shared by every process on the store) that records every intent before the kernel is
-//! touched, and locking. [`mount`] performs mount specs. With the `testing`
-//! and `conformance` features come loop-backed fixtures and the shared
-//! conformance suite every driver's tests run.
+//! commit, remove storage by [`SnapshotId`], return [`Mount`] specs), the
+//! types around it and the typed [`Error`] every driver returns. Around it
+//! come the host helpers drivers share: [`mount`] performs mount specs and
+//! manages loop-file backing, [`private`] makes root-only files, [`reflink`],
+//! [`du`], [`xattr`], [`scratch`] and [`failpoint`](mod@failpoint); [`options`] reads `--opt`
+//! driver options into a driver's serde config. The metadata engine that gives a
+//! driver containerd's snapshotter semantics lives in the `strata` crate.
+//! With the `testing` feature (for tests only) come loud skips and
+//! loop-backed fixtures.
 
 mod driver;
 mod error;
-mod filter;
-mod snapshotter;
 mod types;
 
 pub use driver::{Driver, DriverConfig, Target};
 pub use error::{Error, IoContext, Result};
-pub use filter::Filters;
-pub use snapshotter::{Snapshotter, SnapshotterExt};
 pub use types::*;
-#[cfg(feature = "conformance")]
-pub mod conformance;
-pub mod db;
 pub mod du;
 pub mod failpoint;
 mod fsinfo;
 pub mod mount;
+pub mod options;
 pub mod private;
 pub mod reflink;
-mod reserve;
 pub mod scratch;
-mod serialised;
-pub mod session;
-mod store;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod xattr;
 
 pub use failpoint::failpoint;
 pub use fsinfo::{fs_type_name, kernel_has_fs};
-pub use serialised::{Serialised, StepGuard, StepLock};
-pub use session::Session;
-pub use store::{Incomplete, Record, Snapshots, State};
+pub use options::{parse_options, OptionError};

@@ -1,7 +1,7 @@
 //! Every raw syscall and ioctl of the api crate: loop devices and the new
 //! mount API. Each `unsafe` block states why it is sound; callers stay safe.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -265,6 +265,86 @@ pub(crate) fn ficlone(src: &std::fs::File, dst: &std::fs::File) -> std::io::Resu
     let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The NUL-separated names of the extended attributes of `path` (a final
+/// symlink not followed).
+pub fn list_xattrs(path: &CStr) -> io::Result<Vec<u8>> {
+    loop {
+        // SAFETY: `path` is NUL-terminated; a null buffer with size 0 asks
+        // only for the needed size.
+        let size = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+        if size < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: `buf` is a live, writable buffer of exactly the length passed.
+        let got = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(buf);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ERANGE) {
+            return Err(err);
+        }
+    }
+}
+
+/// The value of extended attribute `name` of `path` (a final symlink not
+/// followed); `None` when it is gone.
+pub fn get_xattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    loop {
+        // SAFETY: both strings are NUL-terminated; a null buffer with size 0
+        // asks only for the needed size.
+        let size =
+            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        if size < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::ENODATA) => Ok(None),
+                _ => Err(err),
+            };
+        }
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: `buf` is a live, writable buffer of exactly the length
+        // passed; both strings are NUL-terminated.
+        let got = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(Some(buf));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ERANGE) {
+            return Err(err);
+        }
+    }
+}
+
+/// Sets extended attribute `name` of `path` (a final symlink not followed).
+pub fn set_xattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: both strings are NUL-terminated and `value` is readable for
+    // its length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use strata_driver_api::parse_size;
-
-use crate::error::BlockfileError;
+use strata_driver_api::options::size;
+use strata_driver_api::{parse_options, OptionError};
 
 /// One GiB.
 const GIB: u64 = 1 << 30;
@@ -51,14 +50,17 @@ pub enum BackingMode {
 
 /// The driver's options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `blockfile.fs`: filesystem of the images.
     pub fs: ImageFs,
     /// `blockfile.size`: apparent size of a new base image, bytes (sparse).
+    #[serde(deserialize_with = "size")]
     pub size: u64,
     /// `blockfile.backing`: `auto`, `loop` or `direct`.
     pub backing: BackingMode,
     /// `blockfile.backing_size`: apparent size of `<home>/backing.img`, bytes.
+    #[serde(deserialize_with = "size")]
     pub backing_size: u64,
 }
 
@@ -76,41 +78,8 @@ impl Default for Config {
 impl Config {
     /// Reads the `blockfile.*` keys of `options`; other drivers' keys are
     /// ignored, unknown `blockfile.*` keys are an error.
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, BlockfileError> {
-        let mut cfg = Config::default();
-        for (key, value) in options {
-            let Some(name) = key.strip_prefix("blockfile.") else {
-                continue;
-            };
-            let bad = |reason: &str| BlockfileError::Option {
-                key: key.clone(),
-                value: value.clone(),
-                reason: reason.to_owned(),
-            };
-            match name {
-                "fs" => {
-                    cfg.fs = match value.as_str() {
-                        "ext4" => ImageFs::Ext4,
-                        "xfs" => ImageFs::Xfs,
-                        _ => return Err(bad("expected ext4 or xfs")),
-                    }
-                }
-                "size" => cfg.size = parse_size(value).ok_or_else(|| bad("expected a size"))?,
-                "backing_size" => {
-                    cfg.backing_size = parse_size(value).ok_or_else(|| bad("expected a size"))?
-                }
-                "backing" => {
-                    cfg.backing = match value.as_str() {
-                        "auto" => BackingMode::Auto,
-                        "loop" => BackingMode::Loop,
-                        "direct" => BackingMode::Direct,
-                        _ => return Err(bad("expected auto, loop or direct")),
-                    }
-                }
-                _ => return Err(bad("unknown blockfile option")),
-            }
-        }
-        Ok(cfg)
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, OptionError> {
+        parse_options("blockfile", "blockfile", options)
     }
 }
 
@@ -131,5 +100,19 @@ mod tests {
 
         opts.insert("blockfile.colour".to_owned(), "red".to_owned());
         assert!(Config::from_options(&opts).is_err());
+        opts.remove("blockfile.colour");
+        opts.insert("blockfile.backing".to_owned(), "loop".to_owned());
+        opts.insert("blockfile.backing_size".to_owned(), "1T".to_owned());
+        let cfg = Config::from_options(&opts).expect("valid options");
+        assert_eq!(
+            (cfg.backing, cfg.backing_size),
+            (BackingMode::Loop, 1024 * GIB)
+        );
+        opts.insert("blockfile.size".to_owned(), "big".to_owned());
+        let e = Config::from_options(&opts).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.value.as_str()),
+            ("blockfile.size", "big")
+        );
     }
 }

@@ -8,16 +8,6 @@ use strata_driver_api::Error;
 /// The driver's own failures (I/O and commands use the interface's errors).
 #[derive(Debug, thiserror::Error)]
 pub enum BlockfileError {
-    /// A `blockfile.*` option has a bad value or is unknown.
-    #[error("option {key}={value:?}: {reason}")]
-    Option {
-        /// The option key.
-        key: String,
-        /// The value given.
-        value: String,
-        /// What was expected.
-        reason: String,
-    },
     /// The image is still attached to a loop device (mounted somewhere).
     #[error("image {path} is still attached to {devices}; unmount it first")]
     Busy {
@@ -44,9 +34,7 @@ pub enum BlockfileError {
 impl From<BlockfileError> for Error {
     fn from(e: BlockfileError) -> Self {
         match e {
-            BlockfileError::Option { .. } | BlockfileError::Shrink { .. } => {
-                Error::InvalidArgument(e.to_string())
-            }
+            BlockfileError::Shrink { .. } => Error::InvalidArgument(e.to_string()),
             BlockfileError::Busy { .. } => Error::FailedPrecondition(e.to_string()),
             BlockfileError::UnknownFs(_) => Error::driver(crate::NAME, e),
         }

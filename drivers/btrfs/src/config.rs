@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use strata_driver_api::parse_size;
+use strata_driver_api::options::optional_size;
+use strata_driver_api::{parse_options, OptionError};
 
-use crate::error::BtrfsError;
+use crate::error::DRIVER;
 
 /// Smallest loop file the driver creates (mkfs.btrfs needs about 110 MiB).
 pub const MIN_LOOP_SIZE: u64 = 128 << 20;
@@ -14,10 +15,12 @@ pub const MAX_DEFAULT_LOOP_SIZE: u64 = 100 << 30;
 
 /// Options of the btrfs driver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BtrfsConfig {
     /// `btrfs.size`: size of the sparse loop file when the home is not on
     /// btrfs. `None` = 80% of the free space of the home's filesystem, at most
     /// 100 GiB, at least 128 MiB.
+    #[serde(deserialize_with = "optional_size")]
     pub size: Option<u64>,
     /// `btrfs.quota`: quotas for sizes and walk-free usage. Default on.
     pub quota: QuotaSetting,
@@ -28,25 +31,17 @@ pub struct BtrfsConfig {
 #[serde(rename_all = "lowercase")]
 pub enum QuotaSetting {
     /// `on`: simple quotas where the kernel has them (6.7+), else qgroups.
+    #[serde(alias = "true", alias = "1", alias = "yes")]
     On,
     /// `simple`: simple quotas only.
+    #[serde(alias = "squota")]
     Simple,
     /// `qgroups`: full qgroup accounting.
+    #[serde(alias = "qgroup", alias = "full")]
     Qgroups,
     /// `off`: no quotas; usage walks the tree, sizes are refused.
+    #[serde(alias = "false", alias = "0", alias = "no")]
     Off,
-}
-
-impl QuotaSetting {
-    fn parse(v: &str) -> Option<Self> {
-        match v {
-            "on" | "true" | "1" | "yes" => Some(Self::On),
-            "simple" | "squota" => Some(Self::Simple),
-            "qgroups" | "qgroup" | "full" => Some(Self::Qgroups),
-            "off" | "false" | "0" | "no" => Some(Self::Off),
-            _ => None,
-        }
-    }
 }
 
 impl Default for BtrfsConfig {
@@ -61,26 +56,17 @@ impl Default for BtrfsConfig {
 impl BtrfsConfig {
     /// Reads `btrfs.*` keys; other drivers' keys are ignored, unknown
     /// `btrfs.*` keys are an error.
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, BtrfsError> {
-        let mut cfg = Self::default();
-        for (key, value) in options {
-            let Some(name) = key.strip_prefix("btrfs.") else {
-                continue;
-            };
-            match name {
-                "size" => cfg.size = Some(parse_size(value).ok_or_else(|| bad(key, value))?),
-                "quota" => cfg.quota = QuotaSetting::parse(value).ok_or_else(|| bad(key, value))?,
-                _ => return Err(BtrfsError::Option(format!("unknown option {key}"))),
-            }
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, OptionError> {
+        let cfg: Self = parse_options(DRIVER, "btrfs", options)?;
+        match cfg.size {
+            Some(size) if size < MIN_LOOP_SIZE => Err(OptionError::new(
+                DRIVER,
+                "btrfs.size",
+                &options["btrfs.size"],
+                format!("{size} bytes is below the minimum of {MIN_LOOP_SIZE} bytes"),
+            )),
+            _ => Ok(cfg),
         }
-        if let Some(size) = cfg.size {
-            if size < MIN_LOOP_SIZE {
-                return Err(BtrfsError::Option(format!(
-                    "btrfs.size={size} is below the minimum of {MIN_LOOP_SIZE} bytes"
-                )));
-            }
-        }
-        Ok(cfg)
     }
 
     /// The loop file size to use given the free bytes of the home's filesystem.
@@ -89,10 +75,6 @@ impl BtrfsConfig {
             .unwrap_or_else(|| (free / 10 * 8).min(MAX_DEFAULT_LOOP_SIZE))
             .max(MIN_LOOP_SIZE)
     }
-}
-
-fn bad(key: &str, value: &str) -> BtrfsError {
-    BtrfsError::Option(format!("invalid value {value:?} for {key}"))
 }
 
 #[cfg(test)]
@@ -119,6 +101,10 @@ mod tests {
         assert_eq!(cfg.quota, QuotaSetting::Qgroups);
         assert!(BtrfsConfig::from_options(&opts(&[("btrfs.size", "1M")])).is_err());
         assert!(BtrfsConfig::from_options(&opts(&[("btrfs.nope", "1")])).is_err());
+        let e = BtrfsConfig::from_options(&opts(&[("btrfs.size", "1M")])).unwrap_err();
+        assert_eq!((e.key.as_str(), e.value.as_str()), ("btrfs.size", "1M"));
+        let cfg = BtrfsConfig::from_options(&opts(&[("btrfs.quota", "squota")])).expect("valid");
+        assert_eq!(cfg.quota, QuotaSetting::Simple);
     }
 
     #[test]

@@ -8,9 +8,6 @@ pub const DRIVER: &str = "btrfs";
 /// Errors of the btrfs driver.
 #[derive(Debug, thiserror::Error)]
 pub enum BtrfsError {
-    /// A `btrfs.*` option is malformed or unknown.
-    #[error("{0}")]
-    Option(String),
     /// A libbtrfsutil call failed on a subvolume.
     #[error("{op} {path}: {util} ({errno})")]
     Util {
@@ -54,7 +51,6 @@ impl BtrfsError {
 impl From<BtrfsError> for strata_driver_api::Error {
     fn from(e: BtrfsError) -> Self {
         match e {
-            BtrfsError::Option(m) => strata_driver_api::Error::InvalidArgument(m),
             BtrfsError::Qgroup {
                 op, path, source, ..
             } => strata_driver_api::Error::io(op, path, source),

@@ -4,9 +4,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use strata_driver_api::parse_size;
+use strata_driver_api::options::{optional_percent, optional_size};
+use strata_driver_api::{parse_options, OptionError};
 
-use crate::error::{DmError, Result};
+use crate::units::Sectors;
+
+/// Driver name in option errors.
+const DRIVER: &str = "devmapper";
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -108,69 +112,54 @@ pub fn metadata_size_for(data_size: u64, block_size: u64) -> u64 {
     bytes.div_ceil(4 * KIB) * 4 * KIB
 }
 
-fn bad(key: &str, value: &str, reason: &str) -> DmError {
-    DmError::Option {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-    }
+/// The `dm.*` keys as given; [`Config::from_options`] checks them and
+/// derives the pool source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DmOptions {
+    #[serde(alias = "loopdatasize", deserialize_with = "optional_size")]
+    data_size: Option<u64>,
+    #[serde(alias = "loopmetadatasize", deserialize_with = "optional_size")]
+    metadata_size: Option<u64>,
+    datadev: Option<PathBuf>,
+    metadatadev: Option<PathBuf>,
+    thinpooldev: Option<String>,
+    #[serde(deserialize_with = "optional_size")]
+    blocksize: Option<u64>,
+    #[serde(deserialize_with = "optional_size")]
+    basesize: Option<u64>,
+    fs: Option<Fs>,
+    mkfsarg: Option<Vec<String>>,
+    deferred_remove: Option<bool>,
+    #[serde(deserialize_with = "optional_percent")]
+    min_free_space: Option<u8>,
+    #[serde(deserialize_with = "optional_percent")]
+    autoextend_threshold: Option<u8>,
+    #[serde(deserialize_with = "optional_percent")]
+    autoextend_percent: Option<u8>,
 }
 
-fn size(key: &str, value: &str) -> Result<u64> {
-    parse_size(value).ok_or_else(|| bad(key, value, "not a size (e.g. 10G, 512M)"))
-}
-
-fn percent(key: &str, value: &str) -> Result<u8> {
-    match value.trim_end_matches('%').parse::<u8>() {
-        Ok(p) if p <= 100 => Ok(p),
-        _ => Err(bad(key, value, "not a percentage 0-100")),
-    }
-}
-
-fn boolean(key: &str, value: &str) -> Result<bool> {
-    match value {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(bad(key, value, "not a boolean")),
-    }
+fn bad(key: &str, value: &str, reason: &str) -> OptionError {
+    OptionError::new(DRIVER, key, value, reason)
 }
 
 impl Config {
     /// Reads every `dm.*` option; other namespaces are ignored, unknown
     /// `dm.*` keys are an error.
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
-        let mut c = Config::default();
-        let (mut data_size, mut meta_size) = (None, None);
-        let (mut datadev, mut metadev, mut pooldev) = (None, None, None);
-        for (key, value) in options {
-            let Some(name) = key.strip_prefix("dm.") else {
-                continue;
-            };
-            match name {
-                "data_size" | "loopdatasize" => data_size = Some(size(key, value)?),
-                "metadata_size" | "loopmetadatasize" => meta_size = Some(size(key, value)?),
-                "datadev" => datadev = Some(PathBuf::from(value)),
-                "metadatadev" => metadev = Some(PathBuf::from(value)),
-                "thinpooldev" => {
-                    pooldev = Some(value.trim_start_matches("/dev/mapper/").to_owned())
-                }
-                "blocksize" => c.block_size = size(key, value)?,
-                "basesize" => c.base_size = size(key, value)?,
-                "fs" => {
-                    c.fs = match value.as_str() {
-                        "ext4" => Fs::Ext4,
-                        "xfs" => Fs::Xfs,
-                        _ => return Err(bad(key, value, "expected ext4 or xfs")),
-                    }
-                }
-                "mkfsarg" => c.mkfs_args = value.split_whitespace().map(str::to_owned).collect(),
-                "deferred_remove" => c.deferred_remove = boolean(key, value)?,
-                "min_free_space" => c.min_free_space = percent(key, value)?,
-                "autoextend_threshold" => c.autoextend_threshold = percent(key, value)?,
-                "autoextend_percent" => c.autoextend_percent = percent(key, value)?,
-                _ => return Err(bad(key, value, "unknown devmapper option")),
-            }
-        }
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, OptionError> {
+        let o: DmOptions = parse_options(DRIVER, "dm", options)?;
+        let d = Config::default();
+        let c = Config {
+            block_size: o.blocksize.unwrap_or(d.block_size),
+            base_size: o.basesize.unwrap_or(d.base_size),
+            fs: o.fs.unwrap_or(d.fs),
+            mkfs_args: o.mkfsarg.clone().unwrap_or(d.mkfs_args),
+            deferred_remove: o.deferred_remove.unwrap_or(d.deferred_remove),
+            min_free_space: o.min_free_space.unwrap_or(d.min_free_space),
+            autoextend_threshold: o.autoextend_threshold.unwrap_or(d.autoextend_threshold),
+            autoextend_percent: o.autoextend_percent.unwrap_or(d.autoextend_percent),
+            pool: d.pool,
+        };
         if c.block_size < 64 * KIB || c.block_size > GIB || c.block_size % (64 * KIB) != 0 {
             return Err(bad(
                 "dm.blocksize",
@@ -185,30 +174,41 @@ impl Config {
                 "must be at least 16M",
             ));
         }
-        c.pool =
-            match (pooldev, datadev, metadev) {
-                (Some(pool), None, None) => PoolSource::Existing(pool),
-                (None, Some(data), Some(metadata)) => PoolSource::Devices { data, metadata },
-                (None, None, None) => {
-                    let data_size = data_size.unwrap_or(100 * GIB);
-                    PoolSource::LoopFiles {
-                        data_size,
-                        metadata_size: meta_size
-                            .unwrap_or_else(|| metadata_size_for(data_size, c.block_size)),
-                    }
-                }
-                _ => return Err(bad(
-                    "dm.thinpooldev",
-                    "",
-                    "give either dm.thinpooldev, or both dm.datadev and dm.metadatadev, or neither",
-                )),
-            };
-        Ok(c)
+        let pool = pool_source(&o, c.block_size)?;
+        Ok(Config { pool, ..c })
     }
 
-    /// Pool block size in 512-byte sectors.
-    pub fn block_sectors(&self) -> u64 {
-        self.block_size / 512
+    /// Pool block size.
+    pub fn block_sectors(&self) -> Sectors {
+        crate::units::sectors(self.block_size)
+    }
+}
+
+/// The pool named by `dm.thinpooldev`, or the devices `dm.datadev` and
+/// `dm.metadatadev`, or (neither) loop files of the given sizes.
+fn pool_source(o: &DmOptions, block_size: u64) -> Result<PoolSource, OptionError> {
+    match (&o.thinpooldev, &o.datadev, &o.metadatadev) {
+        (Some(pool), None, None) => Ok(PoolSource::Existing(
+            pool.trim_start_matches("/dev/mapper/").to_owned(),
+        )),
+        (None, Some(data), Some(metadata)) => Ok(PoolSource::Devices {
+            data: data.clone(),
+            metadata: metadata.clone(),
+        }),
+        (None, None, None) => {
+            let data_size = o.data_size.unwrap_or(100 * GIB);
+            Ok(PoolSource::LoopFiles {
+                data_size,
+                metadata_size: o
+                    .metadata_size
+                    .unwrap_or_else(|| metadata_size_for(data_size, block_size)),
+            })
+        }
+        _ => Err(bad(
+            "dm.thinpooldev",
+            o.thinpooldev.as_deref().unwrap_or(""),
+            "give either dm.thinpooldev, or both dm.datadev and dm.metadatadev, or neither",
+        )),
     }
 }
 
@@ -269,6 +269,7 @@ mod tests {
             ("dm.min_free_space", "120"),
             ("dm.deferred_remove", "maybe"),
             ("dm.nonsense", "1"),
+            ("dm.basesize", "huge"),
         ] {
             let e = Config::from_options(&opts(&[(k, v)])).expect_err(k);
             assert!(e.to_string().contains(k), "{e}");
@@ -286,7 +287,7 @@ mod tests {
             ("dm.min_free_space", "5%"),
         ]))
         .expect("parse");
-        assert_eq!(c.block_sectors(), 256);
+        assert_eq!(c.block_sectors(), Sectors(256));
         assert_eq!(c.mkfs_args, ["-m", "0", "-E", "nodiscard"]);
         assert!(c.deferred_remove);
         assert_eq!(c.min_free_space, 5);

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use strata_driver_api::mount::{mount_fs, run, unmount};
 use strata_driver_api::{
-    CreateOptions, Driver, DriverConfig, Error as ApiError, IoContext, Kind, Mount,
+    failpoint, CreateOptions, Driver, DriverConfig, Error as ApiError, IoContext, Kind, Mount,
     Result as ApiResult, SnapshotId, StatusLine, Target, Usage,
 };
 
@@ -16,31 +16,21 @@ use crate::error::{DmError, Result};
 use crate::pool::{thin_mapped_sectors, Pool};
 use crate::state::{DevState, DeviceRecord, Records};
 use crate::sys::Dm;
+use crate::units::{self, thin_dev_id, Sectors, ThinDevId};
 
 /// Thin id of the base device every snapshot descends from.
-pub const BASE_THIN: u32 = 0;
+fn base_thin() -> Result<ThinDevId> {
+    thin_dev_id(0)
+}
 /// Thin ids are 24 bits wide.
 const THIN_ID_LIMIT: u64 = (1 << 24) - 1;
-/// Environment variable naming a failpoint at which the process exits, to
-/// test crash recovery between kernel steps.
-pub const FAILPOINT_ENV: &str = "STRATA_DM_FAILPOINT";
-/// Exit status of a process stopped at a failpoint.
-pub const FAILPOINT_EXIT: i32 = 86;
-
-/// Exits the process when [`FAILPOINT_ENV`] names `point`.
-fn failpoint(point: &str) {
-    if std::env::var(FAILPOINT_ENV).as_deref() == Ok(point) {
-        eprintln!("devmapper: failpoint {point}: exiting");
-        std::process::exit(FAILPOINT_EXIT);
-    }
-}
 
 /// Thin id of snapshot `id` (`id + 1`, so the base keeps 0).
-pub fn thin_id(id: SnapshotId) -> Result<u32> {
+pub fn thin_id(id: SnapshotId) -> Result<ThinDevId> {
     if id.0 >= THIN_ID_LIMIT {
         return Err(DmError::IdRange(id.0));
     }
-    Ok((id.0 + 1) as u32)
+    thin_dev_id(id.0 + 1)
 }
 
 /// Device-name prefix of a store: `strata-<8 hex digits of the home path's hash>`.
@@ -170,7 +160,10 @@ impl Inner {
         if prec.base_started && !prec.base_ready {
             self.dm.remove(&self.base_name(), false)?;
             self.records.put_pool(&prec)?;
-            self.metadata_step(|| self.pool.delete(&self.dm, BASE_THIN), "reconcile-base")?;
+            self.metadata_step(
+                || self.pool.delete(&self.dm, base_thin()?),
+                "devmapper.reconcile-base",
+            )?;
             prec = self.records.pool()?;
             prec.base_started = false;
             dirty = true;
@@ -215,19 +208,19 @@ impl Inner {
             tracing::info!(device = %self.name(rec.id), "busy: deferred removal");
             return Ok(());
         }
-        failpoint("remove-after-deactivate");
+        failpoint("devmapper.remove-after-deactivate");
         self.metadata_step(
             || self.pool.delete(&self.dm, rec.thin_id),
-            "remove-after-delete",
+            "devmapper.remove-after-delete",
         )?;
         self.records.delete(rec.id)
     }
 
-    fn thin_table(&self, thin: u32, size: u64) -> Result<Vec<crate::sys::TableLine>> {
+    fn thin_table(&self, thin: ThinDevId, size: u64) -> Result<Vec<crate::sys::TableLine>> {
         let pool = self.dm.node(&self.pool.name)?;
         Ok(vec![(
-            0,
-            size / 512,
+            Sectors(0),
+            units::sectors(size),
             "thin".into(),
             format!("{} {thin}", pool.display()),
         )])
@@ -242,13 +235,13 @@ impl Inner {
         prec.base_started = true;
         self.records.put_pool(&prec)?;
         self.metadata_step(
-            || self.pool.create_thin(&self.dm, BASE_THIN),
-            "base-after-create",
+            || self.pool.create_thin(&self.dm, base_thin()?),
+            "devmapper.base-after-create",
         )?;
         let name = self.base_name();
         let dev = self.dm.create(
             &name,
-            &self.thin_table(BASE_THIN, self.cfg.base_size)?,
+            &self.thin_table(base_thin()?, self.cfg.base_size)?,
             false,
         )?;
         let made = self.mkfs(&dev);
@@ -290,7 +283,7 @@ impl Inner {
     }
 
     /// Mapped sectors of the live device `name`.
-    fn mapped(&self, name: &str) -> Result<u64> {
+    fn mapped(&self, name: &str) -> Result<Sectors> {
         let line = self.dm.status(name)?;
         thin_mapped_sectors(&line).ok_or_else(|| DmError::State {
             device: name.to_owned(),
@@ -345,9 +338,11 @@ impl Inner {
                 let parent = self.record(p)?;
                 (parent.thin_id, parent.size)
             }
-            None => (BASE_THIN, self.cfg.base_size),
+            None => (base_thin()?, self.cfg.base_size),
         };
-        let size = options.size.unwrap_or(0).max(origin_size).div_ceil(512) * 512;
+        let size = units::bytes(units::sectors_ceil(
+            options.size.unwrap_or(0).max(origin_size),
+        ));
         let mut rec = DeviceRecord {
             id: target.id.0,
             thin_id: thin,
@@ -358,26 +353,26 @@ impl Inner {
             mapped_sectors: None,
         };
         self.records.put(&rec)?;
-        failpoint("create-before-snap");
+        failpoint("devmapper.create-before-snap");
         let origin_name = match target.parent() {
             Some(p) => self.name(p.0),
             None => self.base_name(),
         };
         self.metadata_step(
             || self.snapshot(thin, origin, &origin_name),
-            "create-after-snap",
+            "devmapper.create-after-snap",
         )?;
         if size > origin_size {
             self.grow_fs(&rec)?;
         }
         self.records.set(&mut rec, DevState::Created)?;
-        failpoint("create-after-created");
+        failpoint("devmapper.create-after-created");
         self.activate(&mut rec)?;
         Ok(())
     }
 
     /// `create_snap`, with a live origin suspended around it.
-    fn snapshot(&self, thin: u32, origin: u32, origin_name: &str) -> Result<()> {
+    fn snapshot(&self, thin: ThinDevId, origin: ThinDevId, origin_name: &str) -> Result<()> {
         if !self.dm.is_live(origin_name)? {
             return self.pool.create_snap(&self.dm, thin, origin);
         }
@@ -429,7 +424,7 @@ impl Inner {
             &self.thin_table(rec.thin_id, rec.size)?,
             rec.read_only,
         )?;
-        failpoint("activate-after-create");
+        failpoint("devmapper.activate-after-create");
         self.records.set(rec, DevState::Active)?;
         Ok(dev)
     }
@@ -492,7 +487,7 @@ impl Inner {
     }
 
     /// Mapped sectors of `rec` now: recorded at commit, else from the live device.
-    fn mapped_of(&self, rec: &mut DeviceRecord) -> Result<u64> {
+    fn mapped_of(&self, rec: &mut DeviceRecord) -> Result<Sectors> {
         if let Some(m) = rec.mapped_sectors {
             return Ok(m);
         }
@@ -508,7 +503,7 @@ impl Inner {
             None => self.records.pool()?.base_mapped_sectors,
         };
         Ok(Usage {
-            size: own.saturating_sub(parent) * 512,
+            size: units::bytes(Sectors(own.saturating_sub(*parent))),
             inodes: 0,
         })
     }
@@ -651,7 +646,7 @@ mod tests {
 
     #[test]
     fn thin_ids_fit_24_bits() {
-        assert_eq!(thin_id(SnapshotId(1)).expect("id"), 2);
+        assert_eq!(u32::from(thin_id(SnapshotId(1)).expect("id")), 2);
         assert!(thin_id(SnapshotId(THIN_ID_LIMIT)).is_err());
         assert!(thin_id(SnapshotId(THIN_ID_LIMIT - 1)).is_ok());
     }

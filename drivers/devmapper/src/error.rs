@@ -31,16 +31,6 @@ pub enum DmError {
         #[source]
         source: devicemapper::DmError,
     },
-    /// An option has a bad value.
-    #[error("option {key}={value:?}: {reason}")]
-    Option {
-        /// Option key (`dm.data_size`, ...).
-        key: String,
-        /// Its value.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// The pool has less free space than `dm.min_free_space` allows.
     #[error("pool {pool}: only {free_pct:.1}% of data space free ({free} bytes), below dm.min_free_space={min_pct}%; grow the pool or remove snapshots")]
     NoSpace {
@@ -103,7 +93,6 @@ impl From<DmError> for strata_driver_api::Error {
     fn from(e: DmError) -> Self {
         match e {
             DmError::Api(inner) => inner,
-            DmError::Option { .. } => strata_driver_api::Error::InvalidArgument(e.to_string()),
             DmError::IdRange(_) => strata_driver_api::Error::InvalidArgument(e.to_string()),
             other => strata_driver_api::Error::driver("devmapper", other),
         }

@@ -19,11 +19,10 @@ mod error;
 mod pool;
 mod state;
 mod sys;
+pub mod units;
 
 pub use config::Config;
-pub use driver::{
-    store_prefix, teardown, thin_id, DevmapperDriver, BASE_THIN, FAILPOINT_ENV, FAILPOINT_EXIT,
-};
+pub use driver::{store_prefix, teardown, thin_id, DevmapperDriver};
 pub use error::DmError;
 pub use pool::{PoolStatus, DATA_FILE, METADATA_FILE};
 pub use sys::dm_thin_available;

@@ -10,6 +10,7 @@ use strata_driver_api::IoContext;
 use crate::config::{Config, PoolSource};
 use crate::error::{DmError, Result};
 use crate::sys::{self, Dm};
+use crate::units::{self, Sectors, ThinDevId};
 
 /// Data file name of a loop-backed pool.
 pub const DATA_FILE: &str = "data.img";
@@ -62,8 +63,8 @@ impl PoolStatus {
 
 /// Mapped sectors of a thin device from its status line
 /// (`<nr mapped sectors> <highest mapped sector>`).
-pub fn thin_mapped_sectors(line: &str) -> Option<u64> {
-    line.split_whitespace().next()?.parse().ok()
+pub fn thin_mapped_sectors(line: &str) -> Option<Sectors> {
+    line.split_whitespace().next()?.parse().ok().map(Sectors)
 }
 
 /// The pool the driver's thin devices live in.
@@ -71,8 +72,8 @@ pub fn thin_mapped_sectors(line: &str) -> Option<u64> {
 pub struct Pool {
     /// Device-mapper name.
     pub name: String,
-    /// Data block size in sectors.
-    pub block_sectors: u64,
+    /// Data block size.
+    pub block_sectors: Sectors,
     /// Whether the driver made the pool (and may grow or tear it down).
     pub owned: bool,
     /// Loop data file, when loop-backed.
@@ -105,14 +106,17 @@ fn sparse_file(path: &Path, size: u64) -> Result<()> {
     Ok(())
 }
 
-fn pool_table(meta: &Path, data: &Path, data_bytes: u64, block_sectors: u64) -> sys::TableLine {
-    let sectors = data_bytes / 512 / block_sectors * block_sectors;
+/// The thin-pool table over `data` (of size `data_size`), its length whole
+/// blocks of `block`.
+fn pool_table(meta: &Path, data: &Path, data_size: Sectors, block: Sectors) -> sys::TableLine {
+    let len = Sectors(data_size.0 / block.0 * block.0);
     let params = format!(
-        "{} {} {block_sectors} 0 1 error_if_no_space",
+        "{} {} {} 0 1 error_if_no_space",
         meta.display(),
-        data.display()
+        data.display(),
+        block.0
     );
-    (0, sectors, "thin-pool".into(), params)
+    (Sectors(0), len, "thin-pool".into(), params)
 }
 
 impl Pool {
@@ -137,10 +141,10 @@ impl Pool {
         };
         if !dm.is_live(name)? {
             dm.remove(name, false)?;
-            let bytes = sys::block_size_bytes(&data)?;
+            let size = sys::device_sectors(&data)?;
             dm.create(
                 name,
-                &[pool_table(&meta, &data, bytes, block_sectors)],
+                &[pool_table(&meta, &data, size, block_sectors)],
                 false,
             )?;
         }
@@ -176,12 +180,13 @@ impl Pool {
         })
     }
 
-    fn table_block_sectors(dm: &Dm, name: &str) -> Result<u64> {
+    fn table_block_sectors(dm: &Dm, name: &str) -> Result<Sectors> {
         let table = dm.table(name)?;
         table
             .split_whitespace()
             .nth(2)
             .and_then(|s| s.parse().ok())
+            .map(Sectors)
             .ok_or_else(|| DmError::State {
                 device: name.to_owned(),
                 message: format!("not a thin-pool table: {table:?}"),
@@ -199,21 +204,21 @@ impl Pool {
 
     /// Block size in bytes.
     pub fn block_bytes(&self) -> u64 {
-        self.block_sectors * 512
+        units::bytes(self.block_sectors)
     }
 
     /// Sends `create_thin <id>`.
-    pub fn create_thin(&self, dm: &Dm, id: u32) -> Result<()> {
+    pub fn create_thin(&self, dm: &Dm, id: ThinDevId) -> Result<()> {
         dm.message(&self.name, &format!("create_thin {id}"))
     }
 
     /// Sends `create_snap <id> <origin>`.
-    pub fn create_snap(&self, dm: &Dm, id: u32, origin: u32) -> Result<()> {
+    pub fn create_snap(&self, dm: &Dm, id: ThinDevId, origin: ThinDevId) -> Result<()> {
         dm.message(&self.name, &format!("create_snap {id} {origin}"))
     }
 
     /// Sends `delete <id>`; a thin id the pool does not have is fine.
-    pub fn delete(&self, dm: &Dm, id: u32) -> Result<()> {
+    pub fn delete(&self, dm: &Dm, id: ThinDevId) -> Result<()> {
         match dm.message(&self.name, &format!("delete {id}")) {
             Err(e) if e.errno() == Some(nix::errno::Errno::ENODATA) => Ok(()),
             other => other,
@@ -240,7 +245,7 @@ impl Pool {
         let data = loop_for(file)?;
         let meta = loop_for(meta_file)?;
         sys::loop_set_capacity(&data)?;
-        let table = pool_table(&meta, &data, grown, self.block_sectors);
+        let table = pool_table(&meta, &data, units::sectors(grown), self.block_sectors);
         dm.load(&self.name, &[table], false)?;
         dm.suspend(&self.name)?;
         dm.resume(&self.name)?;
@@ -298,8 +303,8 @@ mod tests {
 
     #[test]
     fn parses_thin_status() {
-        assert_eq!(thin_mapped_sectors("2048 4095"), Some(2048));
-        assert_eq!(thin_mapped_sectors("0 -"), Some(0));
+        assert_eq!(thin_mapped_sectors("2048 4095"), Some(Sectors(2048)));
+        assert_eq!(thin_mapped_sectors("0 -"), Some(Sectors(0)));
         assert_eq!(thin_mapped_sectors("Fail"), None);
     }
 
@@ -308,12 +313,12 @@ mod tests {
         let (start, len, kind, params) = pool_table(
             Path::new("/dev/loop1"),
             Path::new("/dev/loop2"),
-            (1 << 30) + 4096,
-            128,
+            units::sectors((1 << 30) + 4096),
+            Sectors(128),
         );
         assert_eq!(
             (start, len, kind.as_str()),
-            (0, 2 * 1024 * 1024, "thin-pool")
+            (Sectors(0), Sectors(2 * 1024 * 1024), "thin-pool")
         );
         assert_eq!(params, "/dev/loop1 /dev/loop2 128 0 1 error_if_no_space");
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{record_err, Result};
+use crate::units::{Sectors, ThinDevId};
 
 /// Where a thin device is in its life. Each state is recorded before the
 /// kernel step it names, so after a crash the record says what may be
@@ -36,9 +37,9 @@ pub struct DeviceRecord {
     /// Snapshot id (`0` is never used; the base device has its own record).
     pub id: u64,
     /// Thin device id in the pool.
-    pub thin_id: u32,
+    pub thin_id: ThinDevId,
     /// Thin id of the origin it was snapshotted from.
-    pub origin: Option<u32>,
+    pub origin: Option<ThinDevId>,
     /// Virtual size in bytes.
     pub size: u64,
     /// Life-cycle state.
@@ -46,7 +47,7 @@ pub struct DeviceRecord {
     /// Read-only (view or committed).
     pub read_only: bool,
     /// Mapped sectors when it was committed (its table is gone afterwards).
-    pub mapped_sectors: Option<u64>,
+    pub mapped_sectors: Option<Sectors>,
 }
 
 /// Pool-wide record.
@@ -60,7 +61,7 @@ pub struct PoolRecord {
     pub base_started: bool,
     /// Mapped sectors of the base device after mkfs.
     #[serde(default)]
-    pub base_mapped_sectors: u64,
+    pub base_mapped_sectors: Sectors,
 }
 
 /// Record files under `<home>`.
@@ -173,6 +174,7 @@ impl Records {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::thin_dev_id;
 
     #[test]
     fn records_round_trip() {
@@ -180,8 +182,8 @@ mod tests {
         let records = Records::open(&dir).expect("open");
         let mut rec = DeviceRecord {
             id: 7,
-            thin_id: 8,
-            origin: Some(0),
+            thin_id: thin_dev_id(8).expect("thin id"),
+            origin: Some(thin_dev_id(0).expect("thin id")),
             size: 1 << 30,
             state: DevState::Creating,
             read_only: false,
@@ -198,7 +200,7 @@ mod tests {
             transaction_id: 3,
             base_ready: true,
             base_started: true,
-            base_mapped_sectors: 128,
+            base_mapped_sectors: Sectors(128),
         };
         records.put_pool(&pool).expect("put pool");
         assert_eq!(records.pool().expect("pool"), pool);

@@ -12,12 +12,13 @@ use nix::errno::Errno;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 use crate::error::{errno_of, DmError, Result};
+use crate::units::Sectors;
 
 /// Path of the device-mapper control node.
 pub const CONTROL: &str = "/dev/mapper/control";
 
 /// One target line: start sector, length in sectors, target type, parameters.
-pub type TableLine = (u64, u64, String, String);
+pub type TableLine = (Sectors, Sectors, String, String);
 
 /// A handle on the device-mapper control device.
 pub struct Dm {
@@ -86,8 +87,12 @@ impl Dm {
         if read_only {
             options = options.set_flags(DmFlags::DM_READONLY);
         }
+        let raw: Vec<(u64, u64, String, String)> = table
+            .iter()
+            .map(|(start, len, kind, params)| (start.0, len.0, kind.clone(), params.clone()))
+            .collect();
         self.dm
-            .table_load(&DevId::Name(name(n)?), table, options)
+            .table_load(&DevId::Name(name(n)?), &raw, options)
             .map_err(ioctl("load table", n))?;
         Ok(())
     }
@@ -263,8 +268,8 @@ pub fn loop_set_capacity(dev: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Size in bytes of block device `dev` (from sysfs).
-pub fn block_size_bytes(dev: &Path) -> Result<u64> {
+/// Size of block device `dev` (from sysfs).
+pub fn device_sectors(dev: &Path) -> Result<Sectors> {
     let real = std::fs::canonicalize(dev)
         .map_err(|e| strata_driver_api::Error::io("canonicalize", dev, e))?;
     let base = real
@@ -277,5 +282,5 @@ pub fn block_size_bytes(dev: &Path) -> Result<u64> {
         .trim()
         .parse::<u64>()
         .map_err(|e| crate::error::record_err(&sys, e))?;
-    Ok(sectors * 512)
+    Ok(Sectors(sectors))
 }

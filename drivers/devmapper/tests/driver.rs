@@ -9,11 +9,13 @@ mod common;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use strata_devmapper::{DevmapperDriver, FAILPOINT_ENV, FAILPOINT_EXIT};
+use strata_devmapper::DevmapperDriver;
+use strata_driver_api::failpoint::FAILPOINT_ENV;
 use strata_driver_api::mount::{mount_all, unmount};
 use strata_driver_api::{CreateOptions, Driver, Kind, SnapshotId, Target};
 
@@ -307,8 +309,8 @@ fn crash_at(home: &Path, step: &str, point: &str) {
         .output()
         .expect("run child");
     assert_eq!(
-        out.status.code(),
-        Some(FAILPOINT_EXIT),
+        out.status.signal(),
+        Some(libc::SIGKILL),
         "child did not stop at {point}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -332,7 +334,7 @@ fn crash_between_kernel_steps_is_repaired() {
         d.commit(target(1, Kind::Committed, none))
             .expect("commit 1");
     }
-    crash_at(store.home(), "create", "create-after-snap");
+    crash_at(store.home(), "create", "devmapper.create-after-snap");
     let d =
         common::open(store.home(), &common::small_pool(&[])).expect("reopen after create crash");
     assert_eq!(
@@ -346,7 +348,7 @@ fn crash_between_kernel_steps_is_repaired() {
     d.remove(SnapshotId(5)).expect("remove 5");
     drop(d);
 
-    crash_at(store.home(), "create", "activate-after-create");
+    crash_at(store.home(), "create", "devmapper.activate-after-create");
     let d =
         common::open(store.home(), &common::small_pool(&[])).expect("reopen after activate crash");
     assert!(d.stored_ids().expect("ids").contains(&SnapshotId(5)));
@@ -354,7 +356,7 @@ fn crash_between_kernel_steps_is_repaired() {
         .expect("mounts after activation crash");
     drop(d);
 
-    crash_at(store.home(), "remove", "remove-after-delete");
+    crash_at(store.home(), "remove", "devmapper.remove-after-delete");
     let d =
         common::open(store.home(), &common::small_pool(&[])).expect("reopen after remove crash");
     assert_eq!(

@@ -3,12 +3,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use strata_driver_api::Result;
-
-use crate::Overlay2Error;
+use strata_driver_api::{parse_options, OptionError};
 
 /// Options of the overlay2 driver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Overlay2Config {
     /// Mount with `index=off` (default true, as containerd does): layers are
     /// shared by many overlays, and the inode index ties a lower layer to one
@@ -32,39 +31,9 @@ impl Default for Overlay2Config {
 impl Overlay2Config {
     /// Reads the `overlay2.*` keys of `options`; other drivers' keys are
     /// ignored, unknown `overlay2.*` keys are an error.
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
-        let mut config = Self::default();
-        for (key, value) in options {
-            let Some(name) = key.strip_prefix("overlay2.") else {
-                continue;
-            };
-            let slot =
-                match name {
-                    "index_off" => &mut config.index_off,
-                    "native_diff" => &mut config.native_diff,
-                    _ => return Err(bad(
-                        key,
-                        value,
-                        "unknown overlay2 option (known: overlay2.index_off, overlay2.native_diff)",
-                    )),
-                };
-            *slot = match value.as_str() {
-                "true" | "yes" | "1" | "on" => true,
-                "false" | "no" | "0" | "off" => false,
-                _ => return Err(bad(key, value, "expected true or false")),
-            };
-        }
-        Ok(config)
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, OptionError> {
+        parse_options("overlay2", "overlay2", options)
     }
-}
-
-fn bad(key: &str, value: &str, reason: &'static str) -> strata_driver_api::Error {
-    Overlay2Error::BadOption {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        reason,
-    }
-    .into()
 }
 
 #[cfg(test)]
@@ -85,6 +54,8 @@ mod tests {
         );
         let c = Overlay2Config::from_options(&opts(&[("overlay2.index_off", "false")])).unwrap();
         assert!(!c.index_off && c.native_diff);
+        let c = Overlay2Config::from_options(&opts(&[("overlay2.native_diff", "off")])).unwrap();
+        assert!(c.index_off && !c.native_diff);
     }
 
     #[test]

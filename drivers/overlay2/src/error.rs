@@ -5,16 +5,6 @@ use strata_driver_api::Error;
 /// Failures only the overlay2 driver has.
 #[derive(Debug, thiserror::Error)]
 pub enum Overlay2Error {
-    /// A driver option has a value the driver does not understand.
-    #[error("option {key}={value:?}: {reason}")]
-    BadOption {
-        /// Option key (`overlay2.index`).
-        key: String,
-        /// Value given.
-        value: String,
-        /// What is accepted.
-        reason: &'static str,
-    },
     /// The host cannot run overlay2.
     #[error("{0}")]
     Unsupported(String),
@@ -31,7 +21,6 @@ pub enum Overlay2Error {
 impl From<Overlay2Error> for Error {
     fn from(e: Overlay2Error) -> Self {
         match e {
-            Overlay2Error::BadOption { .. } => Error::InvalidArgument(e.to_string()),
             Overlay2Error::Unsupported(reason) => Error::Unsupported {
                 driver: "overlay2".into(),
                 reason,

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use strata_driver_api::Result;
-
-use crate::VfsError;
+use strata_driver_api::{parse_options, OptionError};
 
 /// Whether regular files are reflinked (`vfs.reflink`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,13 +11,16 @@ use crate::VfsError;
 pub enum Reflink {
     /// Use `FICLONE` when the filesystem supports it (default).
     #[default]
+    #[serde(alias = "true", alias = "yes")]
     Auto,
     /// Always copy the data.
+    #[serde(alias = "false", alias = "no")]
     Never,
 }
 
 /// Options of the vfs driver.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VfsConfig {
     /// Reflink policy.
     pub reflink: Reflink,
@@ -28,34 +29,9 @@ pub struct VfsConfig {
 impl VfsConfig {
     /// Reads the `vfs.*` keys of `options`; other drivers' keys are ignored,
     /// unknown `vfs.*` keys are an error.
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
-        let mut config = Self::default();
-        for (key, value) in options {
-            let Some(name) = key.strip_prefix("vfs.") else {
-                continue;
-            };
-            match name {
-                "reflink" => {
-                    config.reflink = match value.as_str() {
-                        "auto" | "true" | "yes" => Reflink::Auto,
-                        "never" | "false" | "no" => Reflink::Never,
-                        _ => return Err(bad(key, value, "expected auto or never")),
-                    }
-                }
-                _ => return Err(bad(key, value, "unknown vfs option (known: vfs.reflink)")),
-            }
-        }
-        Ok(config)
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, OptionError> {
+        parse_options("vfs", "vfs", options)
     }
-}
-
-fn bad(key: &str, value: &str, reason: &'static str) -> strata_driver_api::Error {
-    VfsError::BadOption {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        reason,
-    }
-    .into()
 }
 
 #[cfg(test)]
@@ -82,5 +58,13 @@ mod tests {
     fn rejects_unknown_keys_and_values() {
         assert!(VfsConfig::from_options(&opts(&[("vfs.size", "1G")])).is_err());
         assert!(VfsConfig::from_options(&opts(&[("vfs.reflink", "maybe")])).is_err());
+        let e = VfsConfig::from_options(&opts(&[("vfs.reflink", "maybe")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("vfs option vfs.reflink=\"maybe\""),
+            "{e}"
+        );
+        let yes = VfsConfig::from_options(&opts(&[("vfs.reflink", "yes")])).unwrap();
+        assert_eq!(yes.reflink, Reflink::Auto);
     }
 }

@@ -21,7 +21,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, lseek, Gid, Uid, Whence};
 use strata_driver_api::{Error, IoContext, Result};
 
-use crate::{sys, VfsError};
+use crate::VfsError;
 
 /// How [`copy_tree_with`] copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +276,7 @@ fn apply_metadata(src: &Path, dst: &Path, meta: &Metadata) -> Result<()> {
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .ctx("chown", dst)?;
-    copy_xattrs(src, dst)?;
+    strata_driver_api::xattr::copy_all("vfs", src, dst)?;
     if !meta.file_type().is_symlink() {
         fs::set_permissions(dst, Permissions::from_mode(meta.mode() & 0o7777)).ctx("chmod", dst)?;
     }
@@ -290,29 +290,4 @@ fn apply_metadata(src: &Path, dst: &Path, meta: &Metadata) -> Result<()> {
         UtimensatFlags::NoFollowSymlink,
     )
     .ctx("set times", dst)
-}
-
-fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
-    let names = match sys::list_xattrs(src) {
-        Ok(n) => n,
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(()),
-        Err(e) => return Err(Error::io("list xattrs", src, e)),
-    };
-    for name in names {
-        let value = match sys::get_xattr(src, &name) {
-            Ok(v) => v,
-            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue, // removed meanwhile
-            Err(e) => return Err(Error::io("get xattr", src, e)),
-        };
-        sys::set_xattr(dst, &name, &value).map_err(|e| Error::Driver {
-            driver: "vfs",
-            source: format!(
-                "set xattr {} on {}: {e}",
-                name.to_string_lossy(),
-                dst.display()
-            )
-            .into(),
-        })?;
-    }
-    Ok(())
 }

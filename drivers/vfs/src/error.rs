@@ -7,16 +7,6 @@ use strata_driver_api::Error;
 /// Failures only the vfs driver has.
 #[derive(Debug, thiserror::Error)]
 pub enum VfsError {
-    /// A driver option has a value the driver does not understand.
-    #[error("option {key}={value:?}: {reason}")]
-    BadOption {
-        /// Option key (`vfs.reflink`).
-        key: String,
-        /// Value given.
-        value: String,
-        /// What is accepted.
-        reason: &'static str,
-    },
     /// The source of a copy is not a directory.
     #[error("copy source {0} is not a directory")]
     NotADirectory(PathBuf),
@@ -32,9 +22,6 @@ pub enum VfsError {
 
 impl From<VfsError> for Error {
     fn from(e: VfsError) -> Self {
-        match e {
-            VfsError::BadOption { .. } => Error::InvalidArgument(e.to_string()),
-            other => Error::driver("vfs", other),
-        }
+        Error::driver("vfs", e)
     }
 }

@@ -14,7 +14,6 @@ mod config;
 mod copy;
 mod driver;
 mod error;
-mod sys;
 
 pub use config::{Reflink, VfsConfig};
 pub use copy::{copy_tree, copy_tree_with, CopyOptions, CopyStats};

@@ -14,13 +14,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Database, Txn};
-use crate::reserve::SpaceReserve;
-use crate::session::Session;
-use crate::{
-    failpoint, now_ns, CreateOptions, Driver, Error, Filters, Info, Kind, Labels, Mount, Result,
-    SnapshotId, SnapshotKey, Snapshotter, Target, Usage,
+use strata_driver_api::{
+    failpoint, now_ns, CreateOptions, Driver, Error, Info, Kind, Labels, Mount, Result, SnapshotId,
+    SnapshotKey, Target, Usage,
 };
+
+use super::reserve::SpaceReserve;
+use super::{Filters, Snapshotter};
+use crate::db::session::Session;
+use crate::db::{Database, Txn};
 
 const SNAPSHOTS: &str = "snapshots";
 const COUNTERS: &str = "snapshot_counters";

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::{Error, IoContext, Result};
+use strata_driver_api::{Error, IoContext, Result};
 
 /// Suffix of a session file whose lock is being taken.
 const STARTING: &str = ".starting";
@@ -118,7 +118,7 @@ fn random_u32() -> u32 {
         use std::io::Read;
         let _ = f.read_exact(&mut buf);
     }
-    u32::from_ne_bytes(buf) ^ (crate::now_ns() as u32)
+    u32::from_ne_bytes(buf) ^ (strata_driver_api::now_ns() as u32)
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //! Every transaction runs in a closure: it commits when the closure returns
 //! `Ok` and rolls back otherwise, so a check-then-act sequence inside one
 //! closure is atomic across processes.
+//!
+//! [`session`] names the process behind each recorded intent.
+
+pub mod session;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -42,6 +46,17 @@ pub enum DbError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl From<DbError> for strata_driver_api::Error {
+    /// A database failure as a snapshot operation's error, keeping the typed
+    /// source and whether the disk was full.
+    fn from(e: DbError) -> Self {
+        strata_driver_api::Error::Metadata {
+            out_of_space: e.is_out_of_space(),
+            source: Box::new(e),
+        }
+    }
 }
 
 impl DbError {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::{
+use strata_driver_api::{
     CreateOptions, Driver, Error, IoContext, Mount, Result, SnapshotId, StatusLine, Target, Usage,
 };
 
@@ -123,7 +123,7 @@ impl<D: Driver> Driver for Serialised<D> {
     fn release(&self) -> Result<()> {
         self.inner.release()
     }
-    fn backing_files(&self) -> Vec<crate::BackingFile> {
+    fn backing_files(&self) -> Vec<strata_driver_api::BackingFile> {
         self.inner.backing_files()
     }
 }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::tree::{read_tree, Mounted, Tree};
 use super::Fixture;
-use crate::{Error, Info, Kind, Labels, SnapshotKey, Snapshotter, SnapshotterExt};
+use strata::snapshotter::{Snapshotter, SnapshotterExt};
+use strata_driver_api::{Error, Info, Kind, Labels, SnapshotKey};
 
 fn sk(s: &str) -> SnapshotKey {
     SnapshotKey::from(s)
@@ -127,7 +128,11 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn expect_err<T: std::fmt::Debug>(what: &str, r: crate::Result<T>, ok: fn(&Error) -> bool) {
+fn expect_err<T: std::fmt::Debug>(
+    what: &str,
+    r: strata_driver_api::Result<T>,
+    ok: fn(&Error) -> bool,
+) {
     match r {
         Err(e) if ok(&e) => {}
         other => panic!("{what}: unexpected result {other:?}"),

@@ -2,7 +2,7 @@
 //! `labels.KEY==v`, `labels."a.b"!=v`, `labels.KEY` (present). A comma inside
 //! one filter joins conditions with AND; separate filters are ORed.
 
-use crate::{Error, Info, Result};
+use strata_driver_api::{Error, Info, Result};
 
 /// One parsed condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ fn parse_condition(text: &str) -> Result<Condition> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Kind, Labels};
+    use strata_driver_api::{Kind, Labels};
 
     fn info(name: &str, kind: Kind, labels: &[(&str, &str)]) -> Info {
         Info {

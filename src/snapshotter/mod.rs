@@ -1,14 +1,26 @@
-//! The snapshotter interface, with containerd's semantics. Implemented by
-//! [`crate::Snapshots`] for every driver and by the gRPC client in tests.
+//! containerd's snapshot semantics over any driver: the [`Snapshotter`]
+//! interface, implemented by [`Snapshots`] (a driver plus the metadata
+//! records in the store's database) for every driver and by the gRPC client
+//! in tests; its [`Filters`]; [`Serialised`] driver steps across processes;
+//! and the space reserve that lets a full disk's rollback still write.
 
-use crate::{Info, Kind, Labels, Mount, Result, SnapshotKey, Usage};
+mod filter;
+mod reserve;
+mod serialised;
+mod snapshots;
+
+pub use filter::Filters;
+pub use serialised::{Serialised, StepGuard, StepLock};
+pub use snapshots::{Incomplete, Record, Snapshots, State};
+
+use strata_driver_api::{Info, Kind, Labels, Mount, Result, SnapshotKey, Usage};
 
 /// containerd's snapshotter semantics.
 ///
 /// - Keys of active and view snapshots and names of committed ones share one
-///   namespace: reusing one fails with [`crate::Error::AlreadyExists`].
-/// - Only committed snapshots can be parents ([`crate::Error::FailedPrecondition`]
-///   otherwise, [`crate::Error::NotFound`] for a missing parent).
+///   namespace: reusing one fails with [`strata_driver_api::Error::AlreadyExists`].
+/// - Only committed snapshots can be parents ([`strata_driver_api::Error::FailedPrecondition`]
+///   otherwise, [`strata_driver_api::Error::NotFound`] for a missing parent).
 /// - A snapshot with children cannot be removed.
 /// - Only active snapshots can be committed; the key disappears, the name
 ///   appears, the storage stays.
@@ -76,7 +88,7 @@ pub trait SnapshotterExt: Snapshotter {
     fn exists(&self, key: &SnapshotKey) -> Result<bool> {
         match self.stat(key) {
             Ok(_) => Ok(true),
-            Err(crate::Error::NotFound(_)) => Ok(false),
+            Err(strata_driver_api::Error::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
         }
     }

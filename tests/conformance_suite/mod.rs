@@ -1,15 +1,18 @@
-//! The shared conformance suite. Every driver's tests run it through
-//! [`conformance_tests!`](crate::conformance_tests), which expands to one
-//! `#[test]` per case, each on a fresh [`Fixture`].
+//! The shared conformance suite: containerd's snapshot semantics checked
+//! on a [`Snapshotter`] (a driver under the store's metadata, or the gRPC
+//! client of `strata serve`). A test binary declares `#[macro_use] mod
+//! conformance_suite;` and runs it through `conformance_tests!`, which
+//! expands to one `#[test]` per case, each on a fresh [`Fixture`].
+#![allow(dead_code)]
 
 mod cases;
 mod tree;
 
 pub use cases::*;
-pub use tree::{read_tree, Entry, Mounted, Tree};
+pub use tree::Entry;
 
-use crate::testing::ScratchDir;
-use crate::Snapshotter;
+use strata::snapshotter::Snapshotter;
+use strata_driver_api::testing::ScratchDir;
 
 /// What a case runs against. Fields drop in order: snapshotter, keep, scratch.
 pub struct Fixture {
@@ -23,11 +26,11 @@ pub struct Fixture {
 
 /// Expands to one `#[test]` per conformance case. `$make` is a
 /// `fn() -> Option<Fixture>`; `None` means the case is skipped (the maker
-/// reports why with [`crate::testing::skip`]).
-#[macro_export]
+/// reports why with [`strata_driver_api::testing::skip`]). Attributes after
+/// the maker (`#[ignore = "..."]`) go on every case.
 macro_rules! conformance_tests {
-    ($make:expr) => {
-        $crate::conformance_tests!(@cases $make;
+    ($make:expr $(, #[$attr:meta])* $(,)?) => {
+        conformance_tests!(@cases $make; [$(#[$attr])*];
             basic_flattened_view,
             stat_active_and_committed,
             three_level_chain,
@@ -50,15 +53,17 @@ macro_rules! conformance_tests {
             chain_of_128_layers
         );
     };
-    (@cases $make:expr; $($case:ident),*) => {
-        $(
-            #[test]
-            fn $case() {
-                let make: fn() -> Option<$crate::conformance::Fixture> = $make;
-                if let Some(fixture) = make() {
-                    $crate::conformance::$case(&fixture);
-                }
+    (@cases $make:expr; $attrs:tt; $($case:ident),*) => {
+        $( conformance_tests!(@case $make; $attrs; $case); )*
+    };
+    (@case $make:expr; [$(#[$attr:meta])*]; $case:ident) => {
+        #[test]
+        $(#[$attr])*
+        fn $case() {
+            let make: fn() -> Option<$crate::conformance_suite::Fixture> = $make;
+            if let Some(fixture) = make() {
+                $crate::conformance_suite::$case(&fixture);
             }
-        )*
+        }
     };
 }

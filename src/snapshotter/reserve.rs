@@ -22,7 +22,7 @@ impl SpaceReserve {
             .map(|m| m.len() == bytes)
             .unwrap_or(false);
         if !ready {
-            let made = crate::private::private_file_options()
+            let made = strata_driver_api::private::private_file_options()
                 .write(true)
                 .create(true)
                 .truncate(false)

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use strata_driver_api::conformance::Fixture;
+#[macro_use]
+mod conformance_suite;
+
+use conformance_suite::Fixture;
+use strata::snapshotter::Snapshots;
 use strata_driver_api::mount::run;
 use strata_driver_api::testing::{require_root, ScratchDir};
 use strata_driver_api::*;
@@ -73,7 +77,7 @@ fn make() -> Option<Fixture> {
     let scratch = ScratchDir::new("selfcheck");
     let home = scratch.path().join("home");
     std::fs::create_dir(&home).expect("mkdir home");
-    let db = strata_driver_api::db::Database::open(&scratch.path().join("meta.db"))
+    let db = strata::db::Database::open(&scratch.path().join("meta.db"))
         .expect("open metadata database");
     let snapshots = Snapshots::open(CopyDriver { home }, Arc::new(db)).expect("open");
     Some(Fixture {
@@ -83,4 +87,4 @@ fn make() -> Option<Fixture> {
     })
 }
 
-strata_driver_api::conformance_tests!(make);
+conformance_tests!(make);

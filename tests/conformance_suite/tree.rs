@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::mount::{mount_all, unmount};
-use crate::Mount;
+use strata_driver_api::mount::{mount_all, unmount};
+use strata_driver_api::Mount;
 
 /// One entry of a tree, with what the suite compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
