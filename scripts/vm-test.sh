@@ -38,7 +38,7 @@ tmpfs_size=${STRATA_VM_TMPFS:-2G}
 default_suites="-p strata-devmapper;
   -p strata --test crash --test concurrency --test shared_store --test interrupt --test hygiene
   --test data_integrity --test archive_bombs --test export_race --test backing --test hostile_store
-  -- --include-ignored devmapper"
+  --test size_limits -- --include-ignored devmapper"
 suites=${STRATA_VM_SUITES:-$default_suites}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 

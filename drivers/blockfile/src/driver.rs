@@ -150,6 +150,11 @@ impl Driver for BlockfileDriver {
         crate::NAME
     }
 
+    /// The image's size is the limit.
+    fn limits_size(&self) -> bool {
+        true
+    }
+
     fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
         let part = self.part_path(target.id);
         remove_if_exists(&part)?;

@@ -203,6 +203,11 @@ impl Driver for BtrfsDriver {
         DRIVER
     }
 
+    /// A qgroup limit, when quotas are on.
+    fn limits_size(&self) -> bool {
+        self.quota != QuotaMode::Off
+    }
+
     fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
         if target.kind == Kind::Committed {
             return Err(Error::InvalidArgument(format!(

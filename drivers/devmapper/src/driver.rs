@@ -347,6 +347,14 @@ impl Inner {
             }
             None => (BASE_THIN, self.cfg.base_size),
         };
+        if let Some(requested) = options.size.filter(|&s| s < origin_size) {
+            return Err(ApiError::InvalidArgument(format!(
+                "snapshot {}: size {requested} is smaller than its origin device \
+                 ({origin_size} bytes); thin devices only grow",
+                target.id
+            ))
+            .into());
+        }
         let size = options.size.unwrap_or(0).max(origin_size).div_ceil(512) * 512;
         let mut rec = DeviceRecord {
             id: target.id.0,
@@ -606,6 +614,11 @@ pub fn teardown(home: &Path) -> ApiResult<()> {
 impl Driver for DevmapperDriver {
     fn name(&self) -> &'static str {
         "devmapper"
+    }
+
+    /// The thin device's size is the limit.
+    fn limits_size(&self) -> bool {
+        true
     }
 
     fn create(&self, target: Target<'_>, options: &CreateOptions) -> ApiResult<()> {
