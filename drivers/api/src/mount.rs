@@ -393,6 +393,21 @@ pub fn loops_backed_by(file: &Path) -> Vec<PathBuf> {
     }
 }
 
+/// Where `file` is mounted through a loop device (any mount of any loop
+/// device attached to it), for statfs of a filesystem image in use.
+pub fn loop_mount_points(file: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(file).ctx("stat", file)?;
+    let loops = loops_with_identity(meta.dev(), meta.ino());
+    if loops.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(mount_table()?
+        .into_iter()
+        .filter(|m| loops.iter().any(|l| Path::new(&m.source) == l))
+        .map(|m| m.point)
+        .collect())
+}
+
 /// Every attached loop device (per sysfs) whose LOOP_GET_STATUS64 names the
 /// file `(dev, ino)`. The sysfs path is only a hint: a renamed or deleted
 /// and re-created file would fool it, the inode does not.

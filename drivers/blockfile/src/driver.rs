@@ -203,9 +203,13 @@ impl Driver for BlockfileDriver {
             Some(parent) => Some(self.image_path(parent)),
             None => Some(self.scratch_path()).filter(|p| p.exists()),
         };
+        let origin_inodes = match &origin {
+            Some(o) => image::used_inodes(o)?,
+            None => 0,
+        };
         Ok(Usage {
             size: image::unshared_bytes(&img, origin.as_deref())?,
-            inodes: 0,
+            inodes: image::used_inodes(&img)?.saturating_sub(origin_inodes),
         })
     }
 
