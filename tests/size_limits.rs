@@ -19,9 +19,44 @@ const MIB: u64 = 1 << 20;
 /// The limit asked for.
 const LIMIT: u64 = 16 * MIB;
 
+/// [`fill_as_root`] on a thread without CAP_SYS_RESOURCE, as a container's
+/// processes run: with it, ext4 lets root past project quota limits
+/// (overlayfs drops it for its own upper-layer writes, a bind mount does not).
+fn fill(dir: &Path) -> (u64, Option<std::io::Error>) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            drop_sys_resource();
+            fill_as_root(dir)
+        })
+        .join()
+        .expect("fill thread")
+    })
+}
+
+/// Clears CAP_SYS_RESOURCE from this thread's effective capabilities.
+fn drop_sys_resource() {
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let mut header = [VERSION_3, 0u32];
+    let mut data = [0u32; 6];
+    // SAFETY: capget/capset with a v3 header (version, pid 0 = this thread)
+    // and the two-element `struct __user_cap_data_struct` array they use.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr()),
+            0
+        );
+        data[0] &= !(1 << CAP_SYS_RESOURCE);
+        assert_eq!(
+            libc::syscall(libc::SYS_capset, header.as_mut_ptr(), data.as_ptr()),
+            0
+        );
+    }
+}
+
 /// Writes 1 MiB chunks into `dir/fill` until a write fails or twice the
 /// limit is written; returns the bytes written and the error, if any.
-fn fill(dir: &Path) -> (u64, Option<std::io::Error>) {
+fn fill_as_root(dir: &Path) -> (u64, Option<std::io::Error>) {
     let path = dir.join("fill");
     let mut file = std::fs::File::create(&path).expect("create fill file");
     let chunk = vec![0x5au8; MIB as usize];
