@@ -233,21 +233,23 @@ impl Cri {
     }
 
     /// Calls `/runtime.v1.SERVICE/METHOD`.
-    pub fn call<Q, R>(&self, method: &'static str, request: Q) -> Result<R, Status>
+    pub fn call<Q, R>(&self, method: &'static str, request: Q) -> Result<R, Box<Status>>
     where
         Q: prost::Message + Send + Sync + 'static,
         R: prost::Message + Default + Send + Sync + 'static,
     {
-        self.runtime.block_on(async {
-            let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-            grpc.ready()
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-            let codec = ProstCodec::<Q, R>::default();
-            let path = PathAndQuery::from_static(method);
-            grpc.unary(tonic::Request::new(request), path, codec)
-                .await
-                .map(tonic::Response::into_inner)
-        })
+        self.runtime
+            .block_on(async {
+                let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+                grpc.ready()
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                let codec = ProstCodec::<Q, R>::default();
+                let path = PathAndQuery::from_static(method);
+                grpc.unary(tonic::Request::new(request), path, codec)
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .map_err(Box::new)
     }
 }
