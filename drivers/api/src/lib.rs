@@ -39,7 +39,7 @@ mod sys;
 pub mod testing;
 
 pub use failpoint::failpoint;
-pub use fsinfo::{fs_type_name, kernel_has_fs};
+pub use fsinfo::{fs_type_name, kernel_has_fs, used_inodes};
 pub use serialised::{Serialised, StepGuard, StepLock};
 pub use session::Session;
 pub use store::{Incomplete, Record, Snapshots, State};

@@ -204,12 +204,12 @@ impl Driver for BlockfileDriver {
             None => Some(self.scratch_path()).filter(|p| p.exists()),
         };
         let origin_inodes = match &origin {
-            Some(o) => image::used_inodes(o)?,
+            Some(o) => strata_driver_api::used_inodes(o)?,
             None => 0,
         };
         Ok(Usage {
             size: image::unshared_bytes(&img, origin.as_deref())?,
-            inodes: image::used_inodes(&img)?.saturating_sub(origin_inodes),
+            inodes: strata_driver_api::used_inodes(&img)?.saturating_sub(origin_inodes),
         })
     }
 

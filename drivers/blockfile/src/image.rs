@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use strata_driver_api::mount::{attach_loop, loop_mount_points, mount_fs, run, unmount};
+use strata_driver_api::mount::{attach_loop, mount_fs, run, unmount};
 use strata_driver_api::{IoContext, Result};
 
 use crate::config::ImageFs;
@@ -200,35 +200,6 @@ pub fn unshared_bytes(image: &Path, origin: Option<&Path>) -> Result<u64> {
         }
     }
     Ok(total)
-}
-
-/// Inodes in use in `image`'s filesystem: statfs of a mount of it while it
-/// is mounted (its superblock's counters lag then), else the counters in
-/// its superblock (exact once unmounted). No walk either way.
-pub fn used_inodes(image: &Path) -> Result<u64> {
-    if let Some(point) = loop_mount_points(image)?.first() {
-        let st = nix::sys::statvfs::statvfs(point).ctx("statfs", point)?;
-        return Ok(st.files().saturating_sub(st.files_free()));
-    }
-    let mut head = [0u8; 2048];
-    File::open(image)
-        .and_then(|f| f.read_exact_at(&mut head, 0))
-        .ctx("read superblock of", image)?;
-    let be = |at: usize| u64::from_be_bytes(head[at..at + 8].try_into().expect("8 bytes"));
-    let le = |at: usize| {
-        u64::from(u32::from_le_bytes(
-            head[at..at + 4].try_into().expect("4 bytes"),
-        ))
-    };
-    if &head[..4] == b"XFSB" {
-        // xfs_dsb: sb_icount at 128, sb_ifree at 136 (big-endian).
-        Ok(be(128).saturating_sub(be(136)))
-    } else if head[1080..1082] == [0x53, 0xEF] {
-        // ext4 superblock at 1024: s_inodes_count, s_free_inodes_count at +16.
-        Ok(le(1024).saturating_sub(le(1040)))
-    } else {
-        Err(BlockfileError::UnknownFs(image.to_owned()).into())
-    }
 }
 
 /// Bytes of `[start, end)` covered by the sorted, non-overlapping `ranges`.

@@ -364,6 +364,7 @@ impl Inner {
             state: DevState::Creating,
             read_only: target.kind != Kind::Active,
             mapped_sectors: None,
+            inodes: None,
         };
         self.records.put(&rec)?;
         failpoint("create-before-snap");
@@ -465,6 +466,8 @@ impl Inner {
             self.activate(&mut rec)?;
         }
         rec.mapped_sectors = Some(self.mapped(&self.name(rec.id))?);
+        let dev = self.dm.node(&self.name(rec.id))?;
+        rec.inodes = Some(strata_driver_api::used_inodes(&dev)?);
         self.deactivate(&mut rec)?;
         rec.read_only = true;
         self.records.put(&rec)
@@ -508,16 +511,30 @@ impl Inner {
         self.mapped(&self.name(rec.id))
     }
 
+    /// Inodes used in `rec`'s filesystem: recorded at commit, else from
+    /// statfs or the superblock of the live device.
+    fn inodes_of(&self, rec: &mut DeviceRecord) -> Result<u64> {
+        if let Some(n) = rec.inodes {
+            return Ok(n);
+        }
+        let dev = self.activate(rec)?;
+        Ok(strata_driver_api::used_inodes(&dev)?)
+    }
+
     fn usage(&self, target: Target<'_>) -> Result<Usage> {
         let mut rec = self.record(target.id)?;
         let own = self.mapped_of(&mut rec)?;
-        let parent = match target.parent() {
-            Some(p) => self.mapped_of(&mut self.record(p)?)?,
-            None => self.records.pool()?.base_mapped_sectors,
+        let own_inodes = self.inodes_of(&mut rec)?;
+        let (parent, parent_inodes) = match target.parent() {
+            Some(p) => {
+                let mut parent = self.record(p)?;
+                (self.mapped_of(&mut parent)?, self.inodes_of(&mut parent)?)
+            }
+            None => (self.records.pool()?.base_mapped_sectors, 0),
         };
         Ok(Usage {
             size: own.saturating_sub(parent) * 512,
-            inodes: 0,
+            inodes: own_inodes.saturating_sub(parent_inodes),
         })
     }
 
