@@ -26,7 +26,9 @@
 #   STRATA_VM_MEMORY (default 4G), STRATA_VM_TMPFS (guest tmpfs size, 2G),
 #   STRATA_VM_SUITES (what to run: suites separated by ';', each
 #     "CARGO_TEST_ARGS [-- TEST_ARGS]"; default: every strata-devmapper test,
-#     then the devmapper cases of the reliability and hostile-archive tests),
+#     then the devmapper cases of the reliability, hostile-archive and size
+#     limit tests, then overlay2's project quota cases (the host kernel has
+#     no xfs/ext4 quotas)),
 #   STRATA_VM_UDEV=1 (keep udevd running in the guest: tests the udev-sync path),
 #   STRATA_VM_CLI (the strata binary the tests run in the guest, bound over
 #     target/debug/strata; default that debug build).
@@ -38,9 +40,10 @@ cache=${STRATA_VM_CACHE:-/var/cache/strata-vm}
 memory=${STRATA_VM_MEMORY:-4G}
 tmpfs_size=${STRATA_VM_TMPFS:-2G}
 default_suites="-p strata-devmapper;
-  -p strata --test conformance --test crash --test concurrency --test shared_store --test interrupt --test hygiene
+  -p strata --test conformance --test serve_conformance --test crash --test concurrency --test shared_store --test interrupt --test hygiene
   --test data_integrity --test archive_bombs --test export_race --test backing --test hostile_store
-  -- --include-ignored devmapper"
+  --test size_limits -- --include-ignored devmapper;
+  -p strata --test size_limits -- --include-ignored project_quotas"
 suites=${STRATA_VM_SUITES:-$default_suites}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 

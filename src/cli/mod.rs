@@ -117,7 +117,9 @@ pub enum Command {
         /// Container name (default: generated).
         #[arg(long)]
         name: Option<String>,
-        /// Size limit of the writable layer, e.g. 10G (driver support varies).
+        /// Size limit of the writable layer, e.g. 10G: enforced (btrfs with
+        /// quotas, blockfile, devmapper, overlay2 on a filesystem with project
+        /// quotas) or refused; never 0.
         #[arg(long, value_parser = output::parse_size)]
         size: Option<u64>,
         /// Image (tag or id).

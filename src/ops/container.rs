@@ -24,6 +24,11 @@ pub struct CreateRequest<'a> {
 
 /// Creates a container: a writable snapshot on the image's top layer.
 pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord> {
+    if req.size == Some(0) {
+        return Err(StoreError::Invalid(
+            "--size 0: a size limit must be above 0 bytes".into(),
+        ));
+    }
     let image = store.resolve_image(req.image)?;
     let meta = store.meta()?;
     let id = ContainerId::generate();

@@ -113,6 +113,9 @@ impl<D: Driver> Driver for Serialised<D> {
     fn status(&self) -> Vec<StatusLine> {
         self.inner.status()
     }
+    fn limits_size(&self) -> bool {
+        self.inner.limits_size()
+    }
     fn overlay_whiteouts(&self) -> bool {
         self.inner.overlay_whiteouts()
     }

@@ -284,7 +284,8 @@ impl<D: Driver> Snapshots<D> {
         kind: Kind,
         labels: Labels,
     ) -> Result<Vec<Mount>> {
-        let options = CreateOptions::from_labels(&labels)?;
+        let (options, labels) =
+            CreateOptions::resolve(self.driver.name(), self.driver.limits_size(), labels)?;
         self.require_space_reserve(key)?;
         let mut record = self.reserve(key, parent, kind, &labels)?;
         failpoint("snapshots.create.recorded");

@@ -55,13 +55,19 @@ pub struct Image {
 
 /// Writes the image to `out` (an OCI layout in a tar) and describes it.
 pub fn write_busybox_image(out: &Path, name: &str) -> Image {
+    write_busybox_image_running(out, name, &["/bin/sh"])
+}
+
+/// [`write_busybox_image`] whose default command is `cmd` (a CRI pause
+/// image: `sleep` for as long as the pod lives).
+pub fn write_busybox_image_running(out: &Path, name: &str, cmd: &[&str]) -> Image {
     let busybox = std::fs::read(BUSYBOX).expect("read busybox");
     let layer = layer_tar(&busybox);
     let diff_id = sha256(&layer);
     let config = serde_json::json!({
         "architecture": oci_arch(),
         "os": "linux",
-        "config": { "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"] },
+        "config": { "Env": ["PATH=/bin"], "Cmd": cmd },
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     })
     .to_string()

@@ -130,10 +130,30 @@ impl Containerd {
     /// Starts containerd in `dir` with the proxy plug-in at `strata_socket`.
     pub fn start(dir: &Path, strata_socket: &Path, tag: &str) -> Self {
         let namespace = format!("{NAMESPACE_PREFIX}-{tag}-{}", std::process::id());
+        let config = config_toml(dir, &dir.join("ctrd.sock"), strata_socket);
+        Self::start_with(dir, &config, namespace)
+    }
+
+    /// Starts containerd in `dir` with its CRI plug-in on, Strata as the
+    /// CRI's snapshotter and `pause_image` as the sandbox image; the
+    /// namespace is CRI's own, `k8s.io`.
+    pub fn start_cri(dir: &Path, strata_socket: &Path, pause_image: &str) -> Self {
+        let base = config_toml(dir, &dir.join("ctrd.sock"), strata_socket);
+        let config = base.replace("disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n", "")
+            + &cri_toml(dir, pause_image);
+        Self::start_with(dir, &config, "k8s.io".to_owned())
+    }
+
+    /// containerd's root directory (`root` in its config).
+    pub fn root_of(dir: &Path) -> PathBuf {
+        dir.join("root")
+    }
+
+    fn start_with(dir: &Path, config_text: &str, namespace: String) -> Self {
         fs::create_dir_all(dir).expect("mkdir containerd dir");
         let socket = dir.join("ctrd.sock");
         let config = dir.join("config.toml");
-        fs::write(&config, config_toml(dir, &socket, strata_socket)).expect("write config");
+        fs::write(&config, config_text).expect("write config");
         let log = dir.join("containerd.log");
         let out = fs::File::create(&log).expect("create containerd log");
         let mut child = Command::new("containerd")
@@ -208,6 +228,32 @@ impl Drop for Containerd {
 
 /// Where the runc shim keeps container state (one directory per namespace).
 const RUNC_STATE: &str = "/run/containerd/runc";
+
+/// The CRI plug-in's part of the config: Strata for images and containers,
+/// a local pause image, runc, snapshot usage collected every second, no
+/// AppArmor (not every host has a parser for containerd's profile), and
+/// OOM scores no lower than containerd's own (a sandboxed host may forbid
+/// lowering them, as for the pause container's -998).
+fn cri_toml(dir: &Path, pause_image: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause_image}"
+  stats_collect_period = 1
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "strata"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{d}/cni/bin"
+    conf_dir = "{d}/cni/conf"
+"#
+    )
+}
 
 fn config_toml(dir: &Path, socket: &Path, strata_socket: &Path) -> String {
     let d = dir.display();

@@ -61,6 +61,13 @@ pub trait Driver: Send + Sync + 'static {
     /// Lines for `strata info`: backing, usage method, options in effect.
     fn status(&self) -> Vec<StatusLine>;
 
+    /// Whether `create` enforces [`CreateOptions::size`] here (a quota, a
+    /// device or image size). When not, the store refuses `strata.io/size`
+    /// and records containerd's size hint as unenforced.
+    fn limits_size(&self) -> bool {
+        false
+    }
+
     /// Whether the driver stores OCI whiteouts in overlayfs' own form
     /// (character device 0/0, `trusted.overlay.opaque`) instead of applying
     /// deletions.
@@ -122,6 +129,9 @@ impl Driver for Box<dyn Driver> {
     }
     fn status(&self) -> Vec<StatusLine> {
         (**self).status()
+    }
+    fn limits_size(&self) -> bool {
+        (**self).limits_size()
     }
     fn overlay_whiteouts(&self) -> bool {
         (**self).overlay_whiteouts()

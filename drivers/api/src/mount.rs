@@ -393,6 +393,42 @@ pub fn loops_backed_by(file: &Path) -> Vec<PathBuf> {
     }
 }
 
+/// Where block device `dev` (by device number, whatever its path) is mounted.
+pub fn device_mount_points(dev: &Path) -> Result<Vec<PathBuf>> {
+    let rdev = std::fs::metadata(dev).ctx("stat", dev)?.rdev();
+    let want = format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    );
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").ctx("read", "/proc/self/mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split(' ');
+            let numbers = fields.nth(2)?;
+            let point = fields.nth(1)?;
+            (numbers == want).then(|| PathBuf::from(unescape_mountinfo(point)))
+        })
+        .collect())
+}
+
+/// Where `file` is mounted through a loop device (any mount of any loop
+/// device attached to it), for statfs of a filesystem image in use.
+pub fn loop_mount_points(file: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(file).ctx("stat", file)?;
+    let loops = loops_with_identity(meta.dev(), meta.ino());
+    if loops.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(mount_table()?
+        .into_iter()
+        .filter(|m| loops.iter().any(|l| Path::new(&m.source) == l))
+        .map(|m| m.point)
+        .collect())
+}
+
 /// Every attached loop device (per sysfs) whose LOOP_GET_STATUS64 names the
 /// file `(dev, ino)`. The sysfs path is only a hint: a renamed or deleted
 /// and re-created file would fool it, the inode does not.

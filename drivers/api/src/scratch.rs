@@ -149,6 +149,16 @@ pub struct LoopFs {
 impl LoopFs {
     /// Makes a `size`-byte `fstype` filesystem with extra `mkfs_args` and mounts it.
     pub fn new(fstype: &str, size: u64, mkfs_args: &[&str]) -> Result<Self> {
+        Self::with_mount_options(fstype, size, mkfs_args, &[])
+    }
+
+    /// [`LoopFs::new`], mounted with `options` (`prjquota`, ...).
+    pub fn with_mount_options(
+        fstype: &str,
+        size: u64,
+        mkfs_args: &[&str],
+        options: &[String],
+    ) -> Result<Self> {
         let scratch = ScratchDir::new(&format!("loopfs-{fstype}"));
         let image = scratch.path().join("fs.img");
         let file = std::fs::File::create(&image).ctx("create", &image)?;
@@ -169,7 +179,7 @@ impl LoopFs {
         let mount_point = scratch.path().join("mnt");
         std::fs::create_dir(&mount_point).ctx("mkdir", &mount_point)?;
         let dev = attach_loop(&image, false, true)?;
-        mount_fs(&dev.path, &mount_point, fstype, &[])?;
+        mount_fs(&dev.path, &mount_point, fstype, options)?;
         Ok(Self {
             mount_point,
             scratch,

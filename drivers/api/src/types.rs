@@ -83,7 +83,17 @@ impl fmt::Display for Kind {
 pub type Labels = BTreeMap<String, String>;
 
 /// Label that asks for a per-snapshot size limit in bytes (`strata create --size`).
+/// A driver that cannot enforce it refuses the snapshot.
 pub const LABEL_SIZE: &str = "strata.io/size";
+
+/// containerd's size hint on Prepare, in bytes (containerd 2.4 and later).
+/// Enforced like [`LABEL_SIZE`] where the driver can; elsewhere logged once
+/// and answered with [`LABEL_SIZE_UNENFORCED`] on the snapshot.
+pub const LABEL_MAX_SIZE: &str = "containerd.io/snapshot/max-size";
+
+/// Set (to the hint's value) on a snapshot whose [`LABEL_MAX_SIZE`] hint its
+/// driver cannot enforce.
+pub const LABEL_SIZE_UNENFORCED: &str = "strata.io/size-unenforced";
 
 /// Nanoseconds since the Unix epoch.
 pub fn now_ns() -> u64 {
@@ -148,17 +158,66 @@ pub struct CreateOptions {
 }
 
 impl CreateOptions {
-    /// Reads the options a driver cares about from the labels.
+    /// Reads the options a driver cares about from the labels, as given.
     pub fn from_labels(labels: &Labels) -> Result<Self, crate::Error> {
-        let size = match labels.get(LABEL_SIZE) {
-            None => None,
-            Some(v) => Some(v.parse::<u64>().map_err(|_| {
-                crate::Error::InvalidArgument(format!(
-                    "label {LABEL_SIZE}={v:?} is not a byte count"
-                ))
-            })?),
+        Ok(Self {
+            size: size_label(labels, LABEL_SIZE)?.or(size_label(labels, LABEL_MAX_SIZE)?),
+        })
+    }
+
+    /// The options for a new snapshot on `driver`, which can (`limits`) or
+    /// cannot enforce size limits, and the labels to record. A
+    /// [`LABEL_SIZE`] it cannot enforce is refused (Unsupported); a
+    /// [`LABEL_MAX_SIZE`] hint it cannot enforce is logged (once per
+    /// process) and recorded as [`LABEL_SIZE_UNENFORCED`]. A limit of 0 is
+    /// InvalidArgument.
+    pub fn resolve(
+        driver: &str,
+        limits: bool,
+        mut labels: Labels,
+    ) -> Result<(Self, Labels), crate::Error> {
+        let options = Self::from_labels(&labels)?;
+        let Some(size) = options.size else {
+            return Ok((options, labels));
         };
-        Ok(Self { size })
+        if limits {
+            return Ok((options, labels));
+        }
+        if labels.contains_key(LABEL_SIZE) {
+            return Err(crate::Error::Unsupported {
+                driver: driver.to_owned(),
+                reason: format!(
+                    "it cannot enforce a size limit ({LABEL_SIZE}={size}); \
+                     btrfs with quotas, blockfile, devmapper and overlay2 on xfs with prjquota can"
+                ),
+            });
+        }
+        static LOGGED: std::sync::Once = std::sync::Once::new();
+        LOGGED.call_once(|| {
+            tracing::warn!(
+                driver,
+                "the {driver} driver cannot enforce {LABEL_MAX_SIZE}; \
+                 such snapshots are labelled {LABEL_SIZE_UNENFORCED}"
+            );
+        });
+        labels.insert(LABEL_SIZE_UNENFORCED.to_owned(), size.to_string());
+        Ok((Self { size: None }, labels))
+    }
+}
+
+/// The positive byte count in label `key`, if set.
+fn size_label(labels: &Labels, key: &str) -> Result<Option<u64>, crate::Error> {
+    let Some(v) = labels.get(key) else {
+        return Ok(None);
+    };
+    match v.parse::<u64>() {
+        Ok(0) => Err(crate::Error::InvalidArgument(format!(
+            "label {key}=0: a size limit must be above 0 bytes"
+        ))),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(crate::Error::InvalidArgument(format!(
+            "label {key}={v:?} is not a byte count"
+        ))),
     }
 }
 
@@ -195,7 +254,41 @@ pub type StatusLine = (String, String);
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn size_limits_are_enforced_refused_or_recorded() {
+        let (o, l) =
+            CreateOptions::resolve("btrfs", true, with(&[(LABEL_MAX_SIZE, "4096")])).unwrap();
+        assert_eq!(
+            (o.size, l.contains_key(LABEL_SIZE_UNENFORCED)),
+            (Some(4096), false)
+        );
+        let (o, l) =
+            CreateOptions::resolve("vfs", false, with(&[(LABEL_MAX_SIZE, "4096")])).unwrap();
+        assert_eq!(o.size, None);
+        assert_eq!(
+            l.get(LABEL_SIZE_UNENFORCED).map(String::as_str),
+            Some("4096")
+        );
+        let refused = CreateOptions::resolve("vfs", false, with(&[(LABEL_SIZE, "4096")]));
+        assert!(
+            matches!(refused, Err(crate::Error::Unsupported { driver, .. }) if driver == "vfs")
+        );
+        for (key, value) in [(LABEL_SIZE, "0"), (LABEL_MAX_SIZE, "0"), (LABEL_SIZE, "2M")] {
+            let bad = CreateOptions::resolve("btrfs", true, with(&[(key, value)]));
+            assert!(matches!(bad, Err(crate::Error::InvalidArgument(m)) if m.contains(key)));
+        }
+        let (o, _) = CreateOptions::resolve("vfs", false, Labels::new()).unwrap();
+        assert_eq!(o.size, None);
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {

@@ -150,6 +150,11 @@ impl Driver for BlockfileDriver {
         crate::NAME
     }
 
+    /// The image's size is the limit.
+    fn limits_size(&self) -> bool {
+        true
+    }
+
     fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
         let part = self.part_path(target.id);
         remove_if_exists(&part)?;
@@ -198,9 +203,13 @@ impl Driver for BlockfileDriver {
             Some(parent) => Some(self.image_path(parent)),
             None => Some(self.scratch_path()).filter(|p| p.exists()),
         };
+        let origin_inodes = match &origin {
+            Some(o) => strata_driver_api::used_inodes(o)?,
+            None => 0,
+        };
         Ok(Usage {
             size: image::unshared_bytes(&img, origin.as_deref())?,
-            inodes: 0,
+            inodes: strata_driver_api::used_inodes(&img)?.saturating_sub(origin_inodes),
         })
     }
 

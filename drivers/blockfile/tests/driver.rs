@@ -361,3 +361,45 @@ fn direct_store_without_reflink_copies_and_says_so() {
         "copy must stay sparse: {total} bytes mapped"
     );
 }
+
+/// Usage counts the inodes a snapshot's image holds beyond its parent's,
+/// from statfs while it is mounted and from the superblock once it is not,
+/// for both image filesystems.
+#[test]
+fn inodes_come_from_statfs_or_the_superblock() {
+    let test = "inodes_come_from_statfs_or_the_superblock";
+    if !common::prerequisites(test) {
+        return;
+    }
+    let fs = common::loop_fs("xfs", 4 << 30);
+    for image_fs in ["ext4", "xfs"] {
+        let scratch = ScratchDir::new(&format!("blockfile-inodes-{image_fs}"));
+        let d = common::open_driver(fs.path(), image_fs, &[("size", "512M"), ("fs", image_fs)]);
+        layer(&d, &scratch, 1, &[], |root| {
+            for f in 0..100 {
+                std::fs::write(root.join(format!("f{f}")), b"base").expect("write");
+            }
+        });
+        let base = d.usage(target(1, Kind::Committed, &[])).expect("usage");
+        assert_eq!(base.inodes, 100, "{image_fs} base: {base:?}");
+        let parent = [SnapshotId(1)];
+        let child = target(2, Kind::Active, &parent);
+        d.create(child, &CreateOptions::default()).expect("prepare");
+        {
+            let m = Mounted::new(&d.mounts(child).expect("mounts"), &scratch, "child");
+            for f in 0..10 {
+                std::fs::write(m.path().join(format!("new{f}")), b"x").expect("write");
+            }
+            let mounted = d.usage(child).expect("usage while mounted");
+            assert_eq!(mounted.inodes, 10, "{image_fs} mounted child: {mounted:?}");
+        }
+        let unmounted = d.usage(child).expect("usage");
+        assert_eq!(
+            unmounted.inodes, 10,
+            "{image_fs} unmounted child: {unmounted:?}"
+        );
+        d.remove(SnapshotId(2)).expect("remove child");
+        d.remove(SnapshotId(1)).expect("remove base");
+        d.release().expect("release");
+    }
+}

@@ -97,6 +97,24 @@ impl BtrfsDriver {
         Ok(quota::read(&self.fs_dir()?, &self.backing.root, subvolid)?)
     }
 
+    /// Inodes the snapshot created or changed since it was made from its
+    /// parent (every inode of a base snapshot), from an in-kernel search of
+    /// the subvolume's tree that skips blocks untouched since.
+    fn changed_inodes(&self, target: Target<'_>) -> Result<u64> {
+        let path = self.subvolume_path(target.id);
+        let sv = Subvolume::get(path.as_path()).map_err(|e| BtrfsError::util("open", &path, e))?;
+        let since = match target.parent() {
+            Some(_) => {
+                sv.info()
+                    .map_err(|e| BtrfsError::util("subvolume info of", &path, e))?
+                    .otransid
+            }
+            None => 0,
+        };
+        let fs = self.fs_dir()?;
+        sys::changed_inodes(&fs, sv.id(), since).ctx("count inodes of", &path)
+    }
+
     fn make_subvolume(&self, target: &Target<'_>, path: &Path) -> Result<Subvolume> {
         let read_only = target.kind == Kind::View;
         match target.parent() {
@@ -203,6 +221,11 @@ impl Driver for BtrfsDriver {
         DRIVER
     }
 
+    /// A qgroup limit, when quotas are on.
+    fn limits_size(&self) -> bool {
+        self.quota != QuotaMode::Off
+    }
+
     fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
         if target.kind == Kind::Committed {
             return Err(Error::InvalidArgument(format!(
@@ -266,7 +289,7 @@ impl Driver for BtrfsDriver {
         if let Some(info) = self.qgroup_info(target.id)? {
             return Ok(Usage {
                 size: info.exclusive,
-                inodes: 0,
+                inodes: self.changed_inodes(target)?,
             });
         }
         strata_driver_api::du::disk_usage(&self.subvolume_path(target.id))

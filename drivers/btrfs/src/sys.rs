@@ -304,6 +304,67 @@ pub fn child_subvolumes(dir: &File, subvolid: u64) -> io::Result<Vec<u64>> {
     Ok(items.into_iter().map(|(o, _)| o).collect())
 }
 
+/// `BTRFS_INODE_ITEM_KEY`.
+const INODE_ITEM_KEY: u32 = 1;
+/// `BTRFS_FIRST_FREE_OBJECTID`: the first inode number of a subvolume.
+const FIRST_FREE_OBJECTID: u64 = 256;
+
+/// Inode items of subvolume tree `tree_id` whose inode was created or
+/// changed in a transaction after `since` (0: every inode). The search
+/// passes `since + 1` as `min_transid`, so the kernel skips every tree block
+/// not rewritten since: the cost follows what changed, not the tree's size.
+pub fn changed_inodes(dir: &File, tree_id: u64, since: u64) -> io::Result<u64> {
+    let mut count = 0;
+    let mut from = (FIRST_FREE_OBJECTID, 0u32, 0u64);
+    loop {
+        let mut args = SearchArgs {
+            key: SearchKey {
+                tree_id,
+                min_objectid: from.0,
+                max_objectid: u64::MAX,
+                min_type: from.1,
+                max_type: u32::from(u8::MAX),
+                min_offset: from.2,
+                max_offset: u64::MAX,
+                min_transid: if since == 0 { 0 } else { since + 1 },
+                max_transid: u64::MAX,
+                nr_items: 4096,
+                ..SearchKey::default()
+            },
+            buf: [0; SEARCH_BUF_SIZE],
+        };
+        // SAFETY: as in `tree_search`: a 4096-byte btrfs_ioctl_search_args
+        // that outlives the call; the kernel fills at most `buf`.
+        unsafe { ioc_tree_search(dir.as_raw_fd(), &mut args) }.map_err(io::Error::from)?;
+        let n = args.key.nr_items;
+        if n == 0 {
+            return Ok(count);
+        }
+        let mut pos = 0usize;
+        for _ in 0..n {
+            let h = &args.buf[pos..pos + SEARCH_HEADER_SIZE];
+            let objectid = le_u64(&h[8..16]);
+            let offset = le_u64(&h[16..24]);
+            let typ = u32::from_ne_bytes([h[24], h[25], h[26], h[27]]);
+            let len = u32::from_ne_bytes([h[28], h[29], h[30], h[31]]) as usize;
+            let item = &args.buf[pos + SEARCH_HEADER_SIZE..pos + SEARCH_HEADER_SIZE + len];
+            // btrfs_inode_item: generation, then transid (last change).
+            if typ == INODE_ITEM_KEY && item.len() >= 16 && le_u64(&item[8..16]) > since {
+                count += 1;
+            }
+            pos += SEARCH_HEADER_SIZE + len;
+            from = match (offset.checked_add(1), typ < u32::from(u8::MAX)) {
+                (Some(next), _) => (objectid, typ, next),
+                (None, true) => (objectid, typ + 1, 0),
+                (None, false) => match objectid.checked_add(1) {
+                    Some(next) => (next, 0, 0),
+                    None => return Ok(count),
+                },
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

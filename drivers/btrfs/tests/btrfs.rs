@@ -437,3 +437,44 @@ fn usage_of_10k_files(test: &str, quota: &str) {
         s.driver.quota_mode()
     );
 }
+
+/// Usage counts the inodes a snapshot created or changed (all of them for a
+/// base), without walking its tree: the child of a 2,000-file base that
+/// adds 10 files and rewrites one reports those 11 and the root directory
+/// they changed, not the base's 2,000.
+#[test]
+fn inodes_count_what_a_snapshot_changed() {
+    let Some(s) = setup("inodes_changed", &[]) else {
+        return;
+    };
+    let base = target(1, Kind::Active, &[]);
+    s.driver
+        .create(base, &CreateOptions::default())
+        .expect("create base");
+    let root = s.driver.subvolume_path(SnapshotId(1));
+    for f in 0..2000 {
+        std::fs::write(root.join(format!("f{f}")), [1u8; 100]).expect("write");
+    }
+    s.driver.commit(base).expect("commit base");
+    let base = target(1, Kind::Committed, &[]);
+    let base_inodes = s.driver.usage(base).expect("base usage").inodes;
+    assert!((2001..=2003).contains(&base_inodes), "base: {base_inodes}");
+
+    let parents = [SnapshotId(1)];
+    let child = target(2, Kind::Active, &parents);
+    s.driver
+        .create(child, &CreateOptions::default())
+        .expect("create child");
+    let dir = mount(&s, child, "child");
+    assert_eq!(s.driver.usage(child).expect("usage").inodes, 0);
+    for f in 0..10 {
+        std::fs::write(dir.join(format!("new{f}")), b"x").expect("write new");
+    }
+    std::fs::write(dir.join("f7"), b"rewritten").expect("rewrite");
+    let start = Instant::now();
+    let inodes = s.driver.usage(child).expect("child usage").inodes;
+    let took = start.elapsed();
+    assert!((11..=12).contains(&inodes), "child: {inodes}");
+    eprintln!("btrfs inodes: base {base_inodes}, child {inodes} in {took:?}");
+    strata_driver_api::mount::unmount(&dir).expect("unmount");
+}

@@ -340,6 +340,14 @@ impl Inner {
             }
             None => (base_thin()?, self.cfg.base_size),
         };
+        if let Some(requested) = options.size.filter(|&s| s < origin_size) {
+            return Err(ApiError::InvalidArgument(format!(
+                "snapshot {}: size {requested} is smaller than its origin device \
+                 ({origin_size} bytes); thin devices only grow",
+                target.id
+            ))
+            .into());
+        }
         let size = units::bytes(units::sectors_ceil(
             options.size.unwrap_or(0).max(origin_size),
         ));
@@ -351,6 +359,7 @@ impl Inner {
             state: DevState::Creating,
             read_only: target.kind != Kind::Active,
             mapped_sectors: None,
+            inodes: None,
         };
         self.records.put(&rec)?;
         failpoint("devmapper.create-before-snap");
@@ -452,6 +461,8 @@ impl Inner {
             self.activate(&mut rec)?;
         }
         rec.mapped_sectors = Some(self.mapped(&self.name(rec.id))?);
+        let dev = self.dm.node(&self.name(rec.id))?;
+        rec.inodes = Some(strata_driver_api::used_inodes(&dev)?);
         self.deactivate(&mut rec)?;
         rec.read_only = true;
         self.records.put(&rec)
@@ -495,16 +506,30 @@ impl Inner {
         self.mapped(&self.name(rec.id))
     }
 
+    /// Inodes used in `rec`'s filesystem: recorded at commit, else from
+    /// statfs or the superblock of the live device.
+    fn inodes_of(&self, rec: &mut DeviceRecord) -> Result<u64> {
+        if let Some(n) = rec.inodes {
+            return Ok(n);
+        }
+        let dev = self.activate(rec)?;
+        Ok(strata_driver_api::used_inodes(&dev)?)
+    }
+
     fn usage(&self, target: Target<'_>) -> Result<Usage> {
         let mut rec = self.record(target.id)?;
         let own = self.mapped_of(&mut rec)?;
-        let parent = match target.parent() {
-            Some(p) => self.mapped_of(&mut self.record(p)?)?,
-            None => self.records.pool()?.base_mapped_sectors,
+        let own_inodes = self.inodes_of(&mut rec)?;
+        let (parent, parent_inodes) = match target.parent() {
+            Some(p) => {
+                let mut parent = self.record(p)?;
+                (self.mapped_of(&mut parent)?, self.inodes_of(&mut parent)?)
+            }
+            None => (self.records.pool()?.base_mapped_sectors, 0),
         };
         Ok(Usage {
             size: units::bytes(Sectors(own.saturating_sub(*parent))),
-            inodes: 0,
+            inodes: own_inodes.saturating_sub(parent_inodes),
         })
     }
 
@@ -601,6 +626,11 @@ pub fn teardown(home: &Path) -> ApiResult<()> {
 impl Driver for DevmapperDriver {
     fn name(&self) -> &'static str {
         "devmapper"
+    }
+
+    /// The thin device's size is the limit.
+    fn limits_size(&self) -> bool {
+        true
     }
 
     fn create(&self, target: Target<'_>, options: &CreateOptions) -> ApiResult<()> {

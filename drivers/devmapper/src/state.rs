@@ -48,6 +48,10 @@ pub struct DeviceRecord {
     pub read_only: bool,
     /// Mapped sectors when it was committed (its table is gone afterwards).
     pub mapped_sectors: Option<Sectors>,
+    /// Inodes its filesystem used when it was committed (absent in records
+    /// written before inodes were counted).
+    #[serde(default)]
+    pub inodes: Option<u64>,
 }
 
 /// Pool-wide record.
@@ -188,6 +192,7 @@ mod tests {
             state: DevState::Creating,
             read_only: false,
             mapped_sectors: None,
+            inodes: None,
         };
         records.put(&rec).expect("put");
         records.set(&mut rec, DevState::Created).expect("set");

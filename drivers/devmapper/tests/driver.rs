@@ -437,3 +437,45 @@ fn xfs_snapshots_mount_side_by_side() {
     });
     d.release().expect("close");
 }
+
+/// Usage counts the inodes a snapshot's filesystem holds beyond its
+/// parent's (a base counts its filesystem's reserved inodes too): statfs
+/// while mounted, the superblock once unmounted, the count recorded at
+/// commit for a committed one.
+#[test]
+fn inodes_from_statfs_superblock_and_commit() {
+    if !common::prerequisites("inodes_from_statfs_superblock_and_commit") {
+        return;
+    }
+    let store = common::Store::new("dm-inodes");
+    let d = common::open(store.home(), &common::small_pool(&[])).expect("open");
+    let none: &[SnapshotId] = &[];
+    d.create(target(1, Kind::Active, none), &CreateOptions::default())
+        .expect("create base");
+    with_mounted(&d, &store, target(1, Kind::Active, none), |r| {
+        for f in 0..100 {
+            std::fs::write(r.join(format!("f{f}")), b"base").expect("write");
+        }
+    });
+    d.commit(target(1, Kind::Committed, none)).expect("commit");
+    let base = d.usage(target(1, Kind::Committed, none)).expect("usage");
+    assert!((100..=116).contains(&base.inodes), "base: {base:?}");
+    let parent = [SnapshotId(1)];
+    let child = target(2, Kind::Active, &parent);
+    d.create(child, &CreateOptions::default())
+        .expect("create child");
+    with_mounted(&d, &store, child, |r| {
+        for f in 0..10 {
+            std::fs::write(r.join(format!("new{f}")), b"x").expect("write");
+        }
+        let mounted = d.usage(child).expect("usage while mounted");
+        assert_eq!(mounted.inodes, 10, "mounted child: {mounted:?}");
+    });
+    let unmounted = d.usage(child).expect("usage");
+    assert_eq!(unmounted.inodes, 10, "unmounted child: {unmounted:?}");
+    eprintln!(
+        "devmapper inodes: base {}, child {}",
+        base.inodes, unmounted.inodes
+    );
+    d.release().expect("release");
+}

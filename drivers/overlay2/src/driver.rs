@@ -11,6 +11,7 @@ use strata_driver_api::{
 };
 
 use crate::layout::{parse_link_name, Layout};
+use crate::quota::ProjectQuotas;
 use strata_driver_api::du::disk_usage;
 
 use crate::{spec, sys, Overlay2Config, Overlay2Error};
@@ -32,6 +33,8 @@ pub struct Overlay2Driver {
     /// Options added to every overlay mount (`index=off`, ...).
     features: Vec<String>,
     backing: String,
+    /// Project quotas, where the home's filesystem enforces them.
+    quotas: Option<ProjectQuotas>,
 }
 
 impl Overlay2Driver {
@@ -64,11 +67,13 @@ impl Overlay2Driver {
                 strata_driver_api::private::private_dir_all(&dir)?;
             }
         }
+        let quotas = ProjectQuotas::probe(layout.home());
         Ok(Self {
             layout,
             config,
             features,
             backing,
+            quotas,
         })
     }
 
@@ -191,10 +196,25 @@ impl Driver for Overlay2Driver {
         NAME
     }
 
-    fn create(&self, target: Target<'_>, _options: &CreateOptions) -> Result<()> {
+    /// A project quota limit, where the home's filesystem has them.
+    fn limits_size(&self) -> bool {
+        self.quotas.is_some()
+    }
+
+    fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
         let id = target.id;
         let snap = self.layout.snapshot(id);
         fs::create_dir(&snap).ctx("mkdir", &snap)?;
+        match &self.quotas {
+            Some(quotas) => quotas.assign(&snap, options.size)?,
+            None if options.size.is_some() => {
+                return Err(unsupported(format!(
+                    "size limits need project quotas, which the home's {} does not enforce",
+                    self.backing
+                )))
+            }
+            None => {}
+        }
         for dir in [self.layout.fs(id), self.layout.work(id)] {
             fs::create_dir(&dir).ctx("mkdir", &dir)?;
             fs::set_permissions(&dir, Permissions::from_mode(0o755)).ctx("chmod", &dir)?;
@@ -211,6 +231,9 @@ impl Driver for Overlay2Driver {
         let link = self.layout.link(id);
         remove_if_exists(&link, fs::remove_file(&link))?;
         let snap = self.layout.snapshot(id);
+        if let Some(quotas) = &self.quotas {
+            quotas.clear(&snap)?;
+        }
         remove_if_exists(&snap, fs::remove_dir_all(&snap))
     }
 
@@ -235,6 +258,11 @@ impl Driver for Overlay2Driver {
     }
 
     fn usage(&self, target: Target<'_>) -> Result<Usage> {
+        if let Some(quotas) = &self.quotas {
+            if let Some(usage) = quotas.usage(&self.layout.snapshot(target.id))? {
+                return Ok(usage);
+            }
+        }
         disk_usage(&self.layout.fs(target.id))
     }
 
@@ -294,7 +322,19 @@ impl Driver for Overlay2Driver {
             ),
             (
                 "usage".into(),
-                "du of each snapshot's upper directory".into(),
+                if self.quotas.is_some() {
+                    "project quota counters of each snapshot directory".into()
+                } else {
+                    "du of each snapshot's upper directory".into()
+                },
+            ),
+            (
+                "size limits".into(),
+                if self.quotas.is_some() {
+                    "project quotas".into()
+                } else {
+                    format!("none: the {} home has no project quotas", self.backing)
+                },
             ),
         ]
     }

@@ -16,6 +16,14 @@ pub enum Overlay2Error {
         /// Expected directory.
         path: String,
     },
+    /// A snapshot directory's inode number does not fit a project id.
+    #[error("cannot give {path} a project quota: its inode number {ino} is above 2^32")]
+    ProjectId {
+        /// The snapshot directory.
+        path: String,
+        /// Its inode number.
+        ino: u64,
+    },
 }
 
 impl From<Overlay2Error> for Error {

@@ -8,12 +8,15 @@
 //! a single layer and an `overlay` mount otherwise, lowerdir nearest first.
 //!
 //! Start with [`Overlay2Driver`] (driver.rs); layout and link names are in
-//! layout.rs, the host checks (probe mount, module parameters) in sys.rs.
+//! layout.rs, the host checks (probe mount, module parameters) in sys.rs,
+//! project quotas (size limits, usage without a walk) in quota.rs.
 
 mod config;
 mod driver;
 mod error;
 mod layout;
+mod quota;
+mod quota_sys;
 mod spec;
 mod sys;
 
