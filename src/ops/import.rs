@@ -13,7 +13,7 @@ use crate::Store;
 pub fn import(store: &Store, file: &Path, reference: &Reference) -> Result<ImageRecord> {
     let input = File::open(file).map_err(|e| StoreError::io("open", file, e))?;
     let tar = decompress(BufReader::new(input)).map_err(|e| StoreError::io("read", file, e))?;
-    let limits = crate::limits::Limits::of(store)?;
+    let limits = store.limits()?;
     let layer = crate::ops::kept::apply_and_keep(store, None, tar, limits.apply_limits(u64::MAX))?;
     strata_driver_api::failpoint("import.layer_done");
     let config = image_config(&[&layer], &format!("strata import {}", file.display()));

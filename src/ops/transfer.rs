@@ -78,7 +78,7 @@ pub fn load_with_progress(
     file: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
-    let limits = Limits::of(store)?;
+    let limits = store.limits()?;
     let archive = ImageArchive::open_limited(file, &store.temp_dir("load")?, limits.image_size)?;
     let mut made = Made::default();
     let result = load_images(store, &archive, &limits, &mut made, progress);

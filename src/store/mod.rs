@@ -171,6 +171,12 @@ impl Store {
         self.snapshots.driver().as_ref()
     }
 
+    /// The limits this store applies to images it loads or imports
+    /// (`limits.*` options, then `STRATA_LIMIT_*`).
+    pub fn limits(&self) -> Result<crate::limits::Limits> {
+        crate::limits::Limits::from_options(&self.config.options)
+    }
+
     /// Image, tag and container records.
     pub fn meta(&self) -> Result<Meta<'_>> {
         Meta::new(self.snapshots.database())
