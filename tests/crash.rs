@@ -1,6 +1,7 @@
 //! The interrupt loop, per driver (devmapper in the VM tier): SIGKILL at
 //! every failpoint, then SIGINT and SIGKILL at random moments of import,
-//! load, create, mount, umount, commit, save, export, rm and rmi. After each
+//! load, create, mount, umount, commit, save, export, rm, rmi and untag
+//! (rmi of one of two tags). After each
 //! signal, *ordinary commands first* (`images`, `ps`, then a container of
 //! every image, mounted, must show the image's content): they finish or
 //! undo what the interrupted process left. Then `check --data`, `check
@@ -35,6 +36,7 @@ enum Op {
     Rm,
     RmMounted,
     Rmi,
+    Untag,
     Commit,
     Load,
     Save,
@@ -51,6 +53,7 @@ const OPS: &[Op] = &[
     Op::Rm,
     Op::RmMounted,
     Op::Rmi,
+    Op::Untag,
     Op::Commit,
     Op::Load,
 ];
@@ -75,10 +78,12 @@ const FAILPOINTS: &[(&str, Op)] = &[
     ("container.rm.removed", Op::Rm),
     ("container.umount.unmounted", Op::RmMounted),
     ("container.rm.removed", Op::RmMounted),
+    ("meta.rmi.tags_removed", Op::Rmi),
     ("image.rmi.deleted", Op::Rmi),
     ("snapshots.remove.recorded", Op::Rmi),
     ("snapshots.remove.stored", Op::Rmi),
     ("image.rmi.layer_removed", Op::Rmi),
+    ("meta.untag.tag_removed", Op::Untag),
     ("snapshots.create.recorded", Op::Commit),
     ("layer.applied", Op::Commit),
     ("snapshots.commit.recorded", Op::Commit),
@@ -164,6 +169,15 @@ impl Harness {
                     command(&root, &["rmi", &reference]),
                     Some((reference, motd)),
                 )
+            }
+            Op::Untag => {
+                let (tar, motd) = self.tar();
+                let reference = format!("crash/img-{}:latest", self.serial);
+                let second = format!("crash/img-{}:second", self.serial);
+                strata_ok(&root, &["import", tar.to_str().unwrap(), &reference]);
+                strata_ok(&root, &["tag", &reference, &second]);
+                self.expected.insert(reference, motd.clone());
+                (command(&root, &["rmi", &second]), Some((second, motd)))
             }
             Op::Commit => {
                 self.serial += 1;
@@ -263,6 +277,22 @@ impl Harness {
             .collect()
     }
 
+    /// Every reference the op could have added or removed is either
+    /// listed on its image and resolvable, or neither: a tag is never left
+    /// pointing at a removed image, nor listed by an image it no longer
+    /// names (`rmi` and untag each change the tags and the image in one
+    /// transaction).
+    fn assert_tags_whole(&self, present: &[String], what: &str) {
+        for reference in self.expected.keys() {
+            let listed = present.contains(reference);
+            let resolves = strata(&self.root, &["history", reference]).status.success();
+            assert_eq!(
+                listed, resolves,
+                "after {what}: tag {reference} listed by an image: {listed}, resolves: {resolves}"
+            );
+        }
+    }
+
     /// Counts the findings of a `check --format json` report into `into`.
     fn count_findings(out: &str, into: &mut BTreeMap<String, usize>, repaired_only: bool) {
         let report: serde_json::Value = serde_json::from_str(out).expect("check json");
@@ -284,6 +314,7 @@ impl Harness {
         }
         json(&self.root, &["ps"]);
         let present = self.present_images();
+        self.assert_tags_whole(&present, what);
         self.assert_attached_once(what);
         assert!(
             present.contains(&"base:latest".to_owned()),
@@ -395,6 +426,7 @@ fn name(op: Op) -> &'static str {
         Op::Rm => "rm",
         Op::RmMounted => "rm --force",
         Op::Rmi => "rmi",
+        Op::Untag => "rmi of one of two tags",
         Op::Commit => "commit",
         Op::Load => "load",
         Op::Save => "save",
