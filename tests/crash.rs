@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::Signal;
 use reliability::*;
-use strata_driver_api::testing::{require_root, ScratchDir};
 
 /// The operations a kill lands in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,13 +267,7 @@ impl Harness {
 
     /// The images present, by tag.
     fn present_images(&self) -> Vec<String> {
-        json(&self.root, &["images"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|i| i["tags"].as_array().cloned().unwrap_or_default())
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect()
+        image_tags(&self.root)
     }
 
     /// Every reference the op could have added or removed is either
@@ -337,11 +330,17 @@ impl Harness {
         }
         let (_, out) = check(&self.root, &["--data", "--format", "json"]);
         Self::count_findings(&out, &mut self.found, false);
-        let (code, out) = check(&self.root, &["--repair", "--format", "json"]);
-        assert_eq!(code, 0, "check --repair after {what} left damage:\n{out}");
+        let out = check_clean(
+            &self.root,
+            &["--repair", "--format", "json"],
+            &format!("check --repair after {what} left damage"),
+        );
         Self::count_findings(&out, &mut self.repaired, true);
-        let (code, out) = check(&self.root, &[]);
-        assert_eq!(code, 0, "check after repair of {what} is not clean:\n{out}");
+        check_clean(
+            &self.root,
+            &[],
+            &format!("check after repair of {what} is not clean"),
+        );
         for c in json(&self.root, &["ps"]).as_array().unwrap() {
             strata_ok(&self.root, &["rm", "--force", c["id"].as_str().unwrap()]);
         }
@@ -349,10 +348,10 @@ impl Harness {
             strata_ok(&self.root, &["rmi", reference]);
         }
         self.expected.retain(|r, _| r == "base:latest");
-        let (code, out) = check(&self.root, &[]);
-        assert_eq!(
-            code, 0,
-            "check after cleanup of {what} is not clean:\n{out}"
+        check_clean(
+            &self.root,
+            &[],
+            &format!("check after cleanup of {what} is not clean"),
         );
         let containers = self.root.join("containers");
         assert_eq!(
@@ -443,18 +442,13 @@ fn wanted(var: &str) -> usize {
 
 fn crash(driver: &str) {
     let test = format!("crash::{driver}");
-    if !require_root(&test) {
+    let Some((scratch, root)) = scratch_store(&test, driver, &[]) else {
         return;
-    }
-    let scratch = ScratchDir::new(&format!("crash-{driver}"));
-    let root = scratch.path().join("store");
+    };
     let tars = scratch.path().join("tars");
     let outputs = scratch.path().join("outputs");
     std::fs::create_dir_all(&tars).unwrap();
     std::fs::create_dir_all(&outputs).unwrap();
-    if !init_store(&test, &root, driver, &[]) {
-        return;
-    }
     let started = Instant::now();
     let base = tars.join("base.tar");
     busybox_rootfs_tar(&base, "base image\n");
@@ -516,8 +510,11 @@ fn crash(driver: &str) {
     }
     let elapsed = started.elapsed();
     strata_ok(&root, &["rmi", "base"]);
-    let (code, out) = check(&root, &["--repair", "--prune", "--format", "json"]);
-    assert_eq!(code, 0, "final prune:\n{out}");
+    let out = check_clean(
+        &root,
+        &["--repair", "--prune", "--format", "json"],
+        "final prune",
+    );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let pruned = report["findings"]
         .as_array()
@@ -530,8 +527,7 @@ fn crash(driver: &str) {
         0,
         "snapshots left after rmi and prune"
     );
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "final check:\n{out}");
+    check_clean(&root, &[], "final check");
     assert_no_leaks(&root, "at the end");
     eprintln!(
         "CRASH {driver}: {} SIGKILLs ({at_failpoints} at failpoints) and {} SIGINTs survived, {} ops finished before their signal; found after ordinary commands {:?}; repaired {:?}; {pruned} unused layers pruned at the end, {:.1} s",
