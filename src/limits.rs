@@ -80,11 +80,6 @@ impl Limits {
         Ok(limits)
     }
 
-    /// The limits of `store`.
-    pub fn of(store: &crate::Store) -> Result<Self> {
-        Self::from_options(&store.config().options)
-    }
-
     fn set(&mut self, name: &str, value: &str, source: &str) -> Result<()> {
         let bad = || StoreError::Invalid(format!("{source}={value:?}: not a valid limit"));
         match name {

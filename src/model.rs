@@ -83,7 +83,7 @@ impl ContainerId {
             let _ = f.read_exact(&mut seed);
         }
         let mut h = Sha256::new_with_prefix(seed);
-        h.update(crate::now_ns().to_le_bytes());
+        h.update(strata_driver_api::now_ns().to_le_bytes());
         h.update(std::process::id().to_le_bytes());
         Self(hex(&h.finalize()))
     }

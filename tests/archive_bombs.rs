@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reliability::*;
 use sha2::{Digest as _, Sha256};
-use strata_driver_api::testing::{require_program, require_root, ScratchDir};
+use strata_driver_api::testing::{require_program, require_root};
 
 const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
@@ -294,8 +294,7 @@ fn assert_empty(test: &str, root: &Path, case: &str) {
         let left = files_under(&root.join(dir));
         assert!(left.is_empty(), "{test} {case}: left in {dir}: {left:?}");
     }
-    let (code, out) = check(root, &[]);
-    assert_eq!(code, 0, "{test} {case}: check is not clean:\n{out}");
+    check_clean(root, &[], &format!("{test} {case}: check is not clean"));
     assert_no_leaks(root, &format!("{test} {case}"));
 }
 
@@ -343,11 +342,9 @@ fn refused(test: &str, root: &Path, archive: &Path, case: &str, expect: &[&str])
 
 /// Every case on one store of `driver`.
 fn bombs(test: &str, driver: &str) {
-    let scratch = ScratchDir::new(&test.replace("::", "-"));
-    let root = scratch.path().join("store");
-    if !init_store(test, &root, driver, &["limits.layer_size=256M"]) {
+    let Some((scratch, root)) = scratch_store(test, driver, &["limits.layer_size=256M"]) else {
         return;
-    }
+    };
     let a = |name: &str| scratch.path().join(name);
     let small = || layer_of(&RawTar::new().file("etc/motd", b"hi\n").finish());
 

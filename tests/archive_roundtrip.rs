@@ -8,9 +8,8 @@ use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
 
-use common::RawTar;
-use nix::sys::stat::{utimensat, Mode, SFlag, UtimensatFlags};
-use nix::sys::time::TimeSpec;
+use common::{stamp, RawTar};
+use nix::sys::stat::{Mode, SFlag};
 use sha2::{Digest, Sha256};
 use strata::archive::{
     apply_layer, changes, changes_overlay, write_layer, write_tree, ApplyOptions, Change,
@@ -26,18 +25,6 @@ fn scratch() -> tempfile::TempDir {
         .prefix("strata-test-archive-")
         .tempdir()
         .unwrap()
-}
-
-fn stamp(p: &Path, secs: i64) {
-    let t = TimeSpec::new(secs, 0);
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &t,
-        &t,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .unwrap();
 }
 
 /// A tree with every kind of entry the writer handles.

@@ -54,14 +54,10 @@ fn fixture(test: &str, driver: &str) -> Option<Fixture> {
             ],
         ),
     };
-    if !require_root(test) || !require_program(test, mkfs) {
+    if !require_program(test, mkfs) {
         return None;
     }
-    let scratch = ScratchDir::new(&test.replace("::", "-"));
-    let root = scratch.path().join("store");
-    if !init_store(test, &root, driver, options) {
-        return None;
-    }
+    let (scratch, root) = scratch_store(test, driver, options)?;
     let backing = backing_of(&root);
     assert_eq!(backing.len(), 1, "{test}: one backing file: {backing:?}");
     let (image, devices, mnt) = backing.into_iter().next().expect("backing");
@@ -102,8 +98,11 @@ impl Fixture {
             b"kept"
         );
         strata_ok(&self.root, &["rm", "--force", &id]);
-        let (code, out) = check(&self.root, &[]);
-        assert_eq!(code, 0, "{test}: check after ordinary commands:\n{out}");
+        check_clean(
+            &self.root,
+            &[],
+            &format!("{test}: check after ordinary commands"),
+        );
     }
 
     /// Asserts the backing file sits on exactly `dev` (and only it), by
@@ -279,33 +278,20 @@ fn release_refuses_while_another_process_uses_the_store_btrfs() {
         return;
     };
     let socket = f.scratch.path().join("strata.sock");
-    let mut serve = command(&f.root, &["serve", "--socket", socket.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn strata serve");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !socket.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let result = std::panic::catch_unwind(|| {
-        assert!(socket.exists(), "{test}: strata serve did not start");
-        let err = strata_err(&f.root, &["release"]);
-        assert!(
-            err.contains("other strata processes") && err.contains(&serve.id().to_string()),
-            "{test}: release names the other process: {err}"
-        );
-        assert!(
-            is_mountpoint(&f.mnt).expect("mountinfo"),
-            "{test}: still mounted"
-        );
-    });
-    let pid = nix::unistd::Pid::from_raw(serve.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let _ = serve.wait();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    let mut cmd = command(&f.root, &["serve", "--socket", socket.to_str().unwrap()]);
+    cmd.stderr(std::process::Stdio::null());
+    // Killed on drop if an assertion fails.
+    let serve = Server::start_command(cmd, &socket);
+    let err = strata_err(&f.root, &["release"]);
+    assert!(
+        err.contains("other strata processes") && err.contains(&serve.id().to_string()),
+        "{test}: release names the other process: {err}"
+    );
+    assert!(
+        is_mountpoint(&f.mnt).expect("mountinfo"),
+        "{test}: still mounted"
+    );
+    serve.stop();
     strata_ok(&f.root, &["release"]);
     assert_eq!(
         attached(&f.image),
@@ -419,15 +405,17 @@ fn second_attachment(test: &str, driver: &str) {
             && out.contains(dev.to_str().unwrap()),
         "{test}: check names the file and both devices:\n{out}"
     );
-    let (code, out) = check(&f.root, &["--repair"]);
-    assert_eq!(code, 0, "{test}: repair detaches the unused one:\n{out}");
+    let out = check_clean(
+        &f.root,
+        &["--repair"],
+        &format!("{test}: repair detaches the unused one"),
+    );
     assert!(
         out.contains(&format!("detached {}", extra.display())),
         "{out}"
     );
     f.assert_attached_to(&dev, "after repair");
-    let (code, out) = check(&f.root, &[]);
-    assert_eq!(code, 0, "{test}: clean after repair:\n{out}");
+    check_clean(&f.root, &[], &format!("{test}: clean after repair"));
     f.exercise(test);
     f.assert_attached_to(&dev, "after repair and more commands");
 }
@@ -475,8 +463,11 @@ fn check_cannot_fix_two_live_instances_blockfile() {
     assert_eq!(attached(&f.image).len(), 2, "{test}: nothing detached");
 
     unmount(&held).expect("unmount the second instance");
-    let (code, out) = check(&f.root, &["--repair"]);
-    assert_eq!(code, 0, "{test}: repairable once unmounted:\n{out}");
+    check_clean(
+        &f.root,
+        &["--repair"],
+        &format!("{test}: repairable once unmounted"),
+    );
     f.assert_attached_to(&dev, "after repair");
     f.exercise(test);
 }
@@ -487,19 +478,10 @@ fn check_cannot_fix_two_live_instances_blockfile() {
 #[ignore = "needs dm-thin: runs in the VM tier"]
 fn pool_files_attached_once_devmapper() {
     let test = "backing::pool_files_devmapper";
-    if !require_root(test) {
+    let options = ["dm.basesize=64M", "dm.data_size=256M"];
+    let Some((scratch, root)) = scratch_store(test, "devmapper", &options) else {
         return;
-    }
-    let scratch = ScratchDir::new("backing-devmapper");
-    let root = scratch.path().join("store");
-    if !init_store(
-        test,
-        &root,
-        "devmapper",
-        &["dm.basesize=64M", "dm.data_size=256M"],
-    ) {
-        return;
-    }
+    };
     let _teardown = Teardown(root.join("devmapper"));
     let files: Vec<PathBuf> = backing_of(&root).into_iter().map(|(f, _, _)| f).collect();
     assert_eq!(files.len(), 2, "{test}: data and metadata files: {files:?}");
@@ -554,8 +536,7 @@ fn pool_files_attached_once_devmapper() {
         out.contains("backing_attached_twice") && out.contains(extra.to_str().unwrap()),
         "{test}:\n{out}"
     );
-    let (code, out) = check(&root, &["--repair"]);
-    assert_eq!(code, 0, "{test}:\n{out}");
+    check_clean(&root, &["--repair"], test);
     assert_eq!(once("after repair"), devices);
     strata_ok(&root, &["rm", &id]);
     strata_ok(&root, &["rmi", "demo/app:1"]);

@@ -9,8 +9,6 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use nix::sys::stat::{utimensat, UtimensatFlags};
-use nix::sys::time::TimeSpec;
 use sha2::{Digest as _, Sha256};
 use strata::image::{write_oci_archive, ImageToSave, SaveOptions};
 use strata_driver_api::testing::{require_root, ScratchDir};
@@ -68,18 +66,6 @@ fn make_archive(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     (out, app_config)
 }
 
-fn stamp(p: &str) {
-    let t = TimeSpec::new(1_700_000_000, 0);
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &t,
-        &t,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .unwrap();
-}
-
 fn image<'a>(images: &'a serde_json::Value, tag: &str) -> &'a serde_json::Value {
     images
         .as_array()
@@ -134,7 +120,7 @@ fn flow(
     fs::write(format!("{m}/srv/data"), "data\n").unwrap();
     fs::remove_file(format!("{m}/bin/cat")).unwrap();
     for p in ["etc/hostname", "srv/data", "srv", "etc", "bin"] {
-        stamp(&format!("{m}/{p}"));
+        stamp(Path::new(&format!("{m}/{p}")), 1_700_000_000);
     }
     let diff = strata_ok(root, &["diff", "c"]);
     let lines: Vec<&str> = diff.lines().collect();

@@ -15,24 +15,17 @@ use strata::snapshotter::{Snapshotter, SnapshotterExt};
 use strata_driver_api::testing::{require_root, skip, ScratchDir};
 use strata_driver_api::{Labels, SnapshotKey};
 
-fn store_with_base(test: &str, scratch: &ScratchDir, driver: &str) -> Option<std::path::PathBuf> {
-    let root = scratch.path().join("store");
-    if !init_store(test, &root, driver, &[]) {
-        return None;
-    }
+fn store_with_base(test: &str, driver: &str) -> Option<(ScratchDir, std::path::PathBuf)> {
+    let (scratch, root) = scratch_store(test, driver, &[])?;
     let tar = scratch.path().join("base.tar");
     busybox_rootfs_tar(&tar, "base\n");
     strata_ok(&root, &["import", tar.to_str().unwrap(), "base"]);
-    Some(root)
+    Some((scratch, root))
 }
 
 #[test]
 fn many_cli_processes_at_once_serialise_cleanly() {
-    if !require_root("concurrency::cli") {
-        return;
-    }
-    let scratch = ScratchDir::new("conc-cli");
-    let Some(root) = store_with_base("concurrency::cli", &scratch, "vfs") else {
+    let Some((scratch, root)) = store_with_base("concurrency::cli", "vfs") else {
         return;
     };
     let mut tars = Vec::new();
@@ -75,8 +68,7 @@ fn many_cli_processes_at_once_serialise_cleanly() {
     }
     assert_eq!(json(&root, &["ps"]).as_array().unwrap().len(), 8);
     assert_eq!(json(&root, &["images"]).as_array().unwrap().len(), 4);
-    let (code, out) = check(&root, &["--data"]);
-    assert_eq!(code, 0, "{out}");
+    check_clean(&root, &["--data"], "check --data after the processes");
     eprintln!("CONCURRENCY cli: {ops} strata processes at once on one store");
 }
 
@@ -181,14 +173,9 @@ fn threads_hammer_the_snapshotter_devmapper() {
 /// cleanly and the store holds nothing but what the test left.
 fn serve_hammer(driver: &str) {
     let test = format!("concurrency::serve_{driver}");
-    if !require_root(&test) {
+    let Some((scratch, root)) = scratch_store(&test, driver, &[]) else {
         return;
-    }
-    let scratch = ScratchDir::new(&format!("conc-serve-{driver}"));
-    let root = scratch.path().join("store");
-    if !init_store(&test, &root, driver, &[]) {
-        return;
-    }
+    };
     let server = Server::start(&root, &scratch.path().join("strata.sock"));
     let admin = server.client();
     admin
@@ -237,8 +224,11 @@ fn serve_hammer(driver: &str) {
     admin.remove(&"base".into()).unwrap();
     drop(admin);
     server.stop();
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "{test}: store not clean after serving:\n{out}");
+    check_clean(
+        &root,
+        &[],
+        &format!("{test}: store not clean after serving"),
+    );
     assert_eq!(json(&root, &["info"])["snapshots"], 0);
     assert_no_leaks(&root, "after strata serve stopped");
     eprintln!(

@@ -1,6 +1,7 @@
 //! The interrupt loop, per driver (devmapper in the VM tier): SIGKILL at
 //! every failpoint, then SIGINT and SIGKILL at random moments of import,
-//! load, create, mount, umount, commit, save, export, rm and rmi. After each
+//! load, create, mount, umount, commit, save, export, rm, rmi and untag
+//! (rmi of one of two tags). After each
 //! signal, *ordinary commands first* (`images`, `ps`, then a container of
 //! every image, mounted, must show the image's content): they finish or
 //! undo what the interrupted process left. Then `check --data`, `check
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::Signal;
 use reliability::*;
-use strata_driver_api::testing::{require_root, ScratchDir};
+use strata_driver_api::testing::require_root;
 
 /// The operations a kill lands in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,7 @@ enum Op {
     Rm,
     RmMounted,
     Rmi,
+    Untag,
     Commit,
     Load,
     Save,
@@ -52,6 +54,7 @@ const OPS: &[Op] = &[
     Op::Rm,
     Op::RmMounted,
     Op::Rmi,
+    Op::Untag,
     Op::Commit,
     Op::Load,
 ];
@@ -76,10 +79,12 @@ const FAILPOINTS: &[(&str, Op)] = &[
     ("container.rm.removed", Op::Rm),
     ("container.umount.unmounted", Op::RmMounted),
     ("container.rm.removed", Op::RmMounted),
+    ("meta.rmi.tags_removed", Op::Rmi),
     ("image.rmi.deleted", Op::Rmi),
     ("snapshots.remove.recorded", Op::Rmi),
     ("snapshots.remove.stored", Op::Rmi),
     ("image.rmi.layer_removed", Op::Rmi),
+    ("meta.untag.tag_removed", Op::Untag),
     ("snapshots.create.recorded", Op::Commit),
     ("layer.applied", Op::Commit),
     ("snapshots.commit.recorded", Op::Commit),
@@ -165,6 +170,15 @@ impl Harness {
                     command(&root, &["rmi", &reference]),
                     Some((reference, motd)),
                 )
+            }
+            Op::Untag => {
+                let (tar, motd) = self.tar();
+                let reference = format!("crash/img-{}:latest", self.serial);
+                let second = format!("crash/img-{}:second", self.serial);
+                strata_ok(&root, &["import", tar.to_str().unwrap(), &reference]);
+                strata_ok(&root, &["tag", &reference, &second]);
+                self.expected.insert(reference, motd.clone());
+                (command(&root, &["rmi", &second]), Some((second, motd)))
             }
             Op::Commit => {
                 self.serial += 1;
@@ -255,13 +269,23 @@ impl Harness {
 
     /// The images present, by tag.
     fn present_images(&self) -> Vec<String> {
-        json(&self.root, &["images"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|i| i["tags"].as_array().cloned().unwrap_or_default())
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect()
+        image_tags(&self.root)
+    }
+
+    /// Every reference the op could have added or removed is either
+    /// listed on its image and resolvable, or neither: a tag is never left
+    /// pointing at a removed image, nor listed by an image it no longer
+    /// names (`rmi` and untag each change the tags and the image in one
+    /// transaction).
+    fn assert_tags_whole(&self, present: &[String], what: &str) {
+        for reference in self.expected.keys() {
+            let listed = present.contains(reference);
+            let resolves = strata(&self.root, &["history", reference]).status.success();
+            assert_eq!(
+                listed, resolves,
+                "after {what}: tag {reference} listed by an image: {listed}, resolves: {resolves}"
+            );
+        }
     }
 
     /// Counts the findings of a `check --format json` report into `into`.
@@ -285,6 +309,7 @@ impl Harness {
         }
         json(&self.root, &["ps"]);
         let present = self.present_images();
+        self.assert_tags_whole(&present, what);
         self.assert_attached_once(what);
         assert!(
             present.contains(&"base:latest".to_owned()),
@@ -328,8 +353,11 @@ impl Harness {
             "check --data --repair after {what} left damage:\n{out}"
         );
         Self::count_findings(&out, &mut self.repaired, true);
-        let (code, out) = check(&self.root, &[]);
-        assert_eq!(code, 0, "check after repair of {what} is not clean:\n{out}");
+        check_clean(
+            &self.root,
+            &[],
+            &format!("check after repair of {what} is not clean"),
+        );
         for c in json(&self.root, &["ps"]).as_array().unwrap() {
             strata_ok(&self.root, &["rm", "--force", c["id"].as_str().unwrap()]);
         }
@@ -337,10 +365,10 @@ impl Harness {
             strata_ok(&self.root, &["rmi", reference]);
         }
         self.expected.retain(|r, _| r == "base:latest");
-        let (code, out) = check(&self.root, &[]);
-        assert_eq!(
-            code, 0,
-            "check after cleanup of {what} is not clean:\n{out}"
+        check_clean(
+            &self.root,
+            &[],
+            &format!("check after cleanup of {what} is not clean"),
         );
         let containers = self.root.join("containers");
         assert_eq!(
@@ -414,6 +442,7 @@ fn name(op: Op) -> &'static str {
         Op::Rm => "rm",
         Op::RmMounted => "rm --force",
         Op::Rmi => "rmi",
+        Op::Untag => "rmi of one of two tags",
         Op::Commit => "commit",
         Op::Load => "load",
         Op::Save => "save",
@@ -539,15 +568,11 @@ fn shard(
     kills: usize,
     interrupts: usize,
 ) -> Option<Survived> {
-    let scratch = ScratchDir::new(&format!("crash-{driver}-{index}"));
-    let root = scratch.path().join("store");
+    let (scratch, root) = scratch_store(&format!("{test}-{index}"), driver, &[])?;
     let tars = scratch.path().join("tars");
     let outputs = scratch.path().join("outputs");
     std::fs::create_dir_all(&tars).unwrap();
     std::fs::create_dir_all(&outputs).unwrap();
-    if !init_store(test, &root, driver, &[]) {
-        return None;
-    }
     let base = tars.join("base.tar");
     busybox_rootfs_tar(&base, "base image\n");
     strata_ok(&root, &["import", base.to_str().unwrap(), "base"]);
@@ -607,8 +632,11 @@ fn shard(
         h.recover(&what, maybe);
     }
     strata_ok(&root, &["rmi", "base"]);
-    let (code, out) = check(&root, &["--repair", "--prune", "--format", "json"]);
-    assert_eq!(code, 0, "final prune:\n{out}");
+    let out = check_clean(
+        &root,
+        &["--repair", "--prune", "--format", "json"],
+        "final prune",
+    );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let pruned = report["findings"]
         .as_array()
@@ -621,8 +649,7 @@ fn shard(
         0,
         "snapshots left after rmi and prune"
     );
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "final check:\n{out}");
+    check_clean(&root, &[], "final check");
     assert_no_leaks(&root, "at the end");
     Some(Survived {
         kills: h.kills,

@@ -10,21 +10,21 @@ use std::process::Command;
 
 use common::*;
 use reliability::*;
-use strata_driver_api::testing::{require_program, require_root, ScratchDir};
+use strata_driver_api::testing::{require_program, ScratchDir};
 
 /// Imports an image and returns the store root after `check --data` passed.
-fn store_with_image(test: &str, scratch: &ScratchDir, driver: &str) -> Option<PathBuf> {
-    let root = scratch.path().join("store");
-    if !init_store(test, &root, driver, &[]) {
-        return None;
-    }
+fn store_with_image(test: &str, driver: &str) -> Option<(ScratchDir, PathBuf)> {
+    let (scratch, root) = scratch_store(test, driver, &[])?;
     let tar = scratch.path().join("img.tar");
     busybox_rootfs_tar(&tar, "the original motd\n");
     strata_ok(&root, &["import", tar.to_str().unwrap(), "img"]);
-    let (code, out) = check(&root, &["--data"]);
-    assert_eq!(code, 0, "{test}: a fresh store fails check --data:\n{out}");
+    let out = check_clean(
+        &root,
+        &["--data"],
+        &format!("{test}: a fresh store fails check --data"),
+    );
     assert!(out.contains("1 layer(s) verified"), "{out}");
-    Some(root)
+    Some((scratch, root))
 }
 
 /// Flips one byte of `file` in place.
@@ -49,18 +49,12 @@ fn assert_names_corruption(root: &Path) {
     assert_eq!(code, 1);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["remaining"].as_array().unwrap().len(), 1, "{out}");
-    let (code, out) = check(root, &[]);
-    assert_eq!(code, 0, "metadata check should not read data:\n{out}");
+    check_clean(root, &[], "metadata check should not read data");
 }
 
 #[test]
 fn check_data_names_a_corrupted_file_vfs() {
-    let test = "data::vfs";
-    if !require_root(test) {
-        return;
-    }
-    let scratch = ScratchDir::new("data-vfs");
-    let Some(root) = store_with_image(test, &scratch, "vfs") else {
+    let Some((_scratch, root)) = store_with_image("data::vfs", "vfs") else {
         return;
     };
     let layer_dirs: Vec<PathBuf> = std::fs::read_dir(root.join("vfs/dir"))
@@ -75,11 +69,10 @@ fn check_data_names_a_corrupted_file_vfs() {
 #[test]
 fn check_data_names_a_corrupted_file_btrfs() {
     let test = "data::btrfs";
-    if !require_root(test) || !require_program(test, "btrfs") {
+    if !require_program(test, "btrfs") {
         return;
     }
-    let scratch = ScratchDir::new("data-btrfs");
-    let Some(root) = store_with_image(test, &scratch, "btrfs") else {
+    let Some((_scratch, root)) = store_with_image(test, "btrfs") else {
         return;
     };
     // A mounted container keeps the loop-backed btrfs mounted after strata exits.
@@ -141,26 +134,20 @@ fn find_in_file(file: &Path, needle: &[u8]) -> Option<u64> {
 fn check_data_names_a_corrupted_file_devmapper() {
     use std::os::unix::fs::FileExt as _;
     let test = "data::devmapper";
-    if !require_root(test) {
-        return;
-    }
-    let scratch = ScratchDir::new("data-devmapper");
-    let root = scratch.path().join("store");
     // A small base: its ext4 inode tables are written into the pool at init
     // (about 160 MiB for the default 10 GiB), and the test scans the pool.
-    if !init_store(
-        test,
-        &root,
-        "devmapper",
-        &["dm.data_size=96M", "dm.basesize=1G"],
-    ) {
+    let options = ["dm.data_size=96M", "dm.basesize=1G"];
+    let Some((scratch, root)) = scratch_store(test, "devmapper", &options) else {
         return;
-    }
+    };
     let tar = scratch.path().join("img.tar");
     busybox_rootfs_tar(&tar, "the original motd\n");
     strata_ok(&root, &["import", tar.to_str().unwrap(), "img"]);
-    let (code, out) = check(&root, &["--data"]);
-    assert_eq!(code, 0, "{test}: a fresh store fails check --data:\n{out}");
+    check_clean(
+        &root,
+        &["--data"],
+        &format!("{test}: a fresh store fails check --data"),
+    );
     // Nothing is mounted, so strata has released the pool: the data file is
     // not in use and the next open reads it afresh.
     let data = root.join("devmapper/data.img");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use common::*;
 use reliability::*;
-use strata_driver_api::testing::{require_program, require_root, ScratchDir};
+use strata_driver_api::testing::{require_program, require_root};
 
 /// Entry names and link targets of a tar file.
 fn entries(tar: &Path) -> Vec<(String, String)> {
@@ -44,11 +44,9 @@ fn exchange(a: &Path, b: &Path) {
 }
 
 fn race(test: &str, driver: &str) {
-    let scratch = ScratchDir::new(&test.replace("::", "-"));
-    let root = scratch.path().join("store");
-    if !init_store(test, &root, driver, &[]) {
+    let Some((scratch, root)) = scratch_store(test, driver, &[]) else {
         return;
-    }
+    };
     // The host directory the container points at.
     let host = scratch.path().join("host-secret-dir");
     std::fs::create_dir(&host).unwrap();
@@ -147,8 +145,7 @@ fn race(test: &str, driver: &str) {
     strata_ok(&root, &["umount", &id]);
     strata_ok(&root, &["rm", &id]);
     strata_ok(&root, &["rmi", "base"]);
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "{test}: check after the race:\n{out}");
+    check_clean(&root, &[], &format!("{test}: check after the race"));
     assert_no_leaks(&root, test);
 }
 

@@ -418,8 +418,7 @@ fn local_user_cannot_become_root(driver: &str) {
     );
     strata_ok(&root, &["umount", &id]);
     strata_ok(&root, &["rm", &id]);
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "{test}: {out}");
+    check_clean(&root, &[], &test);
 }
 
 macro_rules! per_driver {
@@ -507,9 +506,9 @@ fn scratch_mounts_are_nosuid_nodev() {
 // ---------------------------------------------------------------------------
 // Point 6: `strata serve` under a low file limit.
 
-fn start_serve(root: &Path, socket: &Path, nofile: &str) -> std::process::Child {
-    let child = Command::new("prlimit")
-        .arg(format!("--nofile={nofile}"))
+fn start_serve(root: &Path, socket: &Path, nofile: &str) -> Server {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={nofile}"))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_strata"))
         .arg("--root")
@@ -517,26 +516,8 @@ fn start_serve(root: &Path, socket: &Path, nofile: &str) -> std::process::Child 
         .args(["serve", "--socket"])
         .arg(socket)
         .env("STRATA_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn strata serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "strata serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
-fn stop_serve(mut child: std::process::Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "strata serve ended with {status}");
+        .stderr(Stdio::null());
+    Server::start_command(cmd, socket)
 }
 
 /// The soft limit on open files of process `pid`.
@@ -561,30 +542,27 @@ fn serve_survives_emfile(driver: &str) {
     };
     // The soft limit is raised to the hard one at start.
     let socket = scratch.path().join("raise.sock");
-    let child = start_serve(&root, &socket, "128:4096");
+    let server = start_serve(&root, &socket, "128:4096");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while soft_nofile(child.id()) != "4096" {
+    while soft_nofile(server.id()) != "4096" {
         assert!(
             Instant::now() < deadline,
             "{test}: soft limit stayed {}",
-            soft_nofile(child.id())
+            soft_nofile(server.id())
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop_serve(child);
+    server.stop();
 
     // 200 connections under a hard limit of 128: it keeps serving.
     let socket = scratch.path().join("emfile.sock");
-    let mut child = start_serve(&root, &socket, "128:128");
+    let mut server = start_serve(&root, &socket, "128:128");
     let mut conns = Vec::new();
     for _ in 0..200 {
         conns.push(std::os::unix::net::UnixStream::connect(&socket).expect("connect"));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "{test}: strata serve exited under EMFILE"
-    );
+    assert!(server.running(), "{test}: strata serve exited under EMFILE");
     drop(conns);
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = loop {
@@ -603,8 +581,8 @@ fn serve_survives_emfile(driver: &str) {
     };
     client.remove(&"after-emfile".into()).unwrap();
     drop(client);
-    assert!(child.try_wait().unwrap().is_none());
-    stop_serve(child);
+    assert!(server.running());
+    server.stop();
 }
 
 per_driver!(serve_survives_emfile:
@@ -645,8 +623,7 @@ fn max_uid_is_refused(driver: &str) {
         );
     }
     assert_eq!(json(&root, &["info"])["snapshots"], 0, "{test}");
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "{test}: {out}");
+    check_clean(&root, &[], &test);
 }
 
 per_driver!(max_uid_is_refused:
@@ -789,8 +766,7 @@ fn merged_content_matches_vfs(driver: &str) {
         strata_ok(&root, &["rm", &id]);
         assert_eq!(got, expect, "{test}: merged view of {image}");
     }
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "{test}: {out}");
+    check_clean(&root, &[], &test);
 }
 
 per_driver!(merged_content_matches_vfs:
@@ -838,8 +814,7 @@ fn full_disk_store_opens(driver: &str) {
             break;
         }
     }
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "{test}: check on a full disk:\n{out}");
+    check_clean(&root, &[], &format!("{test}: check on a full disk"));
     assert!(
         strata_ok(&root, &["images"]).contains("base"),
         "{test}: images"

@@ -71,8 +71,11 @@ fn full_disk(test: &str, root: &Path, scratch: &Path, fill: u64, driver: &str) {
         out_of_space(&err),
         "{test}: import failed for another reason: {err}"
     );
-    let (code, out) = check(root, &[]);
-    assert_eq!(code, 0, "{test}: the failed import left something:\n{out}");
+    check_clean(
+        root,
+        &[],
+        &format!("{test}: the failed import left something"),
+    );
     assert_eq!(
         json(root, &["info"])["snapshots"],
         snapshots_before,
@@ -91,8 +94,11 @@ fn full_disk(test: &str, root: &Path, scratch: &Path, fill: u64, driver: &str) {
         created.len(),
         failure.trim()
     );
-    let (code, out) = check(root, &[]);
-    assert_eq!(code, 0, "{test}: the failed create left something:\n{out}");
+    check_clean(
+        root,
+        &[],
+        &format!("{test}: the failed create left something"),
+    );
     assert_no_leaks(root, &format!("{test} after the failed create"));
     for id in &created {
         strata_ok(root, &["rm", "--force", id]);
@@ -103,8 +109,7 @@ fn full_disk(test: &str, root: &Path, scratch: &Path, fill: u64, driver: &str) {
         0,
         "{test}: snapshots left at the end"
     );
-    let (code, out) = check(root, &[]);
-    assert_eq!(code, 0, "{test}: not clean at the end:\n{out}");
+    check_clean(root, &[], &format!("{test}: not clean at the end"));
     assert_no_leaks(root, &format!("{test} at the end"));
 }
 
@@ -126,38 +131,26 @@ fn full_disk_leaves_nothing_behind_vfs() {
 #[test]
 fn full_disk_leaves_nothing_behind_btrfs() {
     let test = "hygiene::full_disk_btrfs";
-    if !require_root(test) || !require_program(test, "mkfs.btrfs") {
+    if !require_program(test, "mkfs.btrfs") {
         return;
     }
-    let scratch = ScratchDir::new("hygiene-btrfs");
-    let root = scratch.path().join("store");
-    if !init_store(
-        test,
-        &root,
-        "btrfs",
-        &["btrfs.size=128M", "btrfs.quota=off"],
-    ) {
+    let options = ["btrfs.size=128M", "btrfs.quota=off"];
+    let Some((scratch, root)) = scratch_store(test, "btrfs", &options) else {
         return;
-    }
+    };
     full_disk(test, &root, scratch.path(), 200 << 20, "btrfs");
 }
 
 #[test]
 fn full_disk_leaves_nothing_behind_blockfile() {
     let test = "hygiene::full_disk_blockfile";
-    if !require_root(test) || !require_program(test, "mkfs.xfs") {
+    if !require_program(test, "mkfs.xfs") {
         return;
     }
-    let scratch = ScratchDir::new("hygiene-blockfile");
-    let root = scratch.path().join("store");
-    if !init_store(
-        test,
-        &root,
-        "blockfile",
-        &["blockfile.size=64M", "blockfile.backing_size=512M"],
-    ) {
+    let options = ["blockfile.size=64M", "blockfile.backing_size=512M"];
+    let Some((scratch, root)) = scratch_store(test, "blockfile", &options) else {
         return;
-    }
+    };
     full_disk(test, &root, scratch.path(), 100 << 20, "blockfile");
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use reliability::*;
-use strata_driver_api::testing::{require_root, ScratchDir};
+use strata_driver_api::testing::ScratchDir;
 
 /// The verbs a signal lands in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,13 +79,7 @@ impl Bench {
     }
 
     fn images(&self) -> Vec<String> {
-        json(&self.root, &["images"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|i| i["tags"].as_array().unwrap().clone())
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect()
+        image_tags(&self.root)
     }
 
     fn containers(&self) -> Vec<serde_json::Value> {
@@ -325,8 +319,7 @@ fn assert_interrupted(
     );
     assert_at_rest(&b.root, when);
     b.ordinary_commands_work(when);
-    let (code, out) = check(&b.root, &[]);
-    assert_eq!(code, 0, "{when}: check is not clean:\n{out}");
+    check_clean(&b.root, &[], &format!("{when}: check is not clean"));
     outcome
 }
 
@@ -339,13 +332,10 @@ fn drivers() -> Vec<String> {
         .collect()
 }
 
-fn setup(test: &str, scratch: &ScratchDir, driver: &str) -> Option<Bench> {
-    let root = scratch.path().join("store");
+fn setup(test: &str, driver: &str) -> Option<(ScratchDir, Bench)> {
+    let (scratch, root) = scratch_store(test, driver, &[])?;
     let files = scratch.path().join("files");
     std::fs::create_dir_all(files.join("out")).unwrap();
-    if !init_store(test, &root, driver, &[]) {
-        return None;
-    }
     let big = files.join("big.tar");
     multi_layer_archive(&big, "int/big:1", LAYERS, LAYER_BYTES, 1, "big\n");
     strata_ok(&root, &["load", "-i", big.to_str().unwrap()]);
@@ -357,21 +347,18 @@ fn setup(test: &str, scratch: &ScratchDir, driver: &str) -> Option<Bench> {
     // A change worth committing and exporting.
     std::fs::write(Path::new(&path).join("changed"), vec![7u8; 16 << 20]).unwrap();
     strata_ok(&root, &["umount", &work]);
-    Some(Bench {
+    let bench = Bench {
         root,
         files,
         serial: 0,
         work,
-    })
+    };
+    Some((scratch, bench))
 }
 
 fn interrupt_every_verb(driver: &str) {
     let test = format!("interrupt::{driver}");
-    if !require_root(&test) {
-        return;
-    }
-    let scratch = ScratchDir::new(&format!("interrupt-{driver}"));
-    let Some(mut b) = setup(&test, &scratch, driver) else {
+    let Some((_scratch, mut b)) = setup(&test, driver) else {
         return;
     };
     let started = Instant::now();
@@ -464,12 +451,7 @@ fn interrupt_devmapper() {
 /// left, after which the store is clean and works.
 #[test]
 fn second_signal_exits_at_once() {
-    let test = "interrupt::second_signal";
-    if !require_root(test) {
-        return;
-    }
-    let scratch = ScratchDir::new("interrupt-second");
-    let Some(mut b) = setup(test, &scratch, "vfs") else {
+    let Some((_scratch, mut b)) = setup("interrupt::second_signal", "vfs") else {
         return;
     };
     for verb in [Verb::Load, Verb::Import, Verb::Export] {
@@ -499,13 +481,12 @@ fn second_signal_exits_at_once() {
             "{verb:?}: took {:?} to exit",
             run.after_signal
         );
-        let (code, out) = check(&b.root, &["--repair"]);
-        assert_eq!(
-            code, 0,
-            "{verb:?}: check --repair after a second signal:\n{out}"
+        check_clean(
+            &b.root,
+            &["--repair"],
+            &format!("{verb:?}: check --repair after a second signal"),
         );
-        let (code, out) = check(&b.root, &[]);
-        assert_eq!(code, 0, "{verb:?}: check after repair:\n{out}");
+        check_clean(&b.root, &[], &format!("{verb:?}: check after repair"));
         b.ordinary_commands_work(&format!("after a second signal in {verb:?}"));
         b.tidy();
     }
@@ -516,12 +497,7 @@ fn second_signal_exits_at_once() {
 /// orderly line), and the store is clean after the next command.
 #[test]
 fn ctrl_c_twice_exits_130() {
-    let test = "interrupt::ctrl_c_twice";
-    if !require_root(test) {
-        return;
-    }
-    let scratch = ScratchDir::new("interrupt-twice");
-    let Some(mut b) = setup(test, &scratch, "vfs") else {
+    let Some((_scratch, mut b)) = setup("interrupt::ctrl_c_twice", "vfs") else {
         return;
     };
     for verb in [Verb::Load, Verb::Import, Verb::Save] {
@@ -556,8 +532,11 @@ fn ctrl_c_twice_exits_130() {
             run.after_signal
         );
         b.ok(&["images"]);
-        let (code, out) = check(&b.root, &[]);
-        assert_eq!(code, 0, "{verb:?}: check after the next command:\n{out}");
+        check_clean(
+            &b.root,
+            &[],
+            &format!("{verb:?}: check after the next command"),
+        );
         b.ordinary_commands_work(&format!("after Ctrl-C twice in {verb:?}"));
         b.tidy();
     }

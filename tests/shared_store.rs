@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use reliability::*;
 use strata::snapshotter::{Snapshotter, SnapshotterExt};
-use strata_driver_api::testing::{require_root, ScratchDir};
 use strata_driver_api::{Labels, SnapshotKey};
 
 fn median_ms(samples: &mut [Duration]) -> f64 {
@@ -123,8 +122,7 @@ fn every_verb(root: &Path, scratch: &Path) -> Vec<Duration> {
     strata_ok(root, &["tag", "served:1", "served:2"]);
     strata_ok(root, &["rmi", "served:2"]);
     strata_ok(root, &["rmi", "served:1"]);
-    let (code, out) = check(root, &[]);
-    assert_eq!(code, 0, "check on the served store:\n{out}");
+    check_clean(root, &[], "check on the served store");
     reads
 }
 
@@ -180,14 +178,9 @@ fn crowd(root: &Path, server: &Server) -> usize {
 
 fn share(driver: &str) {
     let test = format!("shared_store::{driver}");
-    if !require_root(&test) {
+    let Some((scratch, root)) = scratch_store(&test, driver, &[]) else {
         return;
-    }
-    let scratch = ScratchDir::new(&format!("shared-{driver}"));
-    let root = scratch.path().join("store");
-    if !init_store(&test, &root, driver, &[]) {
-        return;
-    }
+    };
     let base = scratch.path().join("base.tar");
     busybox_rootfs_tar(&base, "base\n");
     strata_ok(&root, &["import", base.to_str().unwrap(), "base"]);
@@ -214,8 +207,7 @@ fn share(driver: &str) {
     server.stop();
     strata_ok(&root, &["rmi", "big:1"]);
     strata_ok(&root, &["rmi", "base"]);
-    let (code, out) = check(&root, &[]);
-    assert_eq!(code, 0, "{test}: store not clean:\n{out}");
+    check_clean(&root, &[], &format!("{test}: store not clean"));
     eprintln!(
         "SHARED {driver}: images alone {:.1} ms; reads while a {mb} MiB load ran: median {:.1} ms ({} reads); \
          reads while serve busy: median {:.1} ms; {} gRPC ops in the background; {} snapshots in the store at the end",

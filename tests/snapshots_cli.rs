@@ -8,7 +8,6 @@ mod reliability;
 use common::*;
 use reliability::*;
 use strata::snapshotter::Snapshotter;
-use strata_driver_api::testing::{require_root, ScratchDir};
 use strata_driver_api::{Labels, SnapshotKey};
 
 /// Makes snapshots through `strata serve`'s socket the way containerd does
@@ -43,15 +42,9 @@ fn make_runtime_snapshots(server: &Server, parent: &str) {
 
 #[test]
 fn snapshots_lists_what_the_runtime_made() {
-    let test = "snapshots_cli";
-    if !require_root(test) {
+    let Some((scratch, root)) = scratch_store("snapshots_cli", "vfs", &[]) else {
         return;
-    }
-    let scratch = ScratchDir::new("snapshots-cli");
-    let root = scratch.path().join("store");
-    if !init_store(test, &root, "vfs", &[]) {
-        return;
-    }
+    };
     let tar = scratch.path().join("base.tar");
     busybox_rootfs_tar(&tar, "base\n");
     strata_ok(&root, &["import", tar.to_str().unwrap(), "base:1"]);

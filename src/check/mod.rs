@@ -5,11 +5,10 @@
 //!
 //! What it looks for is [`Problem`]; [`scan`] finds them, [`repair`] fixes
 //! the repairable ones, [`data`] re-reads committed layers against their
-//! [`manifest`]. Repair never deletes a committed layer an image references
+//! manifest ([`crate::store::LayerStore::verify`]). Repair never deletes a committed layer an image references
 //! and never touches storage it cannot recognise by its snapshot id.
 
 pub mod data;
-pub mod manifest;
 mod repair;
 mod scan;
 

@@ -33,8 +33,9 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             }
         }
         Problem::UnusedLayer(key) => {
-            sn.remove(key)?;
-            super::manifest::remove(store.root(), &crate::model::Digest(key.0.clone()))?;
+            let chain = crate::store::keys::layer_chain(key)
+                .ok_or_else(|| StoreError::Invalid(format!("{key} is not a layer")))?;
+            store.layers().remove(&chain)?;
             format!("pruned layer {key}")
         }
         Problem::Dangling { key, .. } | Problem::DeadSnapshot { key, .. } => {

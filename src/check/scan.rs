@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use crate::snapshotter::{Incomplete, Record, State};
 use strata_driver_api::{Kind, SnapshotId, SnapshotKey};
 
-use super::{manifest, Finding};
+use super::Finding;
 use crate::error::Result;
 use crate::model::{ContainerRecord, ImageRecord};
 use crate::store::keys::{
-    layer_snapshot_key, LABEL_CHECK, LABEL_CONTAINER, LABEL_EXTRACT, LABEL_SESSION,
+    layer_chain, layer_snapshot_key, LABEL_CHECK, LABEL_CONTAINER, LABEL_EXTRACT, LABEL_SESSION,
 };
 use crate::Store;
 
@@ -75,7 +75,7 @@ pub enum Problem {
         /// The layer.
         layer: SnapshotKey,
         /// How it differs.
-        mismatch: manifest::Mismatch,
+        mismatch: crate::store::layers::Mismatch,
     },
 }
 
@@ -328,7 +328,7 @@ fn snapshots(store: &Store, s: &State0, out: &mut Vec<Problem>) {
                 why,
             });
         } else if r.kind == Kind::Committed
-            && key.as_str().starts_with("sha256:")
+            && layer_chain(key).is_some()
             && !needed.contains(key)
             && !parents.contains(key)
         {
@@ -487,24 +487,10 @@ fn temp_dirs(store: &Store, out: &mut Vec<Problem>) -> Result<()> {
     Ok(())
 }
 
-/// Kept layer tars (`<root>/layer-tars/<diff id>.tar`, for `save`) of
-/// layers no image has any more.
+/// Kept layer tars of layers no image has any more.
 fn layer_tars(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
-    let wanted: HashSet<String> = s
-        .images
-        .iter()
-        .flat_map(|i| i.layers.iter().map(|l| format!("{}.tar", l.diff_id.hex())))
-        .collect();
-    let Ok(entries) = std::fs::read_dir(store.layout().layer_tars()) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        if !wanted.contains(entry.file_name().to_string_lossy().as_ref())
-            && !crate::store::owned::held_by_live_session(store, &entry.path())
-        {
-            out.push(Problem::OrphanLayerTar(entry.path()));
-        }
-    }
+    let unused = store.layers().unused_tars(&s.images)?;
+    out.extend(unused.into_iter().map(Problem::OrphanLayerTar));
     Ok(())
 }
 
@@ -516,24 +502,8 @@ fn manifests(store: &Store, s: &State0, out: &mut Vec<Problem>) -> Result<()> {
         .filter(|(_, r)| r.kind == Kind::Committed)
         .map(|(k, _)| k)
         .collect();
-    let (chains, strays) = manifest::stored(store.root())?;
-    for chain in chains {
-        let file = manifest::path(store.root(), &chain);
-        if !committed.contains(&layer_snapshot_key(&chain))
-            && !crate::store::owned::held_by_live_session(store, &file)
-        {
-            out.push(Problem::OrphanManifest(manifest::path(
-                store.root(),
-                &chain,
-            )));
-        }
-    }
-    out.extend(
-        strays
-            .into_iter()
-            .filter(|p| !crate::store::owned::held_by_live_session(store, p))
-            .map(Problem::OrphanManifest),
-    );
+    let orphans = store.layers().orphan_manifests(&committed)?;
+    out.extend(orphans.into_iter().map(Problem::OrphanManifest));
     Ok(())
 }
 

@@ -190,13 +190,17 @@ pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
             if let Some((k, v)) = opt.split_once('=') {
                 let name = match k {
                     "lowerdir" => "LowerDir",
-                    "upperdir" => "UpperDir",
+                    // Asked of the driver below.
+                    "upperdir" => continue,
                     "workdir" => "WorkDir",
                     other => other,
                 };
                 data.insert(format!("{prefix}{name}"), v.into());
             }
         }
+    }
+    if let Some(upper) = store.driver().changes_dir(sn.id_of(&record.snapshot)?) {
+        data.insert("UpperDir".into(), upper.display().to_string().into());
     }
     data.insert(
         "MergedDir".into(),

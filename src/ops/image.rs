@@ -2,13 +2,11 @@
 
 use std::collections::HashSet;
 
-use crate::snapshotter::Snapshotter;
 use serde::Serialize;
 use strata_driver_api::failpoint;
 
 use crate::error::{Result, StoreError};
 use crate::model::{ChainId, ImageRecord, Reference};
-use crate::store::keys::layer_snapshot_key;
 use crate::Store;
 
 /// Points `target` at the image `source` resolves to.
@@ -70,26 +68,20 @@ fn remove_unused_layers(store: &Store, image: &ImageRecord) -> Result<usize> {
         .iter()
         .flat_map(|i| i.layers.iter().map(|l| l.chain_id.clone()))
         .collect();
+    let layers = store.layers();
     let mut removed = 0;
     for layer in image.layers.iter().rev() {
         if needed.contains(&layer.chain_id) {
             break;
         }
-        match store
-            .snapshots()
-            .remove(&layer_snapshot_key(&layer.chain_id))
-        {
-            Ok(()) => {
-                removed += 1;
-                failpoint("image.rmi.layer_removed");
-                crate::check::manifest::remove(store.root(), &layer.chain_id)?;
-            }
-            Err(strata_driver_api::Error::NotFound(_)) => {}
-            Err(strata_driver_api::Error::FailedPrecondition(_)) => break,
-            Err(e) => return Err(e.into()),
+        match layers.remove(&layer.chain_id) {
+            Ok(()) => removed += 1,
+            Err(StoreError::Snapshot(strata_driver_api::Error::NotFound(_))) => {}
+            Err(StoreError::Snapshot(strata_driver_api::Error::FailedPrecondition(_))) => break,
+            Err(e) => return Err(e),
         }
     }
-    crate::ops::kept::prune_layer_tars(store)?;
+    layers.prune_tars()?;
     Ok(removed)
 }
 

@@ -13,8 +13,13 @@ use crate::Store;
 pub fn import(store: &Store, file: &Path, reference: &Reference) -> Result<ImageRecord> {
     let input = File::open(file).map_err(|e| StoreError::io("open", file, e))?;
     let tar = decompress(BufReader::new(input)).map_err(|e| StoreError::io("read", file, e))?;
-    let limits = crate::limits::Limits::of(store)?;
-    let layer = crate::ops::kept::apply_and_keep(store, None, tar, limits.apply_limits(u64::MAX))?;
+    let limits = store.limits()?;
+    // A layer without its image is pruned as unused by `strata check`.
+    let mut made = crate::store::NewLayers::default();
+    let layer =
+        store
+            .layers()
+            .apply_and_keep(None, tar, limits.apply_limits(u64::MAX), &mut made)?;
     strata_driver_api::failpoint("import.layer_done");
     let config = image_config(&[&layer], &format!("strata import {}", file.display()));
     let image = ImageRecord {

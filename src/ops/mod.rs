@@ -6,8 +6,6 @@ pub mod image;
 pub mod import;
 pub mod info;
 pub mod init;
-pub mod kept;
-pub mod layer;
 pub mod output;
 pub mod release;
 pub mod snapshots;

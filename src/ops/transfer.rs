@@ -1,6 +1,7 @@
 //! Layers in and out of the store: `load`, `save`, `diff`, `commit`,
-//! `export`. Kept layer tars are [`crate::ops::kept`]'s; files written
-//! outside the store, [`crate::ops::output`]'s.
+//! `export`. A layer's snapshot, kept tar and manifest are the
+//! [`crate::store::LayerStore`]'s; files written outside the store,
+//! [`crate::ops::output`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -9,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use crate::snapshotter::{Snapshotter, SnapshotterExt};
 use sha2::{Digest as _, Sha256};
-use strata_driver_api::{Mount, SnapshotKey};
 
 use crate::archive::{
     changes, changes_overlay, escape_name, write_layer, write_tree, ApplyLimits, Change,
@@ -17,12 +17,14 @@ use crate::archive::{
 use crate::error::{Result, StoreError};
 use crate::image::{ImageArchive, ImageToSave, SaveOptions};
 use crate::limits::Limits;
-use crate::model::{ContainerId, Digest, ImageRecord, LayerRecord, Reference};
+use crate::model::{
+    ChainId, ContainerId, ContainerRecord, Digest, ImageRecord, LayerRecord, Reference,
+};
 use crate::mounts::TempMount;
-use crate::ops::kept::{apply_and_keep, keep_tar, layer_tar_path};
-use crate::ops::layer::apply_layer_snapshot;
 use crate::ops::output::PartialOutput;
-use crate::store::keys::{image_top_key, layer_snapshot_key, scratch_view_key};
+use crate::store::keys::layer_snapshot_key;
+use crate::store::view::{ScratchView, ViewFor};
+use crate::store::NewLayers;
 use crate::Store;
 
 /// Loads every image of an OCI layout or docker save archive. Layers whose
@@ -30,39 +32,6 @@ use crate::Store;
 /// see [`load_with_progress`].
 pub fn load(store: &Store, file: &Path) -> Result<Vec<ImageRecord>> {
     load_with_progress(store, file, &mut |_| {})
-}
-
-/// What a load made, in order, so that a failure can undo all of it.
-#[derive(Default)]
-struct Made {
-    /// Snapshots committed by this load, with their chain ids (whose CRC
-    /// manifests were written with them).
-    snapshots: Vec<(SnapshotKey, Digest)>,
-    /// Kept layer tars that did not exist before this load.
-    tars: Vec<PathBuf>,
-}
-
-impl Made {
-    /// The one rollback path of a failed load (no image was recorded: they
-    /// are recorded together, last): snapshots newest first with their
-    /// manifests, then kept tars. Returns how many layers it removed.
-    fn roll_back(self, store: &Store) -> usize {
-        let mut removed = 0;
-        for (key, chain) in self.snapshots.iter().rev() {
-            if let Err(e) = store.snapshots().remove(key) {
-                tracing::error!(%key, error = %e, "removing a failed load's layer");
-                continue;
-            }
-            removed += 1;
-            if let Err(e) = crate::check::manifest::remove(store.root(), chain) {
-                tracing::error!(%key, error = %e, "removing a failed load's layer manifest");
-            }
-        }
-        for tar in &self.tars {
-            let _ = fs::remove_file(tar);
-        }
-        removed
-    }
 }
 
 /// [`load`], reporting each layer as it is applied or found present
@@ -79,12 +48,12 @@ pub fn load_with_progress(
     file: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
-    let limits = Limits::of(store)?;
+    let limits = store.limits()?;
     let archive = ImageArchive::open_limited(file, &store.temp_dir("load")?, limits.image_size)?;
-    let mut made = Made::default();
+    let mut made = NewLayers::default();
     let result = load_images(store, &archive, &limits, &mut made, progress);
     if let Err(err) = result {
-        let removed = made.roll_back(store);
+        let removed = made.roll_back(&store.layers());
         return Err(if removed > 0 {
             err.undone(format!("{removed} layer(s) removed"))
         } else {
@@ -98,7 +67,7 @@ fn load_images(
     store: &Store,
     archive: &ImageArchive,
     limits: &Limits,
-    made: &mut Made,
+    made: &mut NewLayers,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<ImageRecord>> {
     let images = archive.images();
@@ -151,21 +120,16 @@ fn load_images(
                 i + 1,
                 layer.size
             ));
-            let tar_path = layer_tar_path(store, &layer.diff_id);
-            let had_tar = tar_path.exists();
             let apply_limits = limits.apply_limits(limits.image_size.saturating_sub(image_size));
-            let record = load_layer(
-                store,
-                archive,
-                layer,
-                layers.last().map(|l| &l.chain_id),
-                apply_limits,
-            )
-            .map_err(|e| in_layer(e, &layer.what))?;
-            made.snapshots.push((key, record.chain_id.clone()));
-            if !had_tar {
-                made.tars.push(tar_path);
-            }
+            let record = store
+                .layers()
+                .apply_and_keep(
+                    layers.last().map(|l| &l.chain_id),
+                    archive.open_layer(layer)?,
+                    apply_limits,
+                    made,
+                )
+                .map_err(|e| in_layer(e, &layer.what))?;
             if record.chain_id != *chain {
                 return Err(StoreError::Invalid(format!(
                     "{}: applied layer has chain id {}, expected {chain}",
@@ -212,16 +176,6 @@ fn in_layer(e: StoreError, what: &str) -> StoreError {
     }
 }
 
-fn load_layer(
-    store: &Store,
-    archive: &ImageArchive,
-    layer: &crate::image::ArchiveLayer,
-    parent: Option<&Digest>,
-    limits: ApplyLimits,
-) -> Result<LayerRecord> {
-    apply_and_keep(store, parent, archive.open_layer(layer)?, limits)
-}
-
 /// Saves images (by reference or id) as one OCI layout archive at `out`,
 /// written to a temporary name and renamed when complete.
 pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()> {
@@ -266,19 +220,15 @@ fn ensure_layer_tar(
     layer: &LayerRecord,
     parent: Option<&Digest>,
 ) -> Result<PathBuf> {
-    let path = layer_tar_path(store, &layer.diff_id);
+    let layers = store.layers();
+    let path = layers.tar_path(&layer.diff_id);
     if path.exists() {
         return Ok(path);
     }
-    let tmp = store
-        .temp_dir("layer-tars")?
-        .join(format!("regen-{}.tar", layer.diff_id.hex()));
+    let tmp = layers.scratch_tar("regen")?;
     let diff_id = {
-        let upper = View::new(store, Some(&layer_snapshot_key(&layer.chain_id)))?;
-        let lower = match parent {
-            Some(p) => Some(View::new(store, Some(&layer_snapshot_key(p)))?),
-            None => None,
-        };
+        let upper = view(store, &layer.chain_id)?;
+        let lower = parent.map(|p| view(store, p)).transpose()?;
         let ch = changes(lower.as_ref().map(|v| v.path()), upper.path())?;
         write_hashed(upper.path(), &ch, &tmp)?
     };
@@ -292,8 +242,14 @@ fn ensure_layer_tar(
             layer.diff_id
         )));
     }
-    keep_tar(store, &tmp, &diff_id)?;
+    // Regenerated for an image that has it: nothing to roll back.
+    layers.keep_tar(&tmp, &diff_id, &mut NewLayers::default())?;
     Ok(path)
+}
+
+/// A transfer's read-only view of layer `chain`.
+fn view<'a>(store: &'a Store, chain: &ChainId) -> Result<ScratchView<'a>> {
+    ScratchView::new(store, Some(&layer_snapshot_key(chain)), ViewFor::Transfer)
 }
 
 /// Writes the layer tar of `ch` from `root` to `dst`, returning its diff id.
@@ -332,139 +288,92 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A temporary read-only view of a committed snapshot, mounted; removed on
-/// drop. `None` gives an empty directory.
-struct View<'a> {
-    store: &'a Store,
-    key: SnapshotKey,
-    mount: Option<TempMount>,
-    mounts: Vec<Mount>,
-}
-
-impl<'a> View<'a> {
-    fn new(store: &'a Store, parent: Option<&SnapshotKey>) -> Result<Self> {
-        let key = scratch_view_key();
-        let mounts = store
-            .snapshots()
-            .view(&key, parent, store.session_labels())?;
-        let mut view = View {
-            store,
-            key,
-            mount: None,
-            mounts,
-        };
-        let dir = store.temp_dir("mounts")?.join(view.key.as_str());
-        view.mount = Some(TempMount::new(&view.mounts, dir)?);
-        Ok(view)
-    }
-
-    fn path(&self) -> &Path {
-        self.mount
-            .as_ref()
-            .map(|m| m.path())
-            .unwrap_or(Path::new("/nonexistent"))
-    }
-}
-
-impl Drop for View<'_> {
-    fn drop(&mut self) {
-        self.mount.take();
-        if let Err(e) = self.store.snapshots().remove(&self.key) {
-            tracing::error!(key = %self.key, error = %e, "removing a temporary view");
-        }
-    }
-}
-
-/// The upper directory of an overlay mount spec, if that is what it is.
-pub(crate) fn overlay_upper(mounts: &[Mount]) -> Option<PathBuf> {
-    let m = mounts.iter().find(|m| m.fstype == "overlay")?;
-    m.options
-        .iter()
-        .find_map(|o| o.strip_prefix("upperdir="))
-        .map(PathBuf::from)
-}
-
 /// A container's root mounted for reading (its own mount if mounted).
 struct ContainerRoot {
     _mount: Option<TempMount>,
     path: PathBuf,
-    mounts: Vec<Mount>,
 }
 
-fn container_root(
-    store: &Store,
-    text: &str,
-) -> Result<(crate::model::ContainerRecord, ContainerRoot)> {
-    let record = store.resolve_container(text)?;
-    let mounts = store.snapshots().mounts(&record.snapshot)?;
+fn container_root(store: &Store, record: &ContainerRecord) -> Result<ContainerRoot> {
     if let Some(p) = &record.mounted_at {
         if strata_driver_api::mount::is_mountpoint(p)? {
-            let root = ContainerRoot {
+            return Ok(ContainerRoot {
                 _mount: None,
                 path: p.clone(),
-                mounts,
-            };
-            return Ok((record, root));
+            });
         }
     }
+    let mounts = store.snapshots().mounts(&record.snapshot)?;
     let dir = store
         .temp_dir("mounts")?
         .join(format!("ro-{}", ContainerId::generate()));
     let m = TempMount::new(&mounts, dir)?;
     let path = m.path().to_owned();
-    Ok((
-        record,
-        ContainerRoot {
-            _mount: Some(m),
-            path,
-            mounts,
-        },
-    ))
+    Ok(ContainerRoot {
+        _mount: Some(m),
+        path,
+    })
+}
+
+fn image_of(store: &Store, record: &ContainerRecord) -> Result<ImageRecord> {
+    store
+        .meta()?
+        .image(&record.image)?
+        .ok_or_else(|| StoreError::UnknownImage(record.image.0.clone()))
 }
 
 /// What a container changed against its image, as `docker diff` lists it.
-/// overlay2 containers are read from their upper directory; others are
-/// walked against a view of the image.
 pub fn diff(store: &Store, text: &str) -> Result<Vec<Change>> {
-    let (record, root) = container_root(store, text)?;
-    let image = store
-        .meta()?
-        .image(&record.image)?
-        .ok_or_else(|| StoreError::UnknownImage(record.image.0.clone()))?;
-    let lower = match image_top_key(&image) {
-        Some(top) => Some(View::new(store, Some(&top))?),
-        None => None,
+    let record = store.resolve_container(text)?;
+    let image = image_of(store, &record)?;
+    let root = container_root(store, &record)?;
+    changes_of(store, &record, &image, &root)
+}
+
+/// The changes of container `record` (mounted at `root`) against `image`.
+/// A driver that keeps a container's own changes apart (overlay2's upper
+/// directory) is read there; others are walked against a view of the image.
+fn changes_of(
+    store: &Store,
+    record: &ContainerRecord,
+    image: &ImageRecord,
+    root: &ContainerRoot,
+) -> Result<Vec<Change>> {
+    let Some(top) = image.layers.last() else {
+        return Ok(changes(None, &root.path)?);
     };
-    let lower_path = lower.as_ref().map(|v| v.path());
-    match overlay_upper(&root.mounts) {
-        Some(upper) => Ok(changes_overlay(lower_path, &upper)?),
-        None => Ok(changes(lower_path, &root.path)?),
+    let lower = view(store, &top.chain_id)?;
+    let id = store.snapshots().id_of(&record.snapshot)?;
+    match store.driver().changes_dir(id) {
+        Some(upper) => Ok(changes_overlay(Some(lower.path()), &upper)?),
+        None => Ok(changes(Some(lower.path()), &root.path)?),
     }
 }
 
 /// Commits a container's changes as a new image `reference` (the container
 /// stays as it is). Prints nothing; returns the new image.
 pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageRecord> {
-    let ch = diff(store, text)?;
-    let (record, root) = container_root(store, text)?;
-    let image = store
-        .meta()?
-        .image(&record.image)?
-        .ok_or_else(|| StoreError::UnknownImage(record.image.0.clone()))?;
-    let tmp = store
-        .temp_dir("layer-tars")?
-        .join(format!("commit-{}.tar", ContainerId::generate()));
-    let diff_id = write_hashed(&root.path, &ch, &tmp)?;
-    drop(root);
+    let record = store.resolve_container(text)?;
+    let image = image_of(store, &record)?;
+    let layers = store.layers();
+    let tmp = layers.scratch_tar("commit")?;
+    let diff_id = {
+        let root = container_root(store, &record)?;
+        let ch = changes_of(store, &record, &image, &root)?;
+        write_hashed(&root.path, &ch, &tmp)?
+    };
     let parent = image.layers.last().map(|l| &l.chain_id);
+    // The layer is complete once committed: an image-less layer is pruned
+    // as unused by `strata check`, as before.
+    let mut made = NewLayers::default();
     let layer = match File::open(&tmp)
         .map_err(|e| StoreError::io("open", &tmp, e))
         .and_then(|tar| {
-            apply_layer_snapshot(
-                store,
+            layers.apply(
                 parent,
                 io::BufReader::new(tar),
                 ApplyLimits::default(),
+                &mut made,
             )
         }) {
         Ok(l) => l,
@@ -480,7 +389,7 @@ pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageR
             layer.diff_id
         )));
     }
-    keep_tar(store, &tmp, &diff_id)?;
+    layers.keep_tar(&tmp, &diff_id, &mut made)?;
     strata_driver_api::failpoint("commit.layer_done");
     let config = committed_config(
         &image.config,
@@ -526,7 +435,7 @@ fn committed_config(parent: &[u8], diff_id: &Digest, created_by: &str) -> Result
 
 /// Writes a container's merged root as one flat tar at `out`.
 pub fn export(store: &Store, text: &str, out: &Path) -> Result<()> {
-    let (_record, root) = container_root(store, text)?;
+    let root = container_root(store, &store.resolve_container(text)?)?;
     let mut partial = PartialOutput::create(out)?;
     let result = {
         let mut w = BufWriter::new(crate::interrupt::Writer(partial.file()));

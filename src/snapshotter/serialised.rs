@@ -129,4 +129,8 @@ impl<D: Driver> Driver for Serialised<D> {
     fn backing_files(&self) -> Vec<strata_driver_api::BackingFile> {
         self.inner.backing_files()
     }
+    /// Not a step: a path, no kernel work.
+    fn changes_dir(&self, id: SnapshotId) -> Option<PathBuf> {
+        self.inner.changes_dir(id)
+    }
 }

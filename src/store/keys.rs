@@ -21,6 +21,13 @@ pub fn layer_snapshot_key(chain: &ChainId) -> SnapshotKey {
     SnapshotKey(chain.0.clone())
 }
 
+/// The chain id a snapshot key names, if it is a layer's key.
+pub fn layer_chain(key: &SnapshotKey) -> Option<ChainId> {
+    key.as_str()
+        .starts_with("sha256:")
+        .then(|| crate::model::Digest(key.0.clone()))
+}
+
 /// Key of the snapshot a container of `image` starts from (its top layer).
 pub fn image_top_key(image: &ImageRecord) -> Option<SnapshotKey> {
     image.layers.last().map(|l| layer_snapshot_key(&l.chain_id))

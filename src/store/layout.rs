@@ -15,6 +15,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::model::{ChainId, Digest};
+
 /// The paths of one store.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -89,9 +91,35 @@ impl Layout {
         self.root.join("layer-tars")
     }
 
+    /// The kept tar of the layer with diff id `diff_id`.
+    pub fn layer_tar(&self, diff_id: &Digest) -> PathBuf {
+        self.layer_tars().join(format!("{}.tar", diff_id.hex()))
+    }
+
     /// Per-layer manifests.
     pub fn manifests(&self) -> PathBuf {
         self.root.join("manifests")
+    }
+
+    /// The CRC manifest of the layer with chain id `chain`.
+    pub fn manifest(&self, chain: &ChainId) -> PathBuf {
+        self.manifests().join(format!("{}.json", chain.hex()))
+    }
+
+    /// Where `session` writes the manifest of `chain` before renaming it
+    /// into place (a dot file: [`Layout::manifest_chain`] rejects it).
+    pub fn manifest_temp(&self, chain: &ChainId, session: &str) -> PathBuf {
+        self.manifests()
+            .join(format!(".{}.{session}.tmp", chain.hex()))
+    }
+
+    /// The chain id a file name in [`Layout::manifests`] is the manifest
+    /// of; `None` for anything else (a temp file).
+    pub fn manifest_chain(file_name: &str) -> Option<ChainId> {
+        file_name
+            .strip_suffix(".json")
+            .filter(|hex| !hex.starts_with('.'))
+            .map(|hex| Digest(format!("sha256:{hex}")))
     }
 
     /// Parent of every session's scratch directory.

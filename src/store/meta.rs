@@ -4,6 +4,7 @@
 //! and another process never sees half of it.
 
 use crate::db::{Database, Txn};
+use strata_driver_api::failpoint;
 
 use crate::error::{Result, StoreError};
 use crate::model::{ContainerId, ContainerRecord, Digest, ImageId, ImageRecord, Reference};
@@ -123,6 +124,9 @@ impl<'a> Meta<'a> {
                 .get_json(TAGS, &tag.0)?
                 .ok_or_else(|| StoreError::UnknownImage(tag.0.clone()))?;
             t.remove(TAGS, &tag.0)?;
+            // A kill here must leave the tag whole: the transaction is not
+            // committed (the crash test's untag case).
+            failpoint("meta.untag.tag_removed");
             let mut image = image_in(t, &id)?.ok_or_else(|| {
                 StoreError::Metadata(format!("tag {tag} points at missing image {id}"))
             })?;
@@ -151,6 +155,9 @@ impl<'a> Meta<'a> {
                     }
                 }
             }
+            // A kill between the tags and the image must leave both: the
+            // transaction is not committed (the crash test's rmi case).
+            failpoint("meta.rmi.tags_removed");
             t.remove(IMAGES, &id.0)?;
             Ok(Vec::new())
         })

@@ -1,6 +1,8 @@
 //! The store: a root directory holding the driver's data and the metadata
 //! database (snapshots, images, tags, containers), shared by any number of
-//! strata processes at once (see [`layout`] for the paths).
+//! strata processes at once (see [`layout`] for the paths, [`keys`] for
+//! snapshot keys and labels, [`layers`] for a layer's snapshot, kept tar
+//! and manifest, [`Meta`] for records, [`view`] for temporary views).
 //!
 //! Concurrency: metadata changes are SQLite transactions (WAL: readers never
 //! wait); driver steps run one at a time across processes under a step lock
@@ -11,11 +13,13 @@
 
 mod config;
 pub mod keys;
+pub mod layers;
 pub mod layout;
 mod legacy;
 mod meta;
 pub mod owned;
 mod recover;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,7 @@ use crate::snapshotter::{Serialised, Snapshots, StepLock};
 use strata_driver_api::{Driver, Labels};
 
 pub use config::StoreConfig;
+pub use layers::{LayerStore, NewLayers};
 pub use layout::Layout;
 pub use meta::Meta;
 pub use recover::{remove_scratch_dir, Recovered};
@@ -171,6 +176,17 @@ impl Store {
     /// The driver (its state-changing steps serialised across processes).
     pub fn driver(&self) -> &dyn Driver {
         self.snapshots.driver().as_ref()
+    }
+
+    /// The limits this store applies to images it loads or imports
+    /// (`limits.*` options, then `STRATA_LIMIT_*`).
+    pub fn limits(&self) -> Result<crate::limits::Limits> {
+        crate::limits::Limits::from_options(&self.config.options)
+    }
+
+    /// Layers: their snapshots, kept tars and manifests.
+    pub fn layers(&self) -> LayerStore<'_> {
+        LayerStore::new(self)
     }
 
     /// Image, tag and container records.

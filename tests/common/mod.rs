@@ -223,6 +223,21 @@ fn snapshot(dir: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, String>) {
     }
 }
 
+/// Sets the access and modification times of `path` (not following a
+/// symlink) to `secs`, so trees built at different times hash alike.
+pub fn stamp(path: &Path, secs: i64) {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    let t = nix::sys::time::TimeSpec::new(secs, 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap_or_else(|e| panic!("utimensat {}: {e}", path.display()));
+}
+
 /// Runs `strata --root ROOT ARGS...`.
 pub fn strata(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))

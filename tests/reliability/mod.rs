@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_driver_api::testing::skip;
+use strata_driver_api::testing::{require_root, skip, ScratchDir};
 
 use crate::common::*;
 
@@ -43,6 +43,19 @@ pub fn init_store(test: &str, root: &Path, driver: &str, options: &[&str]) -> bo
     }
     assert!(out.status.success(), "init {driver}: {stderr}");
     true
+}
+
+/// A fresh scratch directory named after `test` with a store of `driver`
+/// (and `options`) at `<scratch>/store`; `None` after a visible skip (not
+/// root, or the driver is not in this build). Dropping the scratch
+/// directory removes the store with whatever it left mounted.
+pub fn scratch_store(test: &str, driver: &str, options: &[&str]) -> Option<(ScratchDir, PathBuf)> {
+    if !require_root(test) {
+        return None;
+    }
+    let scratch = ScratchDir::new(&test.replace("::", "-"));
+    let root = scratch.path().join("store");
+    init_store(test, &root, driver, options).then_some((scratch, root))
 }
 
 /// How a process ended.
@@ -158,6 +171,26 @@ pub fn check(root: &Path, args: &[&str]) -> (i32, String) {
         text.push_str(&String::from_utf8_lossy(&out.stderr));
     }
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// Every tag of every image in the store, as `strata images` lists them.
+pub fn image_tags(root: &Path) -> Vec<String> {
+    json(root, &["images"])
+        .as_array()
+        .expect("images is a list")
+        .iter()
+        .flat_map(|i| i["tags"].as_array().expect("tags is a list").clone())
+        .map(|t| t.as_str().expect("a tag is a string").to_owned())
+        .collect()
+}
+
+/// Runs `check` (with extra args), asserts it exits 0 (`what` and the
+/// report name the failure) and returns its report.
+#[track_caller]
+pub fn check_clean(root: &Path, args: &[&str], what: &str) -> String {
+    let (code, out) = check(root, args);
+    assert_eq!(code, 0, "{what}:\n{out}");
+    out
 }
 
 /// Loop devices whose backing file lies under `dir`.
@@ -561,7 +594,16 @@ pub struct Server {
 impl Server {
     /// Starts `strata serve` on `socket` and waits until it listens.
     pub fn start(root: &Path, socket: &Path) -> Self {
-        let child = command(root, &["serve", "--socket", socket.to_str().unwrap()])
+        Self::start_command(
+            command(root, &["serve", "--socket", socket.to_str().unwrap()]),
+            socket,
+        )
+    }
+
+    /// Starts `cmd`, a `strata serve` on `socket` (perhaps run through a
+    /// wrapper that execs it, such as `prlimit`), and waits until it listens.
+    pub fn start_command(mut cmd: Command, socket: &Path) -> Self {
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn strata serve");
@@ -575,6 +617,16 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
     }
 
     /// A gRPC client of it.

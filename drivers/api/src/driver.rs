@@ -2,7 +2,7 @@
 //! storage of snapshots by [`SnapshotId`]; names, parents, labels, kinds,
 //! crash bookkeeping and locking live in `strata::snapshotter::Snapshots`, which calls it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{CreateOptions, Kind, Mount, Result, SnapshotId, StatusLine, Usage};
 
@@ -75,6 +75,15 @@ pub trait Driver: Send + Sync + 'static {
         false
     }
 
+    /// The directory holding only snapshot `id`'s own changes, in
+    /// overlayfs' form (deletions as 0/0 character devices, opaque
+    /// directories marked), when the driver keeps one: overlay2's upper
+    /// directory. `None` (the default) when changes exist only in the
+    /// merged view.
+    fn changes_dir(&self, _id: SnapshotId) -> Option<PathBuf> {
+        None
+    }
+
     /// Releases what `open` set up (backing mounts, loop devices, a pool
     /// the driver made) so the host holds nothing of the store; the next
     /// `open` sets it up again. Only `strata release` calls it: the backing
@@ -141,5 +150,8 @@ impl Driver for Box<dyn Driver> {
     }
     fn backing_files(&self) -> Vec<crate::BackingFile> {
         (**self).backing_files()
+    }
+    fn changes_dir(&self, id: SnapshotId) -> Option<PathBuf> {
+        (**self).changes_dir(id)
     }
 }

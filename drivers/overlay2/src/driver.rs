@@ -342,4 +342,9 @@ impl Driver for Overlay2Driver {
     fn overlay_whiteouts(&self) -> bool {
         true
     }
+
+    /// The upper directory: what a mounted active snapshot changed.
+    fn changes_dir(&self, id: SnapshotId) -> Option<PathBuf> {
+        Some(self.layer_dir(id))
+    }
 }

@@ -3,8 +3,9 @@
 //! images and ext4 on dm-thin have no data checksums of their own).
 //!
 //! A manifest describes the layer's merged view (the layer on its parents)
-//! and lives in `<root>/manifests/<chain id hex>.json`, written atomically
-//! before the layer's snapshot is committed.
+//! and lives where [`Layout::manifest`] says, written atomically before the
+//! layer's snapshot is committed. [`super::LayerStore`] is its only user
+//! outside this file.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
 use crate::model::ChainId;
+use crate::store::Layout;
 
 /// Size and CRC32 of one regular file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,16 +54,6 @@ impl std::fmt::Display for Mismatch {
             Self::Added(p) => write!(f, "{p}: appeared"),
         }
     }
-}
-
-/// Directory of the manifests of the store at `root`.
-pub fn dir(root: &Path) -> PathBuf {
-    crate::store::Layout::new(root).manifests()
-}
-
-/// File holding the manifest of layer `chain`.
-pub fn path(root: &Path, chain: &ChainId) -> PathBuf {
-    dir(root).join(format!("{}.json", chain.hex()))
 }
 
 /// Sums every regular file below `tree` (symlinks are not followed).
@@ -198,16 +190,15 @@ impl ZeroCrc {
 /// Writes the manifest of `chain` atomically (temp file, fsync, rename).
 /// The file carries the writer's session until its layer is committed, so
 /// another process's `check` leaves it alone meanwhile.
-pub fn save(
-    root: &Path,
+pub(super) fn save(
+    layout: &Layout,
     session: &crate::db::session::Session,
     chain: &ChainId,
     manifest: &Manifest,
 ) -> Result<()> {
-    let dir = dir(root);
-    crate::perms::private_dir(&dir)?;
-    let target = path(root, chain);
-    let tmp = dir.join(format!(".{}.{}.tmp", chain.hex(), session.id()));
+    crate::perms::private_dir(&layout.manifests())?;
+    let target = layout.manifest(chain);
+    let tmp = layout.manifest_temp(chain, session.id());
     let bytes = serde_json::to_vec(manifest).map_err(|e| StoreError::Metadata(e.to_string()))?;
     let write = || -> io::Result<()> {
         use std::io::Write;
@@ -225,8 +216,8 @@ pub fn save(
 }
 
 /// Deletes the manifest of `chain` (with its layer); a missing one is fine.
-pub fn remove(root: &Path, chain: &ChainId) -> Result<()> {
-    let path = path(root, chain);
+pub(super) fn remove(layout: &Layout, chain: &ChainId) -> Result<()> {
+    let path = layout.manifest(chain);
     match fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io("remove", path, e)),
         _ => Ok(()),
@@ -234,8 +225,8 @@ pub fn remove(root: &Path, chain: &ChainId) -> Result<()> {
 }
 
 /// Reads the manifest of `chain`, if one was recorded.
-pub fn load(root: &Path, chain: &ChainId) -> Result<Option<Manifest>> {
-    let path = path(root, chain);
+pub(super) fn load(layout: &Layout, chain: &ChainId) -> Result<Option<Manifest>> {
+    let path = layout.manifest(chain);
     match fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -245,9 +236,9 @@ pub fn load(root: &Path, chain: &ChainId) -> Result<Option<Manifest>> {
     }
 }
 
-/// Chain ids (as `sha256:<hex>`) with a manifest file, and stray temp files.
-pub fn stored(root: &Path) -> Result<(Vec<ChainId>, Vec<PathBuf>)> {
-    let dir = dir(root);
+/// Chain ids with a manifest file, and stray temp files.
+pub(super) fn stored(layout: &Layout) -> Result<(Vec<ChainId>, Vec<PathBuf>)> {
+    let dir = layout.manifests();
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
@@ -255,9 +246,8 @@ pub fn stored(root: &Path) -> Result<(Vec<ChainId>, Vec<PathBuf>)> {
     };
     let (mut chains, mut strays) = (Vec::new(), Vec::new());
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        match name.strip_suffix(".json").filter(|h| !h.starts_with('.')) {
-            Some(hex) => chains.push(crate::model::Digest(format!("sha256:{hex}"))),
+        match Layout::manifest_chain(&entry.file_name().to_string_lossy()) {
+            Some(chain) => chains.push(chain),
             None => strays.push(entry.path()),
         }
     }
@@ -348,8 +338,9 @@ mod tests {
         let mut m = Manifest::default();
         m.files.insert("/a".into(), FileSum { size: 1, crc32: 7 });
         let session = crate::db::session::Session::begin(&dir.path().join("sessions")).unwrap();
-        save(dir.path(), &session, &chain, &m).unwrap();
-        assert_eq!(load(dir.path(), &chain).unwrap(), Some(m));
-        assert_eq!(stored(dir.path()).unwrap().0, vec![chain]);
+        let layout = Layout::new(dir.path());
+        save(&layout, &session, &chain, &m).unwrap();
+        assert_eq!(load(&layout, &chain).unwrap(), Some(m));
+        assert_eq!(stored(&layout).unwrap().0, vec![chain]);
     }
 }
