@@ -16,6 +16,7 @@
 //! - [`write_layer`] and [`write_tree`] write reproducible tars.
 
 mod apply;
+mod beneath;
 mod changes;
 mod compress;
 mod error;
@@ -26,6 +27,7 @@ mod write;
 mod zeros;
 
 pub use apply::{apply_layer, ApplyOptions, ApplyStats};
+pub use beneath::{apply_beneath, find_in_root, write_beneath, Found};
 pub use changes::{changes, changes_overlay, Change, ChangeKind};
 pub use compress::{decompress, detect_compression, Compression};
 pub use error::{ArchiveError, LimitExceeded, Result};

@@ -3,10 +3,14 @@
 
 mod bench;
 mod check;
+mod comforts;
 mod containers;
+mod cp;
+mod filters;
 mod images;
 mod layers;
 mod output;
+mod prune;
 mod release;
 mod serve;
 mod snapshots;
@@ -15,7 +19,7 @@ mod store_cmds;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use strata::check::CheckOptions;
 use strata::interrupt::Interrupted;
 use strata::StoreError;
@@ -38,20 +42,49 @@ pub struct Cli {
     /// best the host supports (see `strata info` for why).
     #[arg(long, global = true, env = "STRATA_DRIVER", default_value = "auto")]
     pub driver: String,
-    /// Output format of listings.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    /// Output format of listings: table, json, or a template such as
+    /// '{{.ID}} {{.Size}}' (Go-template field syntax; `\t` is a tab).
+    #[arg(long, global = true, default_value = "table", value_parser = parse_format)]
     pub format: Format,
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// How listings are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns for people.
     Table,
     /// JSON for programs.
     Json,
+    /// One line per item from a `{{.Field}}` template.
+    Template(String),
+}
+
+/// `table`, `json`, or a template (anything holding `{{`).
+fn parse_format(text: &str) -> Result<Format, String> {
+    match text {
+        "table" => Ok(Format::Table),
+        "json" => Ok(Format::Json),
+        t if t.contains("{{") => Ok(Format::Template(t.to_owned())),
+        t => Err(format!(
+            "{t:?} is not a format: use table, json or a template such as '{{{{.ID}}}}'"
+        )),
+    }
+}
+
+/// The options of every listing (`images`, `ps`, `image ls`, ...).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListArgs {
+    /// Only print ids, one a line.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only show items matching KEY=VALUE; repeatable (all must match).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Show full ids instead of 12 characters.
+    #[arg(long)]
+    pub no_trunc: bool,
 }
 
 /// The verbs, as docker's storage commands.
@@ -69,22 +102,31 @@ pub enum Command {
     /// set up between commands); refuses, naming it, while anything holds it.
     Release,
     /// Import a flat rootfs tar (plain, gzip or zstd) as a one-layer image.
+    #[command(after_help = "Examples:
+  strata import rootfs.tar demo/app:1.0
+  zcat rootfs.tar.gz | strata import - demo/app")]
     Import {
-        /// The tar file.
+        /// The tar file; `-` reads standard input.
         file: PathBuf,
         /// NAME[:TAG] for the new image.
         reference: String,
     },
     /// Load images from an OCI layout or docker save archive (tar, gz, zst).
+    #[command(after_help = "Examples:
+  strata load -i app.tar
+  strata save demo/app | ssh host strata load")]
     Load {
-        /// The archive.
-        #[arg(short, long = "input")]
+        /// The archive; `-` (the default) reads standard input.
+        #[arg(short, long = "input", default_value = "-")]
         input: PathBuf,
     },
     /// Save images as an OCI layout archive (also readable by `docker load`).
+    #[command(after_help = "Examples:
+  strata save -o app.tar demo/app:1.0
+  strata save demo/app | gzip > app.tar.gz")]
     Save {
-        /// Output file.
-        #[arg(short, long)]
+        /// Output file; `-` (the default) is standard output.
+        #[arg(short, long, default_value = "-")]
         output: PathBuf,
         /// Write plain tar layer blobs instead of gzip.
         #[arg(long)]
@@ -94,7 +136,16 @@ pub enum Command {
         images: Vec<String>,
     },
     /// List images.
-    Images,
+    #[command(after_help = "Examples:
+  strata images -q --filter dangling=true
+  strata images --format '{{.Repository}}:{{.Tag}} {{.Size}}'
+Filters: dangling=true|false, reference=PATTERN (* matches), label=KEY[=VALUE],
+before=IMAGE, since=IMAGE. Template fields: ID, Repository, Tag, Digest,
+Layers, Size, CreatedAt, CreatedSince.")]
+    Images {
+        #[command(flatten)]
+        list: ListArgs,
+    },
     /// Add a tag to an image.
     Tag {
         /// Existing image (tag or id).
@@ -102,10 +153,17 @@ pub enum Command {
         /// New NAME[:TAG].
         target: String,
     },
-    /// Remove an image tag, or the image and its unshared layers.
+    /// Remove image tags, or images and their unshared layers.
+    #[command(after_help = "Examples:
+  strata rmi demo/app:1.0            # untags; removes the image with its last tag
+  strata rmi -f 3f2a9c1b7d4e         # an image with several tags, by id")]
     Rmi {
-        /// Image (tag or id).
-        image: String,
+        /// Remove an image named by id even when several tags point at it.
+        #[arg(short, long)]
+        force: bool,
+        /// Images (tags or ids).
+        #[arg(required = true)]
+        images: Vec<String>,
     },
     /// Show an image's layers and the steps that made them.
     History {
@@ -124,7 +182,15 @@ pub enum Command {
         image: String,
     },
     /// List containers.
-    Ps,
+    #[command(after_help = "Examples:
+  strata ps -q
+  strata ps --filter status=mounted --format '{{.ID}} {{.Names}}'
+Filters: status=mounted|unmounted, ancestor=IMAGE, name=TEXT, id=PREFIX.
+Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
+    Ps {
+        #[command(flatten)]
+        list: ListArgs,
+    },
     /// Describe a container as JSON, with its driver's mount data.
     Inspect {
         /// Container (id, id prefix or name).
@@ -163,14 +229,63 @@ pub enum Command {
         reference: String,
     },
     /// Write a container's merged rootfs as one flat tar.
+    #[command(after_help = "Examples:
+  strata export -o rootfs.tar web
+  strata export web | tar -t")]
     Export {
         /// Container (id, id prefix or name).
         container: String,
-        /// Output file.
-        #[arg(short, long)]
+        /// Output file; `-` (the default) is standard output.
+        #[arg(short, long, default_value = "-")]
         output: PathBuf,
     },
+    /// Copy files between a container and the host.
+    #[command(after_help = "Examples:
+  strata cp web:/etc/motd ./motd
+  strata cp ./app.conf web:/etc/app.conf
+  strata cp web:/etc - | tar -t        # a tar stream
+  tar -c conf | strata cp - web:/etc   # unpacked into /etc")]
+    Cp {
+        /// CONTAINER:PATH, a host path, or `-` (a tar stream).
+        source: String,
+        /// CONTAINER:PATH, a host path, or `-` (a tar stream).
+        destination: String,
+    },
+    /// Rename a container.
+    #[command(after_help = "Example:\n  strata rename strata_3f2a9c1b web")]
+    Rename {
+        /// Container (id, id prefix or name).
+        container: String,
+        /// Its new name.
+        name: String,
+    },
+    /// Image commands: inspect, ls, rm, prune.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Container commands: ls, rm, prune.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Store-wide commands: df, prune, info.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:
+  strata completion bash > /etc/bash_completion.d/strata
+  strata completion zsh > \"${fpath[1]}/_strata\"")]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (strata.1, strata-images.1, ...) into a directory.
+    #[command(after_help = "Example:\n  strata man /usr/local/share/man/man1")]
+    Man {
+        /// Directory for the pages (created if missing).
+        dir: PathBuf,
+    },
+    /// Print the version and which drivers this host supports.
+    Version,
     /// Remove a container and its writable layer.
+    #[command(after_help = "Examples:\n  strata rm web db\n  strata rm -f $(strata ps -q)")]
     Rm {
         /// Unmount first if mounted.
         #[arg(short, long)]
@@ -211,6 +326,9 @@ pub enum Command {
   strata snapshots usage                # exclusive size per snapshot, and the total
   strata snapshots ls --format json     # for programs")]
     Snapshots {
+        /// Only print snapshot keys (ls).
+        #[arg(short, long, global = true)]
+        quiet: bool,
         /// What to show (default: ls).
         #[command(subcommand)]
         view: Option<SnapshotsView>,
@@ -227,6 +345,78 @@ pub enum Command {
         #[arg(long, requires = "repair")]
         prune: bool,
     },
+}
+
+/// `strata image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Show images' config, layers (diff and chain ids, sizes) and history as JSON.
+    #[command(after_help = "Examples:
+  strata image inspect demo/app
+  strata image inspect --format '{{.Id}} {{.Size}}' demo/app")]
+    Inspect {
+        /// Images (tags or ids).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// List images (as `strata images`).
+    #[command(visible_alias = "list")]
+    Ls {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Remove images (as `strata rmi`).
+    Rm {
+        /// Remove an image named by id even when several tags point at it.
+        #[arg(short, long)]
+        force: bool,
+        /// Images (tags or ids).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove dangling images (no tag, no container): lists them and the space freed.
+    #[command(after_help = "Example:\n  strata image prune")]
+    Prune,
+}
+
+/// `strata container ...`.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// List containers (as `strata ps`).
+    #[command(visible_alias = "list")]
+    Ls {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Remove containers (as `strata rm`).
+    Rm {
+        /// Unmount first if mounted.
+        #[arg(short, long)]
+        force: bool,
+        /// Containers (id, id prefix or name).
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove every unmounted container: lists them and the space freed.
+    #[command(after_help = "Example:\n  strata container prune")]
+    Prune,
+}
+
+/// `strata system ...`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Space used by images, containers and layers, and how much is reclaimable.
+    #[command(after_help = "Examples:\n  strata system df\n  strata system df -v --format json")]
+    Df {
+        /// One line per image, container and layer as well.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Remove unmounted containers, then dangling images.
+    #[command(after_help = "Example:\n  strata system prune")]
+    Prune,
+    /// The store's driver, backing, space and counts (as `strata info`).
+    Info,
 }
 
 /// The views of `strata snapshots`.
@@ -302,7 +492,17 @@ fn describe(command: &Command) -> String {
             format!("save of {} to {}", images.join(" "), output.display())
         }
         Command::Tag { source, target } => format!("tag of {source} as {target}"),
-        Command::Rmi { image } => format!("rmi of {image}"),
+        Command::Rmi { images, .. } | Command::Image(ImageCommand::Rm { images, .. }) => {
+            format!("rmi of {}", images.join(" "))
+        }
+        Command::Cp {
+            source,
+            destination,
+        } => format!("cp of {source} to {destination}"),
+        Command::Rename { container, name } => format!("rename of {container} to {name}"),
+        Command::Image(ImageCommand::Prune) => "image prune".into(),
+        Command::Container(ContainerCommand::Prune) => "container prune".into(),
+        Command::System(SystemCommand::Prune) => "system prune".into(),
         Command::Create { image, .. } => format!("create on {image}"),
         Command::Mount { container, .. } => format!("mount of {container}"),
         Command::Umount { container } => format!("umount of {container}"),
@@ -314,7 +514,10 @@ fn describe(command: &Command) -> String {
         Command::Export { container, output } => {
             format!("export of {container} to {}", output.display())
         }
-        Command::Rm { containers, .. } => format!("rm of {}", containers.join(" ")),
+        Command::Rm { containers, .. }
+        | Command::Container(ContainerCommand::Rm { containers, .. }) => {
+            format!("rm of {}", containers.join(" "))
+        }
         Command::Check { repair: true, .. } => "check --repair".into(),
         other => format!("{other:?}")
             .split([' ', '{'])
@@ -336,14 +539,34 @@ fn dispatch(cli: &Cli) -> Result<()> {
             uncompressed,
             images,
         } => layers::save(cli, images, output, *uncompressed),
-        Command::Images => images::list(cli),
+        Command::Images { list } | Command::Image(ImageCommand::Ls { list }) => {
+            images::list(cli, list)
+        }
         Command::Tag { source, target } => images::tag(cli, source, target),
-        Command::Rmi { image } => images::rmi(cli, image),
+        Command::Rmi { force, images } | Command::Image(ImageCommand::Rm { force, images }) => {
+            images::rmi(cli, images, *force)
+        }
+        Command::Image(ImageCommand::Inspect { images }) => images::inspect(cli, images),
+        Command::Image(ImageCommand::Prune) => prune::images(cli),
+        Command::Container(ContainerCommand::Prune) => prune::containers(cli),
+        Command::System(SystemCommand::Prune) => prune::system(cli),
+        Command::System(SystemCommand::Df { verbose }) => prune::df(cli, *verbose),
+        Command::System(SystemCommand::Info) => store_cmds::info(cli),
+        Command::Cp {
+            source,
+            destination,
+        } => cp::cp(cli, source, destination),
+        Command::Rename { container, name } => containers::rename(cli, container, name),
+        Command::Completion { shell } => comforts::completion(*shell),
+        Command::Man { dir } => comforts::man(dir),
+        Command::Version => comforts::version(cli),
         Command::History { image } => images::history(cli, image),
         Command::Create { name, size, image } => {
             containers::create(cli, image, name.as_deref(), *size)
         }
-        Command::Ps => containers::list(cli),
+        Command::Ps { list } | Command::Container(ContainerCommand::Ls { list }) => {
+            containers::list(cli, list)
+        }
         Command::Inspect { container } => containers::inspect(cli, container),
         Command::Mount {
             container,
@@ -364,9 +587,14 @@ fn dispatch(cli: &Cli) -> Result<()> {
             reference,
         } => layers::commit(cli, container, reference),
         Command::Export { container, output } => layers::export(cli, container, output),
-        Command::Rm { force, containers } => containers::remove(cli, containers, *force),
+        Command::Rm { force, containers }
+        | Command::Container(ContainerCommand::Rm { force, containers }) => {
+            containers::remove(cli, containers, *force)
+        }
         Command::Serve { socket } => serve::serve(cli, socket),
-        Command::Snapshots { view } => snapshots::snapshots(cli, view.unwrap_or_default()),
+        Command::Snapshots { view, quiet } => {
+            snapshots::snapshots(cli, view.unwrap_or_default(), *quiet)
+        }
         Command::Bench {
             drivers,
             quick,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use strata::Store;
 
+use super::output::outln;
 use super::output::{human_size, print_json, Table};
 use super::{Cli, Format};
 
@@ -51,12 +52,12 @@ pub fn init(cli: &Cli, options: &[String]) -> Result<()> {
     let store = strata::ops::init::init(&cli.root, &cli.driver, options)
         .with_context(|| format!("creating the store at {}", cli.root.display()))?;
     let verb = if existed { "exists and uses" } else { "uses" };
-    println!(
+    outln!(
         "store {} {verb} driver {} ({})",
         store.root().display(),
         store.config().driver,
         store.config().driver_reason
-    );
+    )?;
     Ok(())
 }
 
@@ -130,6 +131,6 @@ pub fn info(cli: &Cli) -> Result<()> {
             ),
         ]);
     }
-    t.print_without_header();
+    t.print_without_header()?;
     Ok(())
 }

@@ -151,6 +151,14 @@ pub fn remove(store: &Store, text: &str, force: bool) -> Result<ContainerRecord>
     Ok(record)
 }
 
+/// Gives the container `text` resolves to the name `name`.
+pub fn rename(store: &Store, text: &str, name: &str) -> Result<ContainerRecord> {
+    let record = store.resolve_container(text)?;
+    let name = validate_name(name)?;
+    crate::interrupt::check()?;
+    store.meta()?.rename_container(&record.id, &name)
+}
+
 /// `docker inspect`-like description, with the driver's mount specs as
 /// GraphDriver data.
 pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {

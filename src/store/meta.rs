@@ -205,6 +205,24 @@ impl<'a> Meta<'a> {
         })
     }
 
+    /// Renames a container in one transaction, refusing a name another
+    /// container has; returns the renamed record.
+    pub fn rename_container(&self, id: &ContainerId, name: &str) -> Result<ContainerRecord> {
+        self.db.write(|t| {
+            let all = containers_in(t)?;
+            if all.iter().any(|c| c.name == name && c.id != *id) {
+                return Err(StoreError::Conflict(format!("container name {name}")));
+            }
+            let mut record = all
+                .into_iter()
+                .find(|c| c.id == *id)
+                .ok_or_else(|| StoreError::UnknownContainer(id.0.clone()))?;
+            record.name = name.to_owned();
+            t.put_json(CONTAINERS, &record.id.0, &record)?;
+            Ok(record)
+        })
+    }
+
     /// Stores a container record.
     pub fn put_container(&self, container: &ContainerRecord) -> Result<()> {
         self.db
