@@ -72,7 +72,16 @@ impl<'a> Meta<'a> {
             for tag in &image.tags {
                 move_tag(t, tag, &image.id)?;
             }
-            t.put_json(IMAGES, &image.id.0, image)?;
+            // The same image again (same config): it keeps its other tags.
+            let mut image = image.clone();
+            if let Some(old) = image_in(t, &image.id.0)? {
+                for tag in old.tags {
+                    if !image.tags.contains(&tag) {
+                        image.tags.push(tag);
+                    }
+                }
+            }
+            t.put_json(IMAGES, &image.id.0, &image)?;
             Ok(())
         })
     }
