@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use crate::archive::decompress;
+use crate::archive::{decompress, is_malformed_tar, Source};
 use crate::error::{Result, StoreError};
 use crate::model::{Digest, ImageRecord, LayerRecord, Reference};
 use crate::Store;
@@ -39,7 +39,18 @@ pub fn import_from(
     }
     let tar = decompress(input).map_err(|e| StoreError::io("read", what, e))?;
     let limits = crate::limits::Limits::of(store)?;
-    let layer = crate::ops::kept::apply_and_keep(store, None, tar, limits.apply_limits(u64::MAX))?;
+    let layer = crate::ops::kept::apply_and_keep(
+        store,
+        None,
+        Source(tar),
+        limits.apply_limits(u64::MAX),
+    )
+    .map_err(|e| match &e {
+        StoreError::Archive(a) if is_malformed_tar(a) => {
+            StoreError::Invalid(format!("not a tar archive ({what})"))
+        }
+        _ => e,
+    })?;
     strata_driver_api::failpoint("import.layer_done");
     let config = image_config(&[&layer], &format!("strata import {what}"));
     let image = ImageRecord {
