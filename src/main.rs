@@ -3,13 +3,6 @@
 mod cli;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     if let Err(e) = cli::run() {
         if is_broken_pipe(&e) {
             // The reader went away (`strata images | head -1`): stop

@@ -43,8 +43,8 @@ pub fn is_malformed_tar(e: &ArchiveError) -> bool {
         io.kind(),
         io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
     );
-    let typed = io.get_ref().is_some_and(|i| {
-        i.is::<SourceError>() || i.is::<Interrupted>() || i.is::<LimitExceeded>()
-    });
+    let typed = io
+        .get_ref()
+        .is_some_and(|i| i.is::<SourceError>() || i.is::<Interrupted>() || i.is::<LimitExceeded>());
     kind_fits && !typed
 }

@@ -1,5 +1,6 @@
 //! `import`, `images`, `tag`, `rmi`, `history`.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
@@ -11,6 +12,7 @@ use strata::StoreError;
 use super::filters::{glob, print_template, Filters};
 use super::output::outln;
 use super::output::{age, human_size, print_json, Table};
+use super::progress;
 use super::store_cmds::open;
 use super::{Cli, Format, ListArgs};
 
@@ -18,12 +20,29 @@ fn reference(text: &str) -> Result<Reference> {
     Reference::parse(text).map_err(|e| anyhow!(e))
 }
 
-/// `strata import FILE NAME[:TAG]`: prints the image id.
+/// `strata import FILE NAME[:TAG]`: prints the image id. On a terminal a
+/// bar shows the bytes read.
 pub fn import(cli: &Cli, file: &Path, name: &str) -> Result<()> {
     let reference = reference(name)?;
+    let stdin = strata::ops::stdio::is_stdio(file);
+    if stdin && std::io::stdin().is_terminal() {
+        anyhow::bail!("import - reads a tar from standard input, which is a terminal: redirect it");
+    }
     let store = open(cli)?;
-    let image = ops::import::import(&store, file, &reference)
-        .with_context(|| format!("importing {}", file.display()))?;
+    let image = if stdin || !progress::enabled() {
+        ops::import::import(&store, file, &reference)
+    } else {
+        let input = std::fs::File::open(file)
+            .map_err(|e| StoreError::io("open", file, e))
+            .with_context(|| format!("importing {}", file.display()))?;
+        let size = input.metadata().ok().map(|m| m.len());
+        let bar = progress::bytes(&format!("importing {}", file.display()), size);
+        let what = file.display().to_string();
+        let result = ops::import::import_from(&store, bar.wrap_read(input), &what, &reference);
+        bar.finish_and_clear();
+        result
+    }
+    .with_context(|| format!("importing {}", file.display()))?;
     outln!("{}", image.id)?;
     Ok(())
 }

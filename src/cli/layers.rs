@@ -10,6 +10,7 @@ use strata::ops::transfer;
 
 use super::output::outln;
 use super::output::print_json;
+use super::progress;
 use super::store_cmds::open;
 use super::{Cli, Format};
 
@@ -51,8 +52,10 @@ pub fn load(cli: &Cli, file: &Path) -> Result<()> {
 /// `strata save -o FILE REF...`.
 pub fn save(cli: &Cli, images: &[String], out: &Path, uncompressed: bool) -> Result<()> {
     let store = open(cli)?;
-    transfer::save(&store, images, out, !uncompressed)
-        .with_context(|| format!("saving to {}", shown(out)))?;
+    let bar = progress::spinner(&format!("saving {}", images.join(" ")));
+    let result = transfer::save(&store, images, out, !uncompressed);
+    bar.finish_and_clear();
+    result.with_context(|| format!("saving to {}", shown(out)))?;
     Ok(())
 }
 
@@ -94,8 +97,10 @@ pub fn commit(cli: &Cli, container: &str, reference: &str) -> Result<()> {
 /// `strata export ID -o FILE`.
 pub fn export(cli: &Cli, container: &str, out: &Path) -> Result<()> {
     let store = open(cli)?;
-    transfer::export(&store, container, out)
-        .with_context(|| format!("exporting to {}", shown(out)))?;
+    let bar = progress::spinner(&format!("exporting {container}"));
+    let result = transfer::export(&store, container, out);
+    bar.finish_and_clear();
+    result.with_context(|| format!("exporting to {}", shown(out)))?;
     Ok(())
 }
 

@@ -4,12 +4,14 @@
 mod bench;
 mod check;
 mod comforts;
+mod config;
 mod containers;
 mod cp;
 mod filters;
 mod images;
 mod layers;
 mod output;
+mod progress;
 mod prune;
 mod release;
 mod serve;
@@ -19,10 +21,13 @@ mod store_cmds;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata::check::CheckOptions;
 use strata::interrupt::Interrupted;
 use strata::StoreError;
+
+/// The help section of the flags every verb takes (after the verb's own).
+const GLOBAL: &str = "Global options";
 
 /// Container layers on copy-on-write block storage (btrfs, dm-thin,
 /// reflinked loop images), with overlay2 and vfs as the baseline.
@@ -33,6 +38,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "STRATA_ROOT",
         default_value = "/var/lib/strata"
     )]
@@ -40,12 +46,27 @@ pub struct Cli {
     /// Storage driver: auto, btrfs, blockfile, devmapper, overlay2 or vfs.
     /// Chosen when the store is created and remembered; `auto` picks the
     /// best the host supports (see `strata info` for why).
-    #[arg(long, global = true, env = "STRATA_DRIVER", default_value = "auto")]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, env = "STRATA_DRIVER", default_value = "auto")]
     pub driver: String,
     /// Output format of listings: table, json, or a template such as
     /// '{{.ID}} {{.Size}}' (Go-template field syntax; `\t` is a tab).
-    #[arg(long, global = true, default_value = "table", value_parser = parse_format)]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, default_value = "table", value_parser = parse_format)]
     pub format: Format,
+    /// Config file with defaults for --root, --driver and init's --opt
+    /// [default: /etc/strata/config.toml when it exists].
+    #[arg(long, global = true,
+        help_heading = GLOBAL, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log level on stderr: error, warn, info, debug or trace (or a
+    /// tracing filter); default: STRATA_LOG, else warn.
+    #[arg(short = 'l', long, global = true,
+        help_heading = GLOBAL, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Driver options from the config file (init's defaults).
+    #[arg(skip)]
+    pub config_options: std::collections::BTreeMap<String, String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -91,12 +112,38 @@ pub struct ListArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a store (loop-backed by default for btrfs/blockfile/devmapper).
+    #[command(after_help = "Examples:
+  strata --driver btrfs init --opt btrfs.size=20G
+  strata --driver overlay2 init
+
+Options (--opt KEY=VALUE), per driver, with their defaults:
+  btrfs.size=SIZE            loop file size when the root is not on btrfs
+                             [80% of the root filesystem's free space, 128M..100G]
+  btrfs.quota=on|simple|qgroups|off   quotas for sizes and usage [on]
+  blockfile.fs=ext4|xfs      filesystem of each image file [ext4]
+  blockfile.size=SIZE        apparent size of a base image file (sparse) [1G]
+  blockfile.backing=auto|loop|direct  where image files live [auto: in the
+                             root when it reflinks, else a loop xfs]
+  blockfile.backing_size=SIZE  loop xfs file size (sparse) [100G]
+  dm.data_size=SIZE          loop data file of the thin pool (sparse) [100G]
+  dm.metadata_size=SIZE      loop metadata file [48 bytes per block, 2M..16G]
+  dm.datadev=DEV, dm.metadatadev=DEV, dm.thinpooldev=NAME  use real devices / a pool
+  dm.blocksize=SIZE          pool block size [64K]
+  dm.basesize=SIZE           size of each thin device [10G]
+  dm.fs=ext4|xfs [ext4], dm.mkfsarg=ARGS, dm.deferred_remove=BOOL [false]
+  dm.min_free_space=PCT [10], dm.autoextend_threshold=PCT [80],
+  dm.autoextend_percent=PCT [20]
+  overlay2.index_off=BOOL [true], overlay2.native_diff=BOOL [true]
+  vfs.reflink=auto|never     reflink copies where the filesystem can [auto]
+  limits.layer_size=SIZE [16G], limits.image_size=SIZE [64G], limits.layers=N [128]
+The config file's [options] table gives defaults for these.")]
     Init {
         /// Driver option KEY=VALUE (e.g. btrfs.size=20G, dm.fs=xfs); repeatable.
         #[arg(long = "opt", value_name = "KEY=VALUE")]
         options: Vec<String>,
     },
     /// Show the driver, why it was chosen, its backing, space and counts.
+    #[command(after_help = "Examples:\n  strata info\n  strata info --format json")]
     Info,
     /// Unmount the driver's backing and detach its loop devices (they stay
     /// set up between commands); refuses, naming it, while anything holds it.
@@ -436,12 +483,26 @@ pub enum SnapshotsView {
 /// next safe point: the process then prints one `interrupted: ...` line
 /// and exits with `128 + signal`.
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    config::init_logging(cli.log_level.as_deref());
+    let file = config::load(cli.config.as_deref())?;
+    config::apply(&mut cli, &matches, &file);
+    cli.config_options = file.options;
+    let what = describe(&cli.command);
+    let _span = tracing::info_span!("strata", command = %what).entered();
+    tracing::debug!(root = %cli.root.display(), driver = %cli.driver, "starting");
+    let started = std::time::Instant::now();
     let stoppable = !matches!(cli.command, Command::Serve { .. } | Command::Bench { .. });
     if stoppable {
         strata::interrupt::install().context("installing the signal handlers")?;
     }
     let result = dispatch(&cli);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        "finished"
+    );
     if stoppable {
         exit_if_interrupted(&cli.command, &result);
     }

@@ -18,6 +18,7 @@ pub fn open(cli: &Cli) -> Result<Store> {
             e => anyhow::Error::new(e)
                 .context(format!("opening the store at {}", cli.root.display())),
         })?;
+    tracing::debug!(driver = %store.config().driver, root = %store.root().display(), "store opened");
     if store.recovered().dead_sessions > 0 {
         let finished = strata::check::finish_interrupted(&store)
             .context("finishing what an interrupted strata process left")?;
@@ -46,7 +47,10 @@ pub fn init(cli: &Cli, options: &[String]) -> Result<()> {
         .ok()
         .flatten()
         .is_some();
-    let options = parse_options(options)?;
+    let mut options = parse_options(options)?;
+    for (k, v) in &cli.config_options {
+        options.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     // A bad `limits.*` option fails here, not at the first load.
     strata::limits::Limits::from_options(&options)?;
     let store = strata::ops::init::init(&cli.root, &cli.driver, options)
@@ -107,9 +111,10 @@ pub fn info(cli: &Cli) -> Result<()> {
     t.row(vec![
         "Space".into(),
         format!(
-            "{} free of {}",
+            "{} free of {} (on {})",
             human_size(info.space_free),
-            human_size(info.space_total)
+            human_size(info.space_total),
+            info.space_of
         ),
     ]);
     t.row(vec!["Images".into(), info.images.to_string()]);

@@ -39,18 +39,14 @@ pub fn import_from(
     }
     let tar = decompress(input).map_err(|e| StoreError::io("read", what, e))?;
     let limits = crate::limits::Limits::of(store)?;
-    let layer = crate::ops::kept::apply_and_keep(
-        store,
-        None,
-        Source(tar),
-        limits.apply_limits(u64::MAX),
-    )
-    .map_err(|e| match &e {
-        StoreError::Archive(a) if is_malformed_tar(a) => {
-            StoreError::Invalid(format!("not a tar archive ({what})"))
-        }
-        _ => e,
-    })?;
+    let layer =
+        crate::ops::kept::apply_and_keep(store, None, Source(tar), limits.apply_limits(u64::MAX))
+            .map_err(|e| match &e {
+            StoreError::Archive(a) if is_malformed_tar(a) => {
+                StoreError::Invalid(format!("not a tar archive ({what})"))
+            }
+            _ => e,
+        })?;
     strata_driver_api::failpoint("import.layer_done");
     let config = image_config(&[&layer], &format!("strata import {what}"));
     let image = ImageRecord {
