@@ -547,3 +547,215 @@ fn completion_man_version_and_help_examples() {
         assert!(help.contains("Example"), "{verb:?} --help has no example");
     }
 }
+
+#[test]
+fn low_level_messages_do_not_leak() {
+    let Some((scratch, root, tar)) = store_with_image("messages") else {
+        return;
+    };
+    let dir = scratch.path();
+    let junk = dir.join("junk.bin");
+    std::fs::write(
+        &junk,
+        (0..3000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "hello, not a tar\n").unwrap();
+    for file in [&junk, &text] {
+        let f = file.to_str().unwrap();
+        let err = strata_err(&root, &["import", f, "demo/x"]);
+        assert!(err.contains(&format!("not a tar archive ({f})")), "{err}");
+        let err = strata_err(&root, &["load", "-i", f]);
+        assert!(err.contains(&format!("not a tar archive ({f})")), "{err}");
+        for leak in ["entire block", "numeric field", "cksum"] {
+            assert!(!err.contains(leak), "{leak} leaked: {err}");
+        }
+    }
+    let err = strata_err(&root, &["load", "-i", tar.to_str().unwrap()]);
+    assert!(err.contains("strata import"), "{err}");
+    // A corrupt gzip layer names its blob.
+    let saved = dir.join("saved.tar");
+    strata_ok(
+        &root,
+        &["save", "-o", saved.to_str().unwrap(), "demo/app:1"],
+    );
+    let corrupt = dir.join("corrupt.tar");
+    let blob = corrupt_gzip_blob(&saved, &corrupt);
+    let fresh = dir.join("fresh");
+    strata_ok(&fresh, &["--driver", "vfs", "init"]);
+    let err = strata_err(&fresh, &["load", "-i", corrupt.to_str().unwrap()]);
+    assert!(err.contains(&format!("blob {blob}")), "{err}");
+    assert!(!err.contains("extract-"), "{err}");
+    // init on an existing store says so.
+    let out = strata_ok(&root, &["--driver", "vfs", "init"]);
+    assert!(out.contains("exists"), "{out}");
+}
+
+/// Copies the OCI archive `src` to `dst` with the CRC of its gzip layer
+/// blob flipped; returns the blob's digest.
+fn corrupt_gzip_blob(src: &Path, dst: &Path) -> String {
+    let mut out = tar::Builder::new(std::fs::File::create(dst).unwrap());
+    let mut digest = String::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(src).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        let path = e.path().unwrap().into_owned();
+        if data.starts_with(&[0x1f, 0x8b]) {
+            let n = data.len();
+            data[n - 8] ^= 0xff;
+            digest = format!("sha256:{}", path.file_name().unwrap().to_str().unwrap());
+        }
+        let mut h = e.header().clone();
+        out.append_data(&mut h, &path, &data[..]).unwrap();
+    }
+    out.finish().unwrap();
+    assert!(!digest.is_empty(), "no gzip blob in {}", src.display());
+    digest
+}
+
+#[test]
+fn config_file_log_level_and_plain_stderr() {
+    let Some((scratch, root, tar)) = store_with_image("config") else {
+        return;
+    };
+    let dir = scratch.path();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = {:?}\ndriver = \"vfs\"\n[options]\n\"limits.layers\" = \"7\"\n",
+            root.join("from-config")
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("STRATA_ROOT")
+            .env("STRATA_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = json(&String::from_utf8_lossy(
+        &run(&["--format", "json", "info"]).stdout,
+    ));
+    assert_eq!(info["root"], root.join("from-config").to_str().unwrap());
+    assert_eq!(info["options"]["limits.layers"], "7");
+    // An explicit --root wins over the file.
+    let out = run(&["--root", root.to_str().unwrap(), "images", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    std::fs::write(&config, "colour = \"red\"\n").unwrap();
+    let out = run(&["images"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("config.toml"),
+        "{err}"
+    );
+    assert!(err.contains("unknown field"), "{err}");
+    // --log-level debug: events naming the verb and the store, no colour
+    // codes off a terminal.
+    let out = strata(&root, &["-l", "debug", "images"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("command=images") && err.contains("store opened"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "colour codes off a terminal: {err:?}"
+    );
+    // No progress drawn off a terminal.
+    let out = strata(&root, &["import", tar.to_str().unwrap(), "demo/quiet"]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn kernel_has(fs: &str) -> bool {
+    std::fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some(fs))
+}
+
+#[test]
+fn info_and_inspect_describe_the_block_storage() {
+    if !require_root("cli_docker::block_details") {
+        return;
+    }
+    if !kernel_has("btrfs") {
+        strata_driver_api::testing::skip("cli_docker::block_details", "no btrfs in this kernel");
+        return;
+    }
+    let scratch = ScratchDir::new("cli-docker-block");
+    let tar = scratch.path().join("rootfs.tar");
+    busybox_rootfs_tar(&tar, "x\n");
+    let root = scratch.path().join("btrfs");
+    strata_ok(
+        &root,
+        &["--driver", "btrfs", "init", "--opt", "btrfs.size=300M"],
+    );
+    let info = json(&strata_ok(&root, &["--format", "json", "info"]));
+    let total = info["space_total"].as_u64().unwrap();
+    assert!(
+        total <= 300 << 20 && total > 200 << 20,
+        "btrfs store of 300M reports {total}"
+    );
+    assert!(info["space_of"]
+        .as_str()
+        .unwrap()
+        .starts_with(root.to_str().unwrap()));
+    strata_ok(&root, &["import", tar.to_str().unwrap(), "demo/a"]);
+    let c = last_line(&strata_ok(&root, &["create", "demo/a"]));
+    let data = json(&strata_ok(&root, &["inspect", &c]))[0]["GraphDriver"]["Data"].clone();
+    assert_eq!(
+        data["BackingFile"],
+        root.join("btrfs/btrfs.img").to_str().unwrap(),
+        "{data}"
+    );
+
+    let root = scratch.path().join("blockfile");
+    strata_ok(
+        &root,
+        &[
+            "--driver",
+            "blockfile",
+            "init",
+            "--opt",
+            "blockfile.size=256M",
+        ],
+    );
+    strata_ok(&root, &["import", tar.to_str().unwrap(), "demo/a"]);
+    let c = last_line(&strata_ok(&root, &["create", "demo/a"]));
+    strata_ok(&root, &["mount", &c]);
+    let data = json(&strata_ok(&root, &["inspect", &c]))[0]["GraphDriver"]["Data"].clone();
+    assert_eq!(data["Capacity"], 256u64 << 20, "{data}");
+    assert!(
+        data["ImageFile"].as_str().unwrap().ends_with(".img"),
+        "{data}"
+    );
+    assert!(
+        data["LoopDevice"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/loop"),
+        "{data}"
+    );
+    strata_ok(&root, &["umount", &c]);
+}

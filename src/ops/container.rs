@@ -188,6 +188,7 @@ pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
             }
         }
     }
+    crate::ops::inspect_mounts::add_block_details(&mounts, &mut data);
     data.insert(
         "MergedDir".into(),
         rootfs_path(store, &record.id).display().to_string().into(),

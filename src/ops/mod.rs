@@ -9,6 +9,7 @@ pub mod image_inspect;
 pub mod import;
 pub mod info;
 pub mod init;
+pub mod inspect_mounts;
 pub mod kept;
 pub mod layer;
 pub mod output;
