@@ -10,12 +10,12 @@ use super::{Cli, Format};
 
 /// `strata image prune`: dangling images.
 pub fn images(cli: &Cli) -> Result<()> {
-    run(cli, |store, report| prune::dangling_images(store, report))
+    run(cli, prune::dangling_images)
 }
 
 /// `strata container prune`: unmounted containers.
 pub fn containers(cli: &Cli) -> Result<()> {
-    run(cli, |store, report| prune::containers(store, report))
+    run(cli, prune::containers)
 }
 
 /// `strata system prune`: unmounted containers, then the images that left
