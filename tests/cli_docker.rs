@@ -529,22 +529,49 @@ fn completion_man_version_and_help_examples() {
     let vfs = drivers.iter().find(|d| d["name"] == "vfs").unwrap();
     assert_eq!(vfs["host"], true);
     assert!(version["version"].is_string());
-    for verb in [
-        &["images"][..],
-        &["ps"],
-        &["save"],
-        &["load"],
-        &["cp"],
-        &["rmi"],
-        &["image", "inspect"],
-        &["system", "df"],
-        &["export"],
-        &["import"],
-    ] {
-        let mut args = verb.to_vec();
+    // Every verb, nested ones included, ends its help with an example
+    // and lists its own options before the global ones.
+    let mut verbs: Vec<Vec<String>> = subcommands(&root, &[])
+        .into_iter()
+        .map(|v| vec![v])
+        .collect();
+    for group in ["image", "container", "system", "snapshots"] {
+        for sub in subcommands(&root, &[group]) {
+            verbs.push(vec![group.to_owned(), sub]);
+        }
+    }
+    assert!(verbs.len() > 40, "{verbs:?}");
+    for verb in &verbs {
+        let mut args: Vec<&str> = verb.iter().map(String::as_str).collect();
         args.push("--help");
         let help = strata_ok(&root, &args);
-        assert!(help.contains("Example"), "{verb:?} --help has no example");
+        let is_group = help.contains("\nCommands:\n");
+        assert!(
+            is_group || help.contains("Example"),
+            "{verb:?} --help has no example:\n{help}"
+        );
+        let own = help.find("\nOptions:\n");
+        let global = help
+            .find("\nGlobal options:\n")
+            .expect("global options section");
+        assert!(
+            own.is_none_or(|o| o < global),
+            "{verb:?}: own options after global ones"
+        );
+    }
+    let init = strata_ok(&root, &["init", "--help"]);
+    for key in [
+        "btrfs.size",
+        "btrfs.quota",
+        "blockfile.fs",
+        "blockfile.size",
+        "dm.data_size",
+        "dm.basesize",
+        "overlay2.index_off",
+        "vfs.reflink",
+        "limits.layers",
+    ] {
+        assert!(init.contains(key), "init --help does not list {key}");
     }
 }
 
@@ -758,4 +785,22 @@ fn info_and_inspect_describe_the_block_storage() {
         "{data}"
     );
     strata_ok(&root, &["umount", &c]);
+}
+
+/// The subcommand names `strata GROUP --help` lists (without `help`).
+fn subcommands(root: &Path, group: &[&str]) -> Vec<String> {
+    let mut args = group.to_vec();
+    args.push("--help");
+    let help = strata_ok(root, &args);
+    let Some(start) = help.find("Commands:\n") else {
+        return Vec::new();
+    };
+    help[start + "Commands:\n".len()..]
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| *v != "help")
+        .map(str::to_owned)
+        .collect()
 }

@@ -147,6 +147,9 @@ The config file's [options] table gives defaults for these.")]
     Info,
     /// Unmount the driver's backing and detach its loop devices (they stay
     /// set up between commands); refuses, naming it, while anything holds it.
+    #[command(
+        after_help = "Examples:\n  strata release               # before moving or deleting the root"
+    )]
     Release,
     /// Import a flat rootfs tar (plain, gzip or zstd) as a one-layer image.
     #[command(after_help = "Examples:
@@ -194,6 +197,7 @@ Layers, Size, CreatedAt, CreatedSince.")]
         list: ListArgs,
     },
     /// Add a tag to an image.
+    #[command(after_help = "Examples:\n  strata tag demo/app:1 registry.example.com/demo/app:1.0")]
     Tag {
         /// Existing image (tag or id).
         source: String,
@@ -213,11 +217,17 @@ Layers, Size, CreatedAt, CreatedSince.")]
         images: Vec<String>,
     },
     /// Show an image's layers and the steps that made them.
+    #[command(
+        after_help = "Examples:\n  strata history demo/app:1\n  strata history --format json demo/app:1"
+    )]
     History {
         /// Image (tag or id).
         image: String,
     },
     /// Create a container (a writable layer on an image); prints its id.
+    #[command(
+        after_help = "Examples:\n  strata create --name web demo/app:1\n  strata create --size 10G demo/app:1"
+    )]
     Create {
         /// Container name (default: generated).
         #[arg(long)]
@@ -239,12 +249,18 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         list: ListArgs,
     },
     /// Describe a container as JSON, with its driver's mount data.
+    #[command(
+        after_help = "Examples:\n  strata inspect web\n  strata inspect web | jq '.[0].GraphDriver'"
+    )]
     Inspect {
         /// Container (id, id prefix or name).
         container: String,
     },
     /// Mount a container's merged rootfs; prints the path. The mount is
     /// nosuid,nodev unless --suid / --dev say otherwise.
+    #[command(
+        after_help = "Examples:\n  path=$(strata mount web)\n  strata mount --suid web      # honour setuid bits"
+    )]
     Mount {
         /// Container (id, id prefix or name).
         container: String,
@@ -259,16 +275,19 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         dev: bool,
     },
     /// Unmount a container's merged rootfs.
+    #[command(after_help = "Examples:\n  strata umount web")]
     Umount {
         /// Container (id, id prefix or name).
         container: String,
     },
     /// List what a container changed: `A|C|D /path` lines.
+    #[command(after_help = "Examples:\n  strata diff web\n  strata diff --format json web")]
     Diff {
         /// Container (id, id prefix or name).
         container: String,
     },
     /// Turn a container's changes into a new image; prints its id.
+    #[command(after_help = "Examples:\n  strata commit web demo/app:2")]
     Commit {
         /// Container (id, id prefix or name).
         container: String,
@@ -330,6 +349,7 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         dir: PathBuf,
     },
     /// Print the version and which drivers this host supports.
+    #[command(after_help = "Examples:\n  strata version\n  strata version --format json")]
     Version,
     /// Remove a container and its writable layer.
     #[command(after_help = "Examples:\n  strata rm web db\n  strata rm -f $(strata ps -q)")]
@@ -344,6 +364,7 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
     /// Serve the store as a containerd proxy snapshotter on a unix socket
     /// (mode 0600) until SIGTERM or SIGINT. containerd names it in
     /// `[proxy_plugins.strata]`; see contrib/containerd-config.toml.
+    #[command(after_help = "Examples:\n  strata serve --socket /run/strata/strata.sock")]
     Serve {
         /// Socket path; a stale socket file from a crash is replaced.
         #[arg(long, default_value = "/run/strata/strata.sock")]
@@ -352,6 +373,9 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
     /// Measure every driver the host supports side by side (copy-up against
     /// volume writes, create, commit, remove, usage, reads); writes
     /// results.json, report.md and plots. Needs root.
+    #[command(
+        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out /tmp/bench"
+    )]
     Bench {
         /// Targets to run, comma-separated (driver names or labels such as
         /// overlay2-xfs); default: every driver the host supports.
@@ -381,6 +405,7 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         view: Option<SnapshotsView>,
     },
     /// Compare metadata with the driver's storage, mounts and files; exit 1 on damage.
+    #[command(after_help = "Examples:\n  strata check\n  strata check --repair --prune")]
     Check {
         /// Finish or undo half-done operations, remove what Strata left behind.
         #[arg(long)]
@@ -408,11 +433,13 @@ pub enum ImageCommand {
     },
     /// List images (as `strata images`).
     #[command(visible_alias = "list")]
+    #[command(after_help = "Examples:\n  strata image ls -q --filter dangling=true")]
     Ls {
         #[command(flatten)]
         list: ListArgs,
     },
     /// Remove images (as `strata rmi`).
+    #[command(after_help = "Examples:\n  strata image rm demo/app:1 demo/app:2")]
     Rm {
         /// Remove an image named by id even when several tags point at it.
         #[arg(short, long)]
@@ -430,12 +457,16 @@ pub enum ImageCommand {
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// List containers (as `strata ps`).
-    #[command(visible_alias = "list")]
+    #[command(
+        visible_alias = "list",
+        after_help = "Examples:\n  strata container ls -q"
+    )]
     Ls {
         #[command(flatten)]
         list: ListArgs,
     },
     /// Remove containers (as `strata rm`).
+    #[command(after_help = "Examples:\n  strata container rm -f web")]
     Rm {
         /// Unmount first if mounted.
         #[arg(short, long)]
@@ -463,6 +494,7 @@ pub enum SystemCommand {
     #[command(after_help = "Example:\n  strata system prune")]
     Prune,
     /// The store's driver, backing, space and counts (as `strata info`).
+    #[command(after_help = "Examples:\n  strata system info --format json")]
     Info,
 }
 
@@ -471,10 +503,15 @@ pub enum SystemCommand {
 pub enum SnapshotsView {
     /// One line per snapshot: key, kind, parent, size, age, owner, labels.
     #[default]
+    #[command(
+        after_help = "Examples:\n  strata snapshots ls -q\n  strata snapshots ls --format '{{.key}} {{.owner}}'"
+    )]
     Ls,
     /// The parent tree: each committed snapshot with the ones built on it.
+    #[command(after_help = "Examples:\n  strata snapshots tree")]
     Tree,
     /// Exclusive size and inodes per snapshot, and the total.
+    #[command(after_help = "Examples:\n  strata snapshots usage --format json")]
     Usage,
 }
 
