@@ -804,3 +804,59 @@ fn subcommands(root: &Path, group: &[&str]) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+#[test]
+fn progress_is_drawn_on_a_terminal() {
+    let Some((scratch, root, tar)) = store_with_image("progress") else {
+        return;
+    };
+    if Command::new("script").arg("--version").output().is_err() {
+        strata_driver_api::testing::skip("cli_docker::progress", "no script(1) for a pty");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_strata");
+    let out_file = scratch.path().join("saved.tar");
+    let line = format!(
+        "{bin} --root {} import {} demo/tty && {bin} --root {} save -o {} demo/tty",
+        root.display(),
+        tar.display(),
+        root.display(),
+        out_file.display()
+    );
+    // script(1) runs the commands on a pseudo-terminal.
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("importing {}", tar.display())),
+        "{text}"
+    );
+    assert!(text.contains("MiB/"), "no byte counts: {text}");
+    assert!(text.contains("saving demo/tty"), "{text}");
+    assert!(out_file.is_file());
+    // Log lines are coloured on a terminal, unless NO_COLOR is set.
+    let logs = |no_colour: bool| {
+        let mut cmd = Command::new("script");
+        let line = format!("{bin} --root {} -l debug images", root.display());
+        cmd.args(["-qec", &line, "/dev/null"]);
+        if no_colour {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+    };
+    let coloured = logs(false);
+    assert!(
+        coloured.contains("store opened") && coloured.contains('\u{1b}'),
+        "{coloured:?}"
+    );
+    let plain = logs(true);
+    assert!(
+        plain.contains("store opened") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
+}
