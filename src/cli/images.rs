@@ -291,3 +291,44 @@ pub fn history(cli: &Cli, image: &str) -> Result<()> {
     t.print()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(labels: serde_json::Value, tags: &[&str]) -> ImageRecord {
+        let config =
+            serde_json::to_vec(&serde_json::json!({ "config": { "Labels": labels } })).unwrap();
+        ImageRecord {
+            id: strata::model::Digest::of(&config),
+            config,
+            layers: Vec::new(),
+            tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
+            created_ns: 0,
+        }
+    }
+
+    fn filters(texts: &[&str]) -> Filters {
+        let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+        Filters::parse(&texts, IMAGE_FILTERS, "images").unwrap()
+    }
+
+    #[test]
+    fn label_dangling_and_reference_filters() {
+        let tagged = image(serde_json::json!({ "tier": "web" }), &["demo/app:1"]);
+        let bare = image(serde_json::json!(null), &[]);
+        assert!(image_matches(&tagged, &filters(&["label=tier"])));
+        assert!(image_matches(&tagged, &filters(&["label=tier=web"])));
+        assert!(!image_matches(&tagged, &filters(&["label=tier=db"])));
+        assert!(!image_matches(&bare, &filters(&["label=tier"])));
+        assert!(image_matches(&bare, &filters(&["dangling=true"])));
+        assert!(!image_matches(&tagged, &filters(&["dangling=true"])));
+        assert!(image_matches(&tagged, &filters(&["reference=demo/app"])));
+        assert!(image_matches(&tagged, &filters(&["reference=*:1"])));
+        assert!(!image_matches(&tagged, &filters(&["reference=other/*"])));
+        assert!(image_matches(
+            &tagged,
+            &filters(&["reference=other/*", "reference=demo/*"])
+        ));
+    }
+}
