@@ -496,6 +496,25 @@ fn cp_both_ways_and_as_a_stream_never_outside_the_container() {
     assert!(Path::new(&format!("{m}/tmp/streamed")).is_file());
     assert!(!Path::new(&format!("{m}/outside")).exists());
     strata_ok(&root, &["umount", &c]);
+    // A copy into a container that cannot be renamed into place (a
+    // non-empty directory is there) leaves the container as it was.
+    let err = strata_err(&root, &["cp", into.join("etc").to_str().unwrap(), "web:/"]);
+    assert!(err.contains("rename into place"), "{err}");
+    let m = last_line(&strata_ok(&root, &["mount", &c]));
+    let staged: Vec<_> = std::fs::read_dir(&m)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".strata-cp"))
+        .collect();
+    assert!(
+        staged.is_empty(),
+        "staging left in the container: {staged:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{m}/etc/conf")).unwrap(),
+        "setting=1\n"
+    );
+    strata_ok(&root, &["umount", &c]);
     // Nothing is staged beside a failed host destination.
     let before: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
     strata_err(&root, &["cp", "web:/nope", dir.join("x").to_str().unwrap()]);

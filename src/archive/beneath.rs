@@ -88,6 +88,43 @@ pub fn apply_beneath(
     apply_layer(&fd_path(&fd), tar, opts)
 }
 
+/// Applies `tar`, whose entries are `name` and what is below it, into a
+/// new staging directory in `dir` (resolved inside `root`), then renames
+/// `name` from there onto `dir/name` (replacing a file; an existing
+/// non-empty directory is refused). On any error, a signal included, the
+/// staging directory is removed and `dir` is as it was.
+pub fn apply_staged_beneath(
+    root: &Path,
+    dir: &Path,
+    name: &Path,
+    tar: impl Read,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats> {
+    let fd = open_dir_in(root, dir)?;
+    let stage = PathBuf::from(format!(
+        ".strata-cp-{}-{}",
+        std::process::id(),
+        crate::now_ns()
+    ));
+    nix::sys::stat::mkdirat(
+        fd.as_fd(),
+        &stage,
+        nix::sys::stat::Mode::from_bits_truncate(0o700),
+    )
+    .map_err(|e| ArchiveError::io("create a staging directory in", dir, e))?;
+    let stage_path = fd_path(&fd).join(&stage);
+    let result = apply_layer(&stage_path, tar, opts).and_then(|stats| {
+        crate::interrupt::check()?;
+        nix::fcntl::renameat(fd.as_fd(), &stage.join(name), fd.as_fd(), name)
+            .map_err(|e| ArchiveError::io("rename into place", dir.join(name), e))?;
+        Ok(stats)
+    });
+    if let Err(e) = std::fs::remove_dir_all(&stage_path) {
+        tracing::warn!(dir = %dir.display(), error = %e, "removing a staging directory");
+    }
+    result
+}
+
 /// Writes the entry `name` of directory `dir` (resolved inside `root`)
 /// and, when it is a directory, everything below it, as one tar whose
 /// entries are named from `name` (`motd`, or `etc/...` for `name` `etc`).

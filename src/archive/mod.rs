@@ -28,7 +28,7 @@ mod write;
 mod zeros;
 
 pub use apply::{apply_layer, ApplyOptions, ApplyStats};
-pub use beneath::{apply_beneath, find_in_root, write_beneath, Found};
+pub use beneath::{apply_beneath, apply_staged_beneath, find_in_root, write_beneath, Found};
 pub use changes::{changes, changes_overlay, Change, ChangeKind};
 pub use compress::{decompress, detect_compression, Compression};
 pub use error::{ArchiveError, LimitExceeded, Result};

@@ -5,9 +5,10 @@
 //! a symlink or `..` in the container cannot lead a copy to the host's
 //! files. Both directions go through a tar stream and the layer applier,
 //! so a copy gets its checks (no entry outside the target directory). A
-//! copy to the host is staged in a temporary directory beside the
-//! destination and renamed into place when complete: an error or a signal
-//! leaves nothing. A copy into a container writes in place, like docker's.
+//! copy of a file or directory, either way, is staged in a temporary
+//! directory beside the destination and renamed into place when complete:
+//! an error or a signal leaves nothing. A tar stream into a container
+//! (`cp - web:/etc`) is unpacked in place, merging with what is there.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -16,7 +17,8 @@ use std::path::{Path, PathBuf};
 use strata_driver_api::Snapshotter;
 
 use crate::archive::{
-    apply_beneath, apply_layer, find_in_root, write_beneath, ApplyOptions, Found,
+    apply_beneath, apply_layer, apply_staged_beneath, find_in_root, write_beneath, ApplyOptions,
+    Found,
 };
 use crate::error::{Result, StoreError};
 use crate::model::ContainerId;
@@ -193,7 +195,7 @@ fn from_host(root: &Path, src: &Path, path: &Path) -> Result<()> {
                 .map_err(|e| StoreError::io("read", src, e))
         },
         |r| {
-            apply_beneath(root, &dir, r, &ApplyOptions::default())?;
+            apply_staged_beneath(root, &dir, &name, r, &ApplyOptions::default())?;
             Ok(())
         },
     )
