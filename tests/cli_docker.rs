@@ -314,6 +314,9 @@ fn image_inspect_shows_layers_and_history() {
     assert_eq!(two["Size"].as_u64(), Some(total));
     assert_eq!(two["History"].as_array().unwrap().len(), 2);
     assert_eq!(two["Os"], "linux");
+    // Plain `inspect` falls back to an image, as docker's does.
+    let plain = json(&strata_ok(&root, &["inspect", "demo/app:2"]));
+    assert_eq!(plain[0]["Id"], two["Id"]);
     let line = strata_ok(
         &root,
         &[

@@ -133,9 +133,20 @@ pub fn rename(cli: &Cli, text: &str, name: &str) -> Result<()> {
 }
 
 /// `strata inspect`.
+/// Like docker's, it describes an image when no container has that name.
 pub fn inspect(cli: &Cli, text: &str) -> Result<()> {
     let store = open(cli)?;
-    print_json(&[container::inspect(&store, text)?])
+    match container::inspect(&store, text) {
+        Ok(c) => print_json(&[c]),
+        Err(e @ strata::StoreError::UnknownContainer(_)) => {
+            match strata::ops::image_inspect::inspect(&store, text) {
+                Ok(image) => print_json(&[image]),
+                Err(strata::StoreError::UnknownImage(_)) => Err(e.into()),
+                Err(other) => Err(other.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `strata mount`: prints the merged rootfs path.

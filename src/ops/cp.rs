@@ -94,8 +94,11 @@ pub fn copy(store: &Store, from: &Endpoint, to: &Endpoint) -> Result<()> {
                 limits: limits.apply_limits(u64::MAX),
                 ..ApplyOptions::default()
             };
-            apply_beneath(root.path(), path, input, &opts)?;
-            Ok(())
+            apply_beneath(root.path(), path, input, &opts)
+                .map(drop)
+                .map_err(|e| {
+                    StoreError::from(e).undone("entries unpacked before it stay in the container")
+                })
         }
         _ => Err(StoreError::Invalid(
             "cp copies between a container and the host: one side must be CONTAINER:PATH, the other a host path or -".into(),
