@@ -218,6 +218,10 @@ fn listings_quiet_filter_no_trunc_and_templates() {
     assert!(line.contains("<none>:<none>\t1\n"), "{line:?}");
     let err = strata_err(&root, &["images", "--format", "{{.Nope}}"]);
     assert!(err.contains("format template"), "{err}");
+    let err = strata_err(&root, &["ps", "--filter", "status=running"]);
+    assert!(err.contains("status=mounted|unmounted"), "{err}");
+    let err = strata_err(&root, &["info", "--format", "{{.root}}"]);
+    assert!(err.contains("use --format json here"), "{err}");
     let err = strata_err(&root, &["images", "--filter", "colour=red"]);
     assert!(err.contains("not a filter of images"), "{err}");
 

@@ -49,7 +49,8 @@ const CONTAINER_FILTERS: &[&str] = &["status", "ancestor", "name", "id"];
 
 /// `strata ps`.
 pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
-    let filters = Filters::parse(&args.filters, CONTAINER_FILTERS, "containers")?;
+    let filters = Filters::parse(&args.filters, CONTAINER_FILTERS, "containers")?
+        .only("status", &["mounted", "unmounted"])?;
     let store = open(cli)?;
     let ancestors = filters
         .values("ancestor")
@@ -58,9 +59,8 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
     let mut records = store.meta()?.containers()?;
     records.retain(|c| {
         let mounted = c.mounted_at.is_some();
-        filters.any("status", |v| {
-            (v == "mounted") == mounted && matches!(v, "mounted" | "unmounted")
-        }) && (ancestors.is_empty() || ancestors.contains(&c.image))
+        filters.any("status", |v| (v == "mounted") == mounted)
+            && (ancestors.is_empty() || ancestors.contains(&c.image))
             && filters.any("name", |v| c.name.contains(v))
             && filters.any("id", |v| c.id.0.starts_with(v))
     });

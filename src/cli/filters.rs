@@ -35,6 +35,14 @@ impl Filters {
         Ok(Self(out))
     }
 
+    /// Refuses a value of `key` not in `allowed`.
+    pub fn only(self, key: &str, allowed: &[&str]) -> Result<Self> {
+        if let Some(bad) = self.values(key).find(|v| !allowed.contains(v)) {
+            bail!("filter {key}={bad}: use {key}={}", allowed.join("|"));
+        }
+        Ok(self)
+    }
+
     /// The values given for `key`.
     pub fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0

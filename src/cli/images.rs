@@ -60,7 +60,8 @@ const IMAGE_FILTERS: &[&str] = &["dangling", "reference", "label", "before", "si
 
 /// `strata images`.
 pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
-    let filters = Filters::parse(&args.filters, IMAGE_FILTERS, "images")?;
+    let filters = Filters::parse(&args.filters, IMAGE_FILTERS, "images")?
+        .only("dangling", &["true", "false"])?;
     let store = open(cli)?;
     let mut images = store.meta()?.images()?;
     images.sort_by_key(|i| std::cmp::Reverse(i.created_ns));

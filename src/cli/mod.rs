@@ -512,7 +512,27 @@ fn describe(command: &Command) -> String {
     }
 }
 
+/// Whether the verb prints rows a `--format` template can render.
+fn renders_templates(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Images { .. }
+            | Command::Ps { .. }
+            | Command::Image(ImageCommand::Ls { .. } | ImageCommand::Inspect { .. })
+            | Command::Container(ContainerCommand::Ls { .. })
+            | Command::Snapshots {
+                view: None | Some(SnapshotsView::Ls),
+                ..
+            }
+    )
+}
+
 fn dispatch(cli: &Cli) -> Result<()> {
+    if matches!(cli.format, Format::Template(_)) && !renders_templates(&cli.command) {
+        anyhow::bail!(
+            "--format with a template works on images, ps, image ls/inspect, container ls and snapshots ls; use --format json here"
+        );
+    }
     match &cli.command {
         Command::Init { options } => store_cmds::init(cli, options),
         Command::Info => store_cmds::info(cli),
