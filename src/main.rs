@@ -3,17 +3,24 @@
 mod cli;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     if let Err(e) = cli::run() {
+        if is_broken_pipe(&e) {
+            // The reader went away (`strata images | head -1`): stop
+            // quietly, with the status a SIGPIPE death would give.
+            std::process::exit(128 + libc::SIGPIPE);
+        }
         eprintln!("strata: error: {}", error_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// Whether the error comes from writing to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes joined by `: `, leaving out a cause whose text

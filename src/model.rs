@@ -106,16 +106,26 @@ impl fmt::Display for ContainerId {
 pub struct Reference(pub String);
 
 impl Reference {
-    /// Parses `NAME[:TAG]`, adding `:latest`.
+    /// Parses `NAME[:TAG][@DIGEST]` by the OCI distribution grammar
+    /// (lowercase repository path components, tag `[\w][\w.-]{0,127}`),
+    /// adding `:latest` when neither a tag nor a digest is given. A
+    /// repository named `sha256` is refused: `sha256:HEX` names an image by
+    /// id, and such a tag would shadow the image with that id.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let valid = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
-        if text.is_empty() || !text.chars().all(valid) || text.starts_with(['-', ':', '/']) {
-            return Err(format!(
-                "invalid image reference {text:?}: use NAME[:TAG] with letters, digits and ._-/"
-            ));
+        let invalid = |why: &dyn fmt::Display| {
+            format!("invalid image reference {text:?}: {why} (use NAME[:TAG], e.g. demo/app:1.0)")
+        };
+        let parsed: oci_spec::distribution::Reference = text.parse().map_err(|e| invalid(&e))?;
+        let name = text.split(['@']).next().unwrap_or(text);
+        let repository = match name.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo,
+            _ => name,
+        };
+        if repository == "sha256" {
+            return Err(invalid(&"sha256:... names an image by id, not by tag"));
         }
         let last = text.rsplit('/').next().unwrap_or(text);
-        Ok(if last.contains(':') {
+        Ok(if parsed.digest().is_some() || last.contains(':') {
             Self(text.to_owned())
         } else {
             Self(format!("{text}:latest"))
@@ -224,5 +234,31 @@ mod tests {
         );
         assert_eq!(Reference::parse("busybox:1.36").unwrap().0, "busybox:1.36");
         assert!(Reference::parse("bad name").is_err());
+    }
+
+    #[test]
+    fn references_follow_the_distribution_grammar() {
+        for bad in [
+            "Demo/App:1",
+            "demo/App",
+            "Demo",
+            "demo/app:",
+            "a:b:c",
+            "sha256:92161fce9d2a",
+            "x:-tag",
+            &format!("x:{}", "t".repeat(129)),
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad} was accepted");
+        }
+        for good in [
+            "localhost:5000/demo/app:1.0",
+            "Registry.example.com/demo/app",
+            "demo/app_x.y-z:V1_2.3",
+            &format!("x:{}", "t".repeat(128)),
+        ] {
+            assert!(Reference::parse(good).is_ok(), "{good} was refused");
+        }
+        let digest = format!("demo/app@sha256:{}", "a".repeat(64));
+        assert_eq!(Reference::parse(&digest).unwrap().0, digest);
     }
 }

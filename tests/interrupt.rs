@@ -1,5 +1,6 @@
 //! Signals: SIGINT (and SIGTERM, SIGHUP) during `load`, `import`, `create`,
-//! `mount`, `commit`, `save`, `export`, `rm` and `rmi` stop the command at
+//! `mount`, `commit`, `save`, `export`, `rm`, `rmi` and `cp` (a container's
+//! file to the host) stop the command at
 //! its next safe point. Each interrupted run must exit 128+signal with one
 //! `interrupted: ...` line, leave its effect either wholly undone or wholly
 //! done (as the line says), no partial output file, nothing under
@@ -33,6 +34,7 @@ enum Verb {
     Export,
     Rm,
     Rmi,
+    Cp,
 }
 
 const VERBS: &[Verb] = &[
@@ -45,6 +47,7 @@ const VERBS: &[Verb] = &[
     Verb::Export,
     Verb::Rm,
     Verb::Rmi,
+    Verb::Cp,
 ];
 
 /// Layers and bytes per layer of the generated archives: tens of MB, so a
@@ -183,6 +186,12 @@ impl Bench {
                 let cmd = command(&root, &["export", &self.work, "-o", out.to_str().unwrap()]);
                 (cmd, Box::new(move |_: &Bench| out.exists()))
             }
+            Verb::Cp => {
+                let out = self.out_dir().join(format!("cp-{n}"));
+                let src = format!("{}:/changed", self.work);
+                let cmd = command(&root, &["cp", &src, out.to_str().unwrap()]);
+                (cmd, Box::new(move |_: &Bench| out.exists()))
+            }
             Verb::Rm => {
                 let id = last_line(&self.ok(&["create", "int/big:1"]));
                 self.ok(&["mount", &id]);
@@ -253,6 +262,7 @@ fn verb_name(verb: Verb) -> &'static str {
         Verb::Export => "export",
         Verb::Rm => "rm",
         Verb::Rmi => "rmi",
+        Verb::Cp => "cp",
     }
 }
 

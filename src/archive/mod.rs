@@ -16,9 +16,11 @@
 //! - [`write_layer`] and [`write_tree`] write reproducible tars.
 
 mod apply;
+mod beneath;
 mod changes;
 mod compress;
 mod error;
+mod format;
 mod guard;
 mod path;
 mod sys;
@@ -26,9 +28,11 @@ mod write;
 mod zeros;
 
 pub use apply::{apply_layer, ApplyOptions, ApplyStats};
+pub use beneath::{apply_beneath, apply_staged_beneath, find_in_root, write_beneath, Found};
 pub use changes::{changes, changes_overlay, Change, ChangeKind};
 pub use compress::{decompress, detect_compression, Compression};
 pub use error::{ArchiveError, LimitExceeded, Result};
+pub use format::{is_malformed_tar, Source, SourceError};
 pub(crate) use guard::Guard;
 pub use guard::{ApplyLimits, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TRAILING_BYTES};
 pub use path::escape_name;

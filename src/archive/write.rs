@@ -77,7 +77,7 @@ pub fn write_tree(root: &Path, out: impl Write) -> Result<()> {
     write_layer(root, &all, out)
 }
 
-fn collect(dir: BorrowedFd<'_>, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
+pub(super) fn collect(dir: BorrowedFd<'_>, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
     let names = sys::list_dir(dir).map_err(|e| ArchiveError::io("read directory", rel, e))?;
     for (name, is_dir) in names {
         crate::interrupt::check()?;

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use strata::check::{check as run_check, CheckOptions, Report};
 
+use super::output::outln;
 use super::output::{print_json, Table};
 use super::store_cmds::open;
 use super::{Cli, Format};
@@ -17,7 +18,7 @@ pub fn check(cli: &Cli, options: CheckOptions) -> Result<()> {
         if cli.format == Format::Json {
             print_json(&report)?;
         } else {
-            print_table(&report);
+            print_table(&report)?;
         }
         report.damaged()
     };
@@ -27,7 +28,7 @@ pub fn check(cli: &Cli, options: CheckOptions) -> Result<()> {
     Ok(())
 }
 
-fn print_table(report: &Report) {
+fn print_table(report: &Report) -> std::io::Result<()> {
     if !report.findings.is_empty() {
         let mut t = Table::new(&["PROBLEM", "SUBJECT", "DETAIL", "REPAIR"]);
         for f in &report.findings {
@@ -44,7 +45,7 @@ fn print_table(report: &Report) {
                 repair,
             ]);
         }
-        t.print();
+        t.print()?;
     }
     let damage = report.findings.iter().filter(|f| f.damage).count();
     let data = if report.data {
@@ -58,14 +59,15 @@ fn print_table(report: &Report) {
         } else {
             "; run `strata check --repair`"
         };
-        println!(
+        outln!(
             "{damage} problem(s) found, {} repaired, {} remain{data}{hint}",
             report.repaired(),
             report.remaining.len()
-        );
+        )?;
     } else if damage > 0 {
-        println!("{damage} problem(s) found and repaired{data}; the store is consistent");
+        outln!("{damage} problem(s) found and repaired{data}; the store is consistent")?;
     } else {
-        println!("the store is consistent{data}");
+        outln!("the store is consistent{data}")?;
     }
+    Ok(())
 }

@@ -4,15 +4,18 @@ use anyhow::Result;
 use serde::Serialize;
 use strata::ops::container::{self, CreateRequest};
 
+use super::filters::{print_template, Filters};
+use super::images::to_values;
+use super::output::outln;
 use super::output::{age, print_json, Table};
 use super::store_cmds::open;
-use super::{Cli, Format};
+use super::{Cli, Format, ListArgs};
 
 /// `strata create`: prints the new container's id as its last line.
 pub fn create(cli: &Cli, image: &str, name: Option<&str>, size: Option<u64>) -> Result<()> {
     let store = open(cli)?;
     let record = container::create(&store, &CreateRequest { image, name, size })?;
-    println!("{}", record.id);
+    outln!("{}", record.id)?;
     Ok(())
 }
 
@@ -26,13 +29,56 @@ struct ContainerLine {
     created_ns: u64,
 }
 
+/// One line of the container table, and the fields of `--format` templates.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerRow {
+    #[serde(rename = "ID")]
+    id: String,
+    names: String,
+    image: String,
+    #[serde(rename = "ImageID")]
+    image_id: String,
+    status: &'static str,
+    mounts: String,
+    created_at: String,
+    running_for: String,
+}
+
+const CONTAINER_FILTERS: &[&str] = &["status", "ancestor", "name", "id"];
+
 /// `strata ps`.
-pub fn list(cli: &Cli) -> Result<()> {
+pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
+    let filters = Filters::parse(&args.filters, CONTAINER_FILTERS, "containers")?
+        .only("status", &["mounted", "unmounted"])?;
     let store = open(cli)?;
-    let lines: Vec<ContainerLine> = store
-        .meta()?
-        .containers()?
-        .into_iter()
+    let ancestors = filters
+        .values("ancestor")
+        .map(|text| Ok(store.resolve_image(text)?.id))
+        .collect::<Result<Vec<_>>>()?;
+    let mut records = store.meta()?.containers()?;
+    records.retain(|c| {
+        let mounted = c.mounted_at.is_some();
+        filters.any("status", |v| (v == "mounted") == mounted)
+            && (ancestors.is_empty() || ancestors.contains(&c.image))
+            && filters.any("name", |v| c.name.contains(v))
+            && filters.any("id", |v| c.id.0.starts_with(v))
+    });
+    let short = |id: &str| {
+        if args.no_trunc {
+            id.to_owned()
+        } else {
+            id[..12.min(id.len())].to_owned()
+        }
+    };
+    if args.quiet {
+        for c in &records {
+            outln!("{}", short(&c.id.0))?;
+        }
+        return Ok(());
+    }
+    let lines: Vec<ContainerLine> = records
+        .iter()
         .map(|c| ContainerLine {
             id: c.id.0.clone(),
             name: c.name.clone(),
@@ -42,33 +88,71 @@ pub fn list(cli: &Cli) -> Result<()> {
             created_ns: c.created_ns,
         })
         .collect();
-    if cli.format == Format::Json {
-        return print_json(&lines);
+    let rows: Vec<ContainerRow> = lines
+        .iter()
+        .map(|c| ContainerRow {
+            id: short(&c.id),
+            names: c.name.clone(),
+            image: c.image.clone(),
+            image_id: short(c.image_id.strip_prefix("sha256:").unwrap_or(&c.image_id)),
+            status: if c.mounted_at.is_some() {
+                "mounted"
+            } else {
+                "unmounted"
+            },
+            mounts: c.mounted_at.clone().unwrap_or_default(),
+            created_at: strata::model::rfc3339(c.created_ns / 1_000_000_000),
+            running_for: age(c.created_ns),
+        })
+        .collect();
+    match &cli.format {
+        Format::Json => print_json(&lines),
+        Format::Template(t) => print_template(t, &to_values(&rows)?),
+        Format::Table => {
+            let mut t = Table::new(&["CONTAINER ID", "IMAGE", "CREATED", "MOUNTED", "NAME"]);
+            for r in rows {
+                let mounted = if r.mounts.is_empty() {
+                    "-".into()
+                } else {
+                    r.mounts
+                };
+                t.row(vec![r.id, r.image, r.running_for, mounted, r.names]);
+            }
+            t.print()?;
+            Ok(())
+        }
     }
-    let mut t = Table::new(&["CONTAINER ID", "IMAGE", "CREATED", "MOUNTED", "NAME"]);
-    for c in &lines {
-        t.row(vec![
-            c.id[..12].to_owned(),
-            c.image.clone(),
-            age(c.created_ns),
-            c.mounted_at.clone().unwrap_or_else(|| "-".into()),
-            c.name.clone(),
-        ]);
-    }
-    t.print();
+}
+
+/// `strata rename CONTAINER NAME`.
+pub fn rename(cli: &Cli, text: &str, name: &str) -> Result<()> {
+    let store = open(cli)?;
+    let record = container::rename(&store, text, name)?;
+    outln!("{}", record.id)?;
     Ok(())
 }
 
 /// `strata inspect`.
+/// Like docker's, it describes an image when no container has that name.
 pub fn inspect(cli: &Cli, text: &str) -> Result<()> {
     let store = open(cli)?;
-    print_json(&[container::inspect(&store, text)?])
+    match container::inspect(&store, text) {
+        Ok(c) => print_json(&[c]),
+        Err(e @ strata::StoreError::UnknownContainer(_)) => {
+            match strata::ops::image_inspect::inspect(&store, text) {
+                Ok(image) => print_json(&[image]),
+                Err(strata::StoreError::UnknownImage(_)) => Err(e.into()),
+                Err(other) => Err(other.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `strata mount`: prints the merged rootfs path.
 pub fn mount(cli: &Cli, text: &str, options: strata::mounts::ContainerMountOptions) -> Result<()> {
     let store = open(cli)?;
-    println!("{}", container::mount(&store, text, options)?.display());
+    outln!("{}", container::mount(&store, text, options)?.display())?;
     Ok(())
 }
 
@@ -87,7 +171,7 @@ pub fn remove(cli: &Cli, texts: &[String], force: bool) -> Result<()> {
     for text in texts {
         match container::remove(&store, text, force) {
             Ok(record) => {
-                println!("{}", record.id);
+                outln!("{}", record.id)?;
                 removed += 1;
             }
             Err(e) if e.is_interrupted() => {

@@ -3,12 +3,14 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use strata::model::Reference;
 use strata::ops::transfer;
 
+use super::output::outln;
 use super::output::print_json;
+use super::progress;
 use super::store_cmds::open;
 use super::{Cli, Format};
 
@@ -16,6 +18,18 @@ use super::{Cli, Format};
 /// the id for an untagged image), as docker does.
 pub fn load(cli: &Cli, file: &Path) -> Result<()> {
     let store = open(cli)?;
+    let spooled;
+    let (file, name) = if strata::ops::stdio::is_stdio(file) {
+        if std::io::stdin().is_terminal() {
+            bail!("load reads an archive from standard input, which is a terminal: give -i FILE or redirect");
+        }
+        let limits = store.limits()?;
+        spooled = strata::ops::stdio::spool_stdin(&store, limits.image_size)
+            .context("reading standard input")?;
+        (spooled.path(), "standard input".to_owned())
+    } else {
+        (file, file.display().to_string())
+    };
     let tty = std::io::stderr().is_terminal();
     let mut progress = |msg: &str| {
         if tty {
@@ -23,13 +37,13 @@ pub fn load(cli: &Cli, file: &Path) -> Result<()> {
         }
     };
     let images = transfer::load_with_progress(&store, file, &mut progress)
-        .with_context(|| format!("loading {}", file.display()))?;
+        .with_context(|| format!("loading {name}"))?;
     for image in images {
         if image.tags.is_empty() {
-            println!("Loaded image ID: {}", image.id);
+            outln!("Loaded image ID: {}", image.id)?;
         }
         for t in &image.tags {
-            println!("Loaded image: {t}");
+            outln!("Loaded image: {t}")?;
         }
     }
     Ok(())
@@ -38,8 +52,10 @@ pub fn load(cli: &Cli, file: &Path) -> Result<()> {
 /// `strata save -o FILE REF...`.
 pub fn save(cli: &Cli, images: &[String], out: &Path, uncompressed: bool) -> Result<()> {
     let store = open(cli)?;
-    transfer::save(&store, images, out, !uncompressed)
-        .with_context(|| format!("saving to {}", out.display()))?;
+    let bar = progress::spinner(&format!("saving {}", images.join(" ")));
+    let result = transfer::save(&store, images, out, !uncompressed);
+    bar.finish_and_clear();
+    result.with_context(|| format!("saving to {}", shown(out)))?;
     Ok(())
 }
 
@@ -64,7 +80,7 @@ pub fn diff(cli: &Cli, container: &str) -> Result<()> {
         return print_json(&lines);
     }
     for c in changes {
-        println!("{c}");
+        outln!("{c}")?;
     }
     Ok(())
 }
@@ -74,14 +90,25 @@ pub fn commit(cli: &Cli, container: &str, reference: &str) -> Result<()> {
     let reference = Reference::parse(reference).map_err(|e| anyhow!(e))?;
     let store = open(cli)?;
     let image = transfer::commit(&store, container, &reference)?;
-    println!("{}", image.id);
+    outln!("{}", image.id)?;
     Ok(())
 }
 
 /// `strata export ID -o FILE`.
 pub fn export(cli: &Cli, container: &str, out: &Path) -> Result<()> {
     let store = open(cli)?;
-    transfer::export(&store, container, out)
-        .with_context(|| format!("exporting to {}", out.display()))?;
+    let bar = progress::spinner(&format!("exporting {container}"));
+    let result = transfer::export(&store, container, out);
+    bar.finish_and_clear();
+    result.with_context(|| format!("exporting to {}", shown(out)))?;
     Ok(())
+}
+
+/// A path for messages: `-` is standard output.
+fn shown(path: &Path) -> String {
+    if strata::ops::stdio::is_stdio(path) {
+        "standard output".into()
+    } else {
+        path.display().to_string()
+    }
 }

@@ -3,10 +3,17 @@
 
 mod bench;
 mod check;
+mod comforts;
+mod config;
 mod containers;
+mod cp;
+mod filters;
+mod groups;
 mod images;
 mod layers;
 mod output;
+mod progress;
+mod prune;
 mod release;
 mod serve;
 mod snapshots;
@@ -15,10 +22,15 @@ mod store_cmds;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use groups::parse_format;
+pub use groups::{ContainerCommand, Format, ImageCommand, ListArgs, SystemCommand};
 use strata::check::CheckOptions;
 use strata::interrupt::Interrupted;
 use strata::StoreError;
+
+/// The help section of the flags every verb takes (after the verb's own).
+const GLOBAL: &str = "Global options";
 
 /// Container layers on copy-on-write block storage (btrfs, dm-thin,
 /// reflinked loop images), with overlay2 and vfs as the baseline.
@@ -29,6 +41,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "STRATA_ROOT",
         default_value = "/var/lib/strata"
     )]
@@ -36,55 +49,100 @@ pub struct Cli {
     /// Storage driver: auto, btrfs, blockfile, devmapper, overlay2 or vfs.
     /// Chosen when the store is created and remembered; `auto` picks the
     /// best the host supports (see `strata info` for why).
-    #[arg(long, global = true, env = "STRATA_DRIVER", default_value = "auto")]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, env = "STRATA_DRIVER", default_value = "auto")]
     pub driver: String,
-    /// Output format of listings.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    /// Output format of listings: table, json, or a template such as
+    /// '{{.ID}} {{.Size}}' (Go-template field syntax; `\t` is a tab).
+    #[arg(long, global = true,
+        help_heading = GLOBAL, default_value = "table", value_parser = parse_format)]
     pub format: Format,
+    /// Config file with defaults for --root, --driver and init's --opt
+    /// [default: /etc/strata/config.toml when it exists].
+    #[arg(long, global = true,
+        help_heading = GLOBAL, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log level on stderr: error, warn, info, debug or trace (or a
+    /// tracing filter); default: STRATA_LOG, else warn.
+    #[arg(short = 'l', long, global = true,
+        help_heading = GLOBAL, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Driver options from the config file (init's defaults).
+    #[arg(skip)]
+    pub config_options: std::collections::BTreeMap<String, String>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// How listings are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Aligned columns for people.
-    Table,
-    /// JSON for programs.
-    Json,
 }
 
 /// The verbs, as docker's storage commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a store (loop-backed by default for btrfs/blockfile/devmapper).
+    #[command(after_help = "Examples:
+  strata --driver btrfs init --opt btrfs.size=20G
+  strata --driver overlay2 init
+
+Options (--opt KEY=VALUE), per driver, with their defaults:
+  btrfs.size=SIZE            loop file size when the root is not on btrfs
+                             [80% of the root filesystem's free space, 128M..100G]
+  btrfs.quota=on|simple|qgroups|off   quotas for sizes and usage [on]
+  blockfile.fs=ext4|xfs      filesystem of each image file [ext4]
+  blockfile.size=SIZE        apparent size of a base image file (sparse) [1G]
+  blockfile.backing=auto|loop|direct  where image files live [auto: in the
+                             root when it reflinks, else a loop xfs]
+  blockfile.backing_size=SIZE  loop xfs file size (sparse) [100G]
+  dm.data_size=SIZE          loop data file of the thin pool (sparse) [100G]
+  dm.metadata_size=SIZE      loop metadata file [48 bytes per block, 2M..16G]
+  dm.datadev=DEV, dm.metadatadev=DEV, dm.thinpooldev=NAME  use real devices / a pool
+  dm.blocksize=SIZE          pool block size [64K]
+  dm.basesize=SIZE           size of each thin device [10G]
+  dm.fs=ext4|xfs [ext4], dm.mkfsarg=ARGS, dm.deferred_remove=BOOL [false]
+  dm.min_free_space=PCT [10], dm.autoextend_threshold=PCT [80],
+  dm.autoextend_percent=PCT [20]
+  overlay2.index_off=BOOL [true], overlay2.native_diff=BOOL [true]
+  vfs.reflink=auto|never     reflink copies where the filesystem can [auto]
+  limits.layer_size=SIZE [16G], limits.image_size=SIZE [64G], limits.layers=N [128]
+The config file's [options] table gives defaults for these.")]
     Init {
         /// Driver option KEY=VALUE (e.g. btrfs.size=20G, dm.fs=xfs); repeatable.
         #[arg(long = "opt", value_name = "KEY=VALUE")]
         options: Vec<String>,
     },
     /// Show the driver, why it was chosen, its backing, space and counts.
+    #[command(after_help = "Examples:\n  strata info\n  strata info --format json")]
     Info,
     /// Unmount the driver's backing and detach its loop devices (they stay
     /// set up between commands); refuses, naming it, while anything holds it.
+    #[command(
+        after_help = "Examples:\n  strata release               # before moving or deleting the root"
+    )]
     Release,
     /// Import a flat rootfs tar (plain, gzip or zstd) as a one-layer image.
+    #[command(after_help = "Examples:
+  strata import rootfs.tar demo/app:1.0
+  zcat rootfs.tar.gz | strata import - demo/app")]
     Import {
-        /// The tar file.
+        /// The tar file; `-` reads standard input.
         file: PathBuf,
         /// NAME[:TAG] for the new image.
         reference: String,
     },
     /// Load images from an OCI layout or docker save archive (tar, gz, zst).
+    #[command(after_help = "Examples:
+  strata load -i app.tar
+  strata save demo/app | ssh host strata load")]
     Load {
-        /// The archive.
-        #[arg(short, long = "input")]
+        /// The archive; `-` (the default) reads standard input.
+        #[arg(short, long = "input", default_value = "-")]
         input: PathBuf,
     },
     /// Save images as an OCI layout archive (also readable by `docker load`).
+    #[command(after_help = "Examples:
+  strata save -o app.tar demo/app:1.0
+  strata save demo/app | gzip > app.tar.gz")]
     Save {
-        /// Output file.
-        #[arg(short, long)]
+        /// Output file; `-` (the default) is standard output.
+        #[arg(short, long, default_value = "-")]
         output: PathBuf,
         /// Write plain tar layer blobs instead of gzip.
         #[arg(long)]
@@ -94,25 +152,48 @@ pub enum Command {
         images: Vec<String>,
     },
     /// List images.
-    Images,
+    #[command(after_help = "Examples:
+  strata images -q --filter dangling=true
+  strata images --format '{{.Repository}}:{{.Tag}} {{.Size}}'
+Filters: dangling=true|false, reference=PATTERN (* matches), label=KEY[=VALUE],
+before=IMAGE, since=IMAGE. Template fields: ID, Repository, Tag, Digest,
+Layers, Size, CreatedAt, CreatedSince.")]
+    Images {
+        #[command(flatten)]
+        list: ListArgs,
+    },
     /// Add a tag to an image.
+    #[command(after_help = "Examples:\n  strata tag demo/app:1 registry.example.com/demo/app:1.0")]
     Tag {
         /// Existing image (tag or id).
         source: String,
         /// New NAME[:TAG].
         target: String,
     },
-    /// Remove an image tag, or the image and its unshared layers.
+    /// Remove image tags, or images and their unshared layers.
+    #[command(after_help = "Examples:
+  strata rmi demo/app:1.0            # untags; removes the image with its last tag
+  strata rmi -f 3f2a9c1b7d4e         # an image with several tags, by id")]
     Rmi {
-        /// Image (tag or id).
-        image: String,
+        /// Remove an image named by id even when several tags point at it.
+        #[arg(short, long)]
+        force: bool,
+        /// Images (tags or ids).
+        #[arg(required = true)]
+        images: Vec<String>,
     },
     /// Show an image's layers and the steps that made them.
+    #[command(
+        after_help = "Examples:\n  strata history demo/app:1\n  strata history --format json demo/app:1"
+    )]
     History {
         /// Image (tag or id).
         image: String,
     },
     /// Create a container (a writable layer on an image); prints its id.
+    #[command(
+        after_help = "Examples:\n  strata create --name web demo/app:1\n  strata create --size 10G demo/app:1"
+    )]
     Create {
         /// Container name (default: generated).
         #[arg(long)]
@@ -126,14 +207,28 @@ pub enum Command {
         image: String,
     },
     /// List containers.
-    Ps,
+    #[command(after_help = "Examples:
+  strata ps -q
+  strata ps --filter status=mounted --format '{{.ID}} {{.Names}}'
+Filters: status=mounted|unmounted, ancestor=IMAGE, name=TEXT, id=PREFIX.
+Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
+    Ps {
+        #[command(flatten)]
+        list: ListArgs,
+    },
     /// Describe a container as JSON, with its driver's mount data.
+    #[command(
+        after_help = "Examples:\n  strata inspect web\n  strata inspect web | jq '.[0].GraphDriver'"
+    )]
     Inspect {
         /// Container (id, id prefix or name).
         container: String,
     },
     /// Mount a container's merged rootfs; prints the path. The mount is
     /// nosuid,nodev unless --suid / --dev say otherwise.
+    #[command(
+        after_help = "Examples:\n  path=$(strata mount web)\n  strata mount --suid web      # honour setuid bits"
+    )]
     Mount {
         /// Container (id, id prefix or name).
         container: String,
@@ -148,16 +243,19 @@ pub enum Command {
         dev: bool,
     },
     /// Unmount a container's merged rootfs.
+    #[command(after_help = "Examples:\n  strata umount web")]
     Umount {
         /// Container (id, id prefix or name).
         container: String,
     },
     /// List what a container changed: `A|C|D /path` lines.
+    #[command(after_help = "Examples:\n  strata diff web\n  strata diff --format json web")]
     Diff {
         /// Container (id, id prefix or name).
         container: String,
     },
     /// Turn a container's changes into a new image; prints its id.
+    #[command(after_help = "Examples:\n  strata commit web demo/app:2")]
     Commit {
         /// Container (id, id prefix or name).
         container: String,
@@ -165,14 +263,64 @@ pub enum Command {
         reference: String,
     },
     /// Write a container's merged rootfs as one flat tar.
+    #[command(after_help = "Examples:
+  strata export -o rootfs.tar web
+  strata export web | tar -t")]
     Export {
         /// Container (id, id prefix or name).
         container: String,
-        /// Output file.
-        #[arg(short, long)]
+        /// Output file; `-` (the default) is standard output.
+        #[arg(short, long, default_value = "-")]
         output: PathBuf,
     },
+    /// Copy files between a container and the host.
+    #[command(after_help = "Examples:
+  strata cp web:/etc/motd ./motd
+  strata cp ./app.conf web:/etc/app.conf
+  strata cp web:/etc - | tar -t        # a tar stream
+  tar -c conf | strata cp - web:/etc   # unpacked into /etc")]
+    Cp {
+        /// CONTAINER:PATH, a host path, or `-` (a tar stream).
+        source: String,
+        /// CONTAINER:PATH, a host path, or `-` (a tar stream).
+        destination: String,
+    },
+    /// Rename a container.
+    #[command(after_help = "Example:\n  strata rename strata_3f2a9c1b web")]
+    Rename {
+        /// Container (id, id prefix or name).
+        container: String,
+        /// Its new name.
+        name: String,
+    },
+    /// Image commands: inspect, ls, rm, prune.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Container commands: ls, rm, prune.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Store-wide commands: df, prune, info.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:
+  strata completion bash > /etc/bash_completion.d/strata
+  strata completion zsh > \"${fpath[1]}/_strata\"")]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (strata.1, strata-images.1, ...) into a directory.
+    #[command(after_help = "Example:\n  strata man /usr/local/share/man/man1")]
+    Man {
+        /// Directory for the pages (created if missing).
+        dir: PathBuf,
+    },
+    /// Print the version and which drivers this host supports.
+    #[command(after_help = "Examples:\n  strata version\n  strata version --format json")]
+    Version,
     /// Remove a container and its writable layer.
+    #[command(after_help = "Examples:\n  strata rm web db\n  strata rm -f $(strata ps -q)")]
     Rm {
         /// Unmount first if mounted.
         #[arg(short, long)]
@@ -184,6 +332,7 @@ pub enum Command {
     /// Serve the store as a containerd proxy snapshotter on a unix socket
     /// (mode 0600) until SIGTERM or SIGINT. containerd names it in
     /// `[proxy_plugins.strata]`; see contrib/containerd-config.toml.
+    #[command(after_help = "Examples:\n  strata serve --socket /run/strata/strata.sock")]
     Serve {
         /// Socket path; a stale socket file from a crash is replaced.
         #[arg(long, default_value = "/run/strata/strata.sock")]
@@ -192,6 +341,9 @@ pub enum Command {
     /// Measure every driver the host supports side by side (copy-up against
     /// volume writes, create, commit, remove, usage, reads); writes
     /// results.json, report.md and plots. Needs root.
+    #[command(
+        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out /tmp/bench"
+    )]
     Bench {
         /// Targets to run, comma-separated (driver names or labels such as
         /// overlay2-xfs); default: every driver the host supports.
@@ -213,11 +365,15 @@ pub enum Command {
   strata snapshots usage                # exclusive size per snapshot, and the total
   strata snapshots ls --format json     # for programs")]
     Snapshots {
+        /// Only print snapshot keys (ls).
+        #[arg(short, long, global = true)]
+        quiet: bool,
         /// What to show (default: ls).
         #[command(subcommand)]
         view: Option<SnapshotsView>,
     },
     /// Compare metadata with the driver's storage, mounts and files; exit 1 on damage.
+    #[command(after_help = "Examples:\n  strata check\n  strata check --repair --prune")]
     Check {
         /// Finish or undo half-done operations, remove what Strata left behind.
         #[arg(long)]
@@ -236,10 +392,15 @@ pub enum Command {
 pub enum SnapshotsView {
     /// One line per snapshot: key, kind, parent, size, age, owner, labels.
     #[default]
+    #[command(
+        after_help = "Examples:\n  strata snapshots ls -q\n  strata snapshots ls --format '{{.key}} {{.owner}}'"
+    )]
     Ls,
     /// The parent tree: each committed snapshot with the ones built on it.
+    #[command(after_help = "Examples:\n  strata snapshots tree")]
     Tree,
     /// Exclusive size and inodes per snapshot, and the total.
+    #[command(after_help = "Examples:\n  strata snapshots usage --format json")]
     Usage,
 }
 
@@ -248,12 +409,26 @@ pub enum SnapshotsView {
 /// next safe point: the process then prints one `interrupted: ...` line
 /// and exits with `128 + signal`.
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    config::init_logging(cli.log_level.as_deref());
+    let file = config::load(cli.config.as_deref())?;
+    config::apply(&mut cli, &matches, &file);
+    cli.config_options = file.options;
+    let what = describe(&cli.command);
+    let _span = tracing::info_span!("strata", command = %what).entered();
+    tracing::debug!(root = %cli.root.display(), driver = %cli.driver, "starting");
+    let started = std::time::Instant::now();
     let stoppable = !matches!(cli.command, Command::Serve { .. } | Command::Bench { .. });
     if stoppable {
         strata::interrupt::install().context("installing the signal handlers")?;
     }
     let result = dispatch(&cli);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        "finished"
+    );
     if stoppable {
         exit_if_interrupted(&cli.command, &result);
     }
@@ -304,7 +479,17 @@ fn describe(command: &Command) -> String {
             format!("save of {} to {}", images.join(" "), output.display())
         }
         Command::Tag { source, target } => format!("tag of {source} as {target}"),
-        Command::Rmi { image } => format!("rmi of {image}"),
+        Command::Rmi { images, .. } | Command::Image(ImageCommand::Rm { images, .. }) => {
+            format!("rmi of {}", images.join(" "))
+        }
+        Command::Cp {
+            source,
+            destination,
+        } => format!("cp of {source} to {destination}"),
+        Command::Rename { container, name } => format!("rename of {container} to {name}"),
+        Command::Image(ImageCommand::Prune) => "image prune".into(),
+        Command::Container(ContainerCommand::Prune) => "container prune".into(),
+        Command::System(SystemCommand::Prune) => "system prune".into(),
         Command::Create { image, .. } => format!("create on {image}"),
         Command::Mount { container, .. } => format!("mount of {container}"),
         Command::Umount { container } => format!("umount of {container}"),
@@ -316,7 +501,10 @@ fn describe(command: &Command) -> String {
         Command::Export { container, output } => {
             format!("export of {container} to {}", output.display())
         }
-        Command::Rm { containers, .. } => format!("rm of {}", containers.join(" ")),
+        Command::Rm { containers, .. }
+        | Command::Container(ContainerCommand::Rm { containers, .. }) => {
+            format!("rm of {}", containers.join(" "))
+        }
         Command::Check { repair: true, .. } => "check --repair".into(),
         other => format!("{other:?}")
             .split([' ', '{'])
@@ -326,7 +514,27 @@ fn describe(command: &Command) -> String {
     }
 }
 
+/// Whether the verb prints rows a `--format` template can render.
+fn renders_templates(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Images { .. }
+            | Command::Ps { .. }
+            | Command::Image(ImageCommand::Ls { .. } | ImageCommand::Inspect { .. })
+            | Command::Container(ContainerCommand::Ls { .. })
+            | Command::Snapshots {
+                view: None | Some(SnapshotsView::Ls),
+                ..
+            }
+    )
+}
+
 fn dispatch(cli: &Cli) -> Result<()> {
+    if matches!(cli.format, Format::Template(_)) && !renders_templates(&cli.command) {
+        anyhow::bail!(
+            "--format with a template works on images, ps, image ls/inspect, container ls and snapshots ls; use --format json here"
+        );
+    }
     match &cli.command {
         Command::Init { options } => store_cmds::init(cli, options),
         Command::Info => store_cmds::info(cli),
@@ -338,14 +546,34 @@ fn dispatch(cli: &Cli) -> Result<()> {
             uncompressed,
             images,
         } => layers::save(cli, images, output, *uncompressed),
-        Command::Images => images::list(cli),
+        Command::Images { list } | Command::Image(ImageCommand::Ls { list }) => {
+            images::list(cli, list)
+        }
         Command::Tag { source, target } => images::tag(cli, source, target),
-        Command::Rmi { image } => images::rmi(cli, image),
+        Command::Rmi { force, images } | Command::Image(ImageCommand::Rm { force, images }) => {
+            images::rmi(cli, images, *force)
+        }
+        Command::Image(ImageCommand::Inspect { images }) => images::inspect(cli, images),
+        Command::Image(ImageCommand::Prune) => prune::images(cli),
+        Command::Container(ContainerCommand::Prune) => prune::containers(cli),
+        Command::System(SystemCommand::Prune) => prune::system(cli),
+        Command::System(SystemCommand::Df { verbose }) => prune::df(cli, *verbose),
+        Command::System(SystemCommand::Info) => store_cmds::info(cli),
+        Command::Cp {
+            source,
+            destination,
+        } => cp::cp(cli, source, destination),
+        Command::Rename { container, name } => containers::rename(cli, container, name),
+        Command::Completion { shell } => comforts::completion(*shell),
+        Command::Man { dir } => comforts::man(dir),
+        Command::Version => comforts::version(cli),
         Command::History { image } => images::history(cli, image),
         Command::Create { name, size, image } => {
             containers::create(cli, image, name.as_deref(), *size)
         }
-        Command::Ps => containers::list(cli),
+        Command::Ps { list } | Command::Container(ContainerCommand::Ls { list }) => {
+            containers::list(cli, list)
+        }
         Command::Inspect { container } => containers::inspect(cli, container),
         Command::Mount {
             container,
@@ -366,9 +594,14 @@ fn dispatch(cli: &Cli) -> Result<()> {
             reference,
         } => layers::commit(cli, container, reference),
         Command::Export { container, output } => layers::export(cli, container, output),
-        Command::Rm { force, containers } => containers::remove(cli, containers, *force),
+        Command::Rm { force, containers }
+        | Command::Container(ContainerCommand::Rm { force, containers }) => {
+            containers::remove(cli, containers, *force)
+        }
         Command::Serve { socket } => serve::serve(cli, socket),
-        Command::Snapshots { view } => snapshots::snapshots(cli, view.unwrap_or_default()),
+        Command::Snapshots { view, quiet } => {
+            snapshots::snapshots(cli, view.unwrap_or_default(), *quiet)
+        }
         Command::Bench {
             drivers,
             quick,

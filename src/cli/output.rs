@@ -1,11 +1,24 @@
-//! Printing: aligned tables, JSON, sizes and ages.
+//! Printing: aligned tables, JSON, sizes and ages. Everything goes
+//! through [`outln!`], which returns a write error (a reader that went
+//! away, as `strata images | head -1`) instead of panicking: `main` then
+//! exits quietly.
 
 use anyhow::Result;
 use serde::Serialize;
 
+/// `println!` to standard output that returns the `io::Result` of the
+/// write instead of panicking on a closed pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -39,7 +52,7 @@ impl Table {
         widths
     }
 
-    fn print_row(cells: &[String], widths: &[usize]) {
+    fn print_row(cells: &[String], widths: &[usize]) -> std::io::Result<()> {
         let line: Vec<String> = cells
             .iter()
             .enumerate()
@@ -51,24 +64,26 @@ impl Table {
                 }
             })
             .collect();
-        println!("{}", line.join("   ").trim_end());
+        outln!("{}", line.join("   ").trim_end())
     }
 
     /// Prints header and rows.
-    pub fn print(&self) {
+    pub fn print(&self) -> std::io::Result<()> {
         let widths = self.widths();
-        Self::print_row(&self.header, &widths);
+        Self::print_row(&self.header, &widths)?;
         for row in &self.rows {
-            Self::print_row(row, &widths);
+            Self::print_row(row, &widths)?;
         }
+        Ok(())
     }
 
     /// Prints rows only (key/value listings).
-    pub fn print_without_header(&self) {
+    pub fn print_without_header(&self) -> std::io::Result<()> {
         let widths = self.widths();
         for row in &self.rows {
-            Self::print_row(row, &widths);
+            Self::print_row(row, &widths)?;
         }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 
+use super::output::outln;
 use super::store_cmds::open;
 use super::Cli;
 
@@ -11,6 +12,6 @@ pub fn release(cli: &Cli) -> Result<()> {
     let store = open(cli)?;
     strata::ops::release::release(&store)
         .with_context(|| format!("releasing the backing of {}", cli.root.display()))?;
-    println!("released the backing of {}", store.root().display());
+    outln!("released the backing of {}", store.root().display())?;
     Ok(())
 }

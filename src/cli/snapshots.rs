@@ -3,19 +3,30 @@
 use anyhow::Result;
 use strata::ops::snapshots::{self, SnapshotEntry, TreeNode};
 
+use super::filters::print_template;
+use super::images::to_values;
+use super::output::outln;
 use super::output::{age, human_size, print_json, Table};
 use super::store_cmds::open;
 use super::{Cli, Format, SnapshotsView};
 
 /// Lists every snapshot (`ls`), their parent tree (`tree`) or their usage
-/// with a total (`usage`).
-pub fn snapshots(cli: &Cli, view: SnapshotsView) -> Result<()> {
+/// with a total (`usage`); `quiet` prints only the keys.
+pub fn snapshots(cli: &Cli, view: SnapshotsView, quiet: bool) -> Result<()> {
     let store = open(cli)?;
+    if quiet {
+        for s in snapshots::list(&store, false)? {
+            outln!("{}", s.key)?;
+        }
+        return Ok(());
+    }
     match view {
         SnapshotsView::Ls => {
             let all = snapshots::list(&store, true)?;
-            if cli.format == Format::Json {
-                return print_json(&all);
+            match &cli.format {
+                Format::Json => return print_json(&all),
+                Format::Template(t) => return print_template(t, &to_values(&all)?),
+                Format::Table => {}
             }
             let mut t = Table::new(&[
                 "KEY", "KIND", "PARENT", "SIZE", "CREATED", "OWNER", "LABELS",
@@ -31,7 +42,7 @@ pub fn snapshots(cli: &Cli, view: SnapshotsView) -> Result<()> {
                     labels(s),
                 ]);
             }
-            t.print();
+            t.print()?;
         }
         SnapshotsView::Tree => {
             let roots = snapshots::tree(snapshots::list(&store, true)?);
@@ -39,7 +50,7 @@ pub fn snapshots(cli: &Cli, view: SnapshotsView) -> Result<()> {
                 return print_json(&roots);
             }
             for root in &roots {
-                print_tree(root, "", "");
+                print_tree(root, "", "")?;
             }
         }
         SnapshotsView::Usage => {
@@ -64,7 +75,7 @@ pub fn snapshots(cli: &Cli, view: SnapshotsView) -> Result<()> {
                 report.total_inodes.to_string(),
                 format!("{} snapshot(s)", report.snapshots.len()),
             ]);
-            t.print();
+            t.print()?;
         }
     }
     Ok(())
@@ -89,15 +100,15 @@ fn labels(s: &SnapshotEntry) -> String {
 
 /// `KEY (kind, size, owner)` lines with box-drawing branches, as `ctr
 /// snapshots tree` draws them.
-fn print_tree(node: &TreeNode, prefix: &str, branch: &str) {
+fn print_tree(node: &TreeNode, prefix: &str, branch: &str) -> std::io::Result<()> {
     let s = &node.snapshot;
-    println!(
+    outln!(
         "{prefix}{branch}{} ({}, {}, {})",
         s.key,
         s.kind,
         size(s),
         s.owner
-    );
+    )?;
     let child_prefix = match branch {
         "" => prefix.to_owned(),
         "├─ " => format!("{prefix}│  "),
@@ -105,6 +116,7 @@ fn print_tree(node: &TreeNode, prefix: &str, branch: &str) {
     };
     for (i, child) in node.children.iter().enumerate() {
         let last = i + 1 == node.children.len();
-        print_tree(child, &child_prefix, if last { "└─ " } else { "├─ " });
+        print_tree(child, &child_prefix, if last { "└─ " } else { "├─ " })?;
     }
+    Ok(())
 }

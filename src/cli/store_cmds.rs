@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use strata::Store;
 
+use super::output::outln;
 use super::output::{human_size, print_json, Table};
 use super::{Cli, Format};
 
@@ -17,6 +18,7 @@ pub fn open(cli: &Cli) -> Result<Store> {
             e => anyhow::Error::new(e)
                 .context(format!("opening the store at {}", cli.root.display())),
         })?;
+    tracing::debug!(driver = %store.config().driver, root = %store.root().display(), "store opened");
     if store.recovered().dead_sessions > 0 {
         let finished = strata::check::finish_interrupted(&store)
             .context("finishing what an interrupted strata process left")?;
@@ -45,18 +47,21 @@ pub fn init(cli: &Cli, options: &[String]) -> Result<()> {
         .ok()
         .flatten()
         .is_some();
-    let options = parse_options(options)?;
+    let mut options = parse_options(options)?;
+    for (k, v) in &cli.config_options {
+        options.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     // A bad `limits.*` option fails here, not at the first load.
     strata::limits::Limits::from_options(&options)?;
     let store = strata::ops::init::init(&cli.root, &cli.driver, options)
         .with_context(|| format!("creating the store at {}", cli.root.display()))?;
     let verb = if existed { "exists and uses" } else { "uses" };
-    println!(
+    outln!(
         "store {} {verb} driver {} ({})",
         store.root().display(),
         store.config().driver,
         store.config().driver_reason
-    );
+    )?;
     Ok(())
 }
 
@@ -106,9 +111,10 @@ pub fn info(cli: &Cli) -> Result<()> {
     t.row(vec![
         "Space".into(),
         format!(
-            "{} free of {}",
+            "{} free of {} (on {})",
             human_size(info.space_free),
-            human_size(info.space_total)
+            human_size(info.space_total),
+            info.space_of
         ),
     ]);
     t.row(vec!["Images".into(), info.images.to_string()]);
@@ -130,6 +136,6 @@ pub fn info(cli: &Cli) -> Result<()> {
             ),
         ]);
     }
-    t.print_without_header();
+    t.print_without_header()?;
     Ok(())
 }

@@ -23,9 +23,15 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// The archive is not a tar (or compressed tar) at all.
+    #[error("not a tar archive ({})", .path.display())]
+    NotATar {
+        /// The archive.
+        path: PathBuf,
+    },
     /// The archive has neither `index.json` nor `manifest.json`.
     #[error(
-        "{path}: not an OCI image layout or docker save archive (no index.json or manifest.json)"
+        "{path}: not an OCI image layout or docker save archive (no index.json or manifest.json); for a flat rootfs tar use `strata import {path} NAME[:TAG]`"
     )]
     NotAnImage {
         /// The archive.

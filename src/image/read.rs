@@ -161,7 +161,18 @@ impl ImageArchive {
             file = tmp;
         }
         let file = Arc::new(file);
-        let entries = index_tar(&file).map_err(|e| ImageError::io("read tar", path, e))?;
+        let entries = index_tar(&file).map_err(|e| {
+            let e = crate::archive::ArchiveError::from_read(e);
+            if crate::archive::is_malformed_tar(&e) {
+                return ImageError::NotATar {
+                    path: path.to_owned(),
+                };
+            }
+            match e {
+                crate::archive::ArchiveError::Read(e) => ImageError::io("read tar", path, e),
+                other => ImageError::io("read tar", path, io::Error::other(other)),
+            }
+        })?;
         let mut archive = ImageArchive {
             path: path.to_owned(),
             file,
@@ -501,7 +512,11 @@ fn index_tar(file: &Arc<File>) -> io::Result<HashMap<String, (u64, u64)>> {
         ..ApplyLimits::default()
     };
     let mut ar = tar::Archive::new(Guard::new(
-        BufReader::new(Section::new(file.clone(), 0, file.metadata()?.len())),
+        BufReader::new(crate::archive::Source(Section::new(
+            file.clone(),
+            0,
+            file.metadata()?.len(),
+        ))),
         limits,
         false,
     ));

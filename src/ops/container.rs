@@ -169,6 +169,14 @@ pub fn remove(store: &Store, text: &str, force: bool) -> Result<ContainerRecord>
     Ok(record)
 }
 
+/// Gives the container `text` resolves to the name `name`.
+pub fn rename(store: &Store, text: &str, name: &str) -> Result<ContainerRecord> {
+    let record = store.resolve_container(text)?;
+    let name = validate_name(name)?;
+    crate::interrupt::check()?;
+    store.meta()?.rename_container(&record.id, &name)
+}
+
 /// `docker inspect`-like description, with the driver's mount specs as
 /// GraphDriver data.
 pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
@@ -202,6 +210,7 @@ pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
     if let Some(upper) = store.driver().changes_dir(sn.id_of(&record.snapshot)?) {
         data.insert("UpperDir".into(), upper.display().to_string().into());
     }
+    crate::ops::inspect_mounts::add_block_details(&mounts, &mut data);
     data.insert(
         "MergedDir".into(),
         rootfs_path(store, &record.id).display().to_string().into(),

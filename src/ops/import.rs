@@ -1,27 +1,57 @@
 //! `strata import FILE NAME[:TAG]`: a flat rootfs tar becomes a one-layer image.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use crate::archive::decompress;
+use crate::archive::{decompress, is_malformed_tar, Source};
 use crate::error::{Result, StoreError};
 use crate::model::{Digest, ImageRecord, LayerRecord, Reference};
 use crate::Store;
 
-/// Imports the tar at `file` (plain, gzip or zstd) as image `reference`.
+/// Imports the tar at `file` (plain, gzip or zstd; `-` is standard input)
+/// as image `reference`.
 pub fn import(store: &Store, file: &Path, reference: &Reference) -> Result<ImageRecord> {
+    if crate::ops::stdio::is_stdio(file) {
+        let stdin = std::io::stdin();
+        return import_from(store, stdin, "standard input", reference);
+    }
     let input = File::open(file).map_err(|e| StoreError::io("open", file, e))?;
-    let tar = decompress(BufReader::new(input)).map_err(|e| StoreError::io("read", file, e))?;
+    import_from(store, input, &file.display().to_string(), reference)
+}
+
+/// Imports the tar read from `input`, named `what` in messages and in the
+/// image's history. An empty input is refused before anything is made.
+pub fn import_from(
+    store: &Store,
+    input: impl Read + Send,
+    what: &str,
+    reference: &Reference,
+) -> Result<ImageRecord> {
+    let mut input = BufReader::new(crate::interrupt::Reader(input));
+    let first = input
+        .fill_buf()
+        .map_err(|e| StoreError::io("read", what, e))?;
+    if first.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "{what} is empty: not a tar archive"
+        )));
+    }
+    let tar = decompress(input).map_err(|e| StoreError::io("read", what, e))?;
     let limits = store.limits()?;
     // A layer without its image is pruned as unused by `strata check`.
     let mut made = crate::store::NewLayers::default();
-    let layer =
-        store
-            .layers()
-            .apply_and_keep(None, tar, limits.apply_limits(u64::MAX), &mut made)?;
+    let layer = store
+        .layers()
+        .apply_and_keep(None, Source(tar), limits.apply_limits(u64::MAX), &mut made)
+        .map_err(|e| match &e {
+            StoreError::Archive(a) if is_malformed_tar(a) => {
+                StoreError::Invalid(format!("not a tar archive ({what})"))
+            }
+            _ => e,
+        })?;
     strata_driver_api::failpoint("import.layer_done");
-    let config = image_config(&[&layer], &format!("strata import {}", file.display()));
+    let config = image_config(&[&layer], &format!("strata import {what}"));
     let image = ImageRecord {
         id: Digest::of(&config),
         config,

@@ -37,6 +37,9 @@ pub struct StoreInfo {
     pub incomplete_operations: usize,
     /// Snapshot operations other live strata processes are running now.
     pub operations_in_progress: usize,
+    /// The filesystem `space_free` and `space_total` describe: the
+    /// driver's backing mount, or the store root.
+    pub space_of: String,
     /// Live strata processes using the store, this one included.
     pub sessions: usize,
 }
@@ -44,7 +47,14 @@ pub struct StoreInfo {
 /// Gathers [`StoreInfo`].
 pub fn info(store: &Store) -> Result<StoreInfo> {
     let meta = store.meta()?;
-    let (free, total) = nix::sys::statvfs::statvfs(store.root())
+    let backing = super::release::backing(store)?;
+    // The store's own space: its backing filesystem when one is mounted
+    // (a loop file's size, not the host's free space).
+    let space_at = backing
+        .iter()
+        .find_map(|b| b.mount_point.clone().filter(|_| b.mounted))
+        .unwrap_or_else(|| store.root().to_owned());
+    let (free, total) = nix::sys::statvfs::statvfs(&space_at)
         .map(|s| {
             (
                 s.blocks_available() * s.fragment_size(),
@@ -58,7 +68,8 @@ pub fn info(store: &Store) -> Result<StoreInfo> {
         driver_reason: store.config().driver_reason.clone(),
         options: store.config().options.clone(),
         driver_status: store.driver().status(),
-        backing: super::release::backing(store)?,
+        backing,
+        space_of: space_at.display().to_string(),
         space_free: free,
         space_total: total,
         images: meta.images()?.len(),

@@ -13,6 +13,10 @@ use crate::error::{Result, StoreError};
 /// renamed over the destination. On a filesystem without `O_TMPFILE` it is
 /// a named temporary file (`.NAME.XXXXXX.strata-partial`) from the start.
 /// Dropped unfinished (an error, an interruption, a panic), it is removed.
+///
+/// The output `-` is standard output instead (refused on a terminal): the
+/// bytes go straight out, and an error leaves the reader a truncated
+/// stream (which a reader of tar or OCI archives detects).
 pub struct PartialOutput {
     out: PathBuf,
     dir: PathBuf,
@@ -24,6 +28,8 @@ enum Temp {
     Unnamed(File),
     /// The fallback: removed on drop.
     Named(tempfile::NamedTempFile),
+    /// `-`: a duplicate of standard output.
+    Stdout(File),
 }
 
 impl PartialOutput {
@@ -33,6 +39,9 @@ impl PartialOutput {
         use nix::fcntl::OFlag;
         use nix::sys::stat::Mode;
         use std::os::unix::fs::PermissionsExt;
+        if crate::ops::stdio::is_stdio(out) {
+            return Self::stdout();
+        }
         let dir = match out.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
@@ -64,6 +73,29 @@ impl PartialOutput {
         })
     }
 
+    /// Standard output, refused when it is a terminal (an archive there is
+    /// only noise).
+    fn stdout() -> Result<Self> {
+        use std::io::IsTerminal;
+        use std::os::fd::AsFd;
+        let out = io::stdout();
+        if out.is_terminal() {
+            return Err(StoreError::Invalid(
+                "refusing to write an archive to a terminal: give -o FILE or redirect standard output"
+                    .into(),
+            ));
+        }
+        let fd = out
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| StoreError::io("duplicate", "standard output", e))?;
+        Ok(Self {
+            out: PathBuf::from("-"),
+            dir: PathBuf::from("."),
+            temp: Some(Temp::Stdout(File::from(fd))),
+        })
+    }
+
     fn temp_prefix(out: &Path) -> Result<String> {
         let name = out
             .file_name()
@@ -76,6 +108,7 @@ impl PartialOutput {
         match self.temp.as_ref().expect("PartialOutput used after finish") {
             Temp::Unnamed(f) => f,
             Temp::Named(n) => n.as_file(),
+            Temp::Stdout(f) => f,
         }
     }
 
@@ -86,6 +119,7 @@ impl PartialOutput {
             return Ok(());
         };
         let temp_path = match temp {
+            Temp::Stdout(_) => return Ok(()),
             Temp::Named(named) => {
                 named
                     .as_file()
@@ -130,6 +164,9 @@ impl PartialOutput {
             if let Err(e) = n.close() {
                 tracing::warn!(path = %path.display(), error = %e, "removing a partial output");
             }
+        }
+        if crate::ops::stdio::is_stdio(&self.out) {
+            return "standard output left incomplete".into();
         }
         format!("partial {} removed", self.out.display())
     }

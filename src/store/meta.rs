@@ -73,7 +73,16 @@ impl<'a> Meta<'a> {
             for tag in &image.tags {
                 move_tag(t, tag, &image.id)?;
             }
-            t.put_json(IMAGES, &image.id.0, image)?;
+            // The same image again (same config): it keeps its other tags.
+            let mut image = image.clone();
+            if let Some(old) = image_in(t, &image.id.0)? {
+                for tag in old.tags {
+                    if !image.tags.contains(&tag) {
+                        image.tags.push(tag);
+                    }
+                }
+            }
+            t.put_json(IMAGES, &image.id.0, &image)?;
             Ok(())
         })
     }
@@ -209,6 +218,24 @@ impl<'a> Meta<'a> {
             }
             t.put_json(CONTAINERS, &container.id.0, container)?;
             Ok(())
+        })
+    }
+
+    /// Renames a container in one transaction, refusing a name another
+    /// container has; returns the renamed record.
+    pub fn rename_container(&self, id: &ContainerId, name: &str) -> Result<ContainerRecord> {
+        self.db.write(|t| {
+            let all = containers_in(t)?;
+            if all.iter().any(|c| c.name == name && c.id != *id) {
+                return Err(StoreError::Conflict(format!("container name {name}")));
+            }
+            let mut record = all
+                .into_iter()
+                .find(|c| c.id == *id)
+                .ok_or_else(|| StoreError::UnknownContainer(id.0.clone()))?;
+            record.name = name.to_owned();
+            t.put_json(CONTAINERS, &record.id.0, &record)?;
+            Ok(record)
         })
     }
 
