@@ -104,7 +104,7 @@ pub fn apply_staged_beneath(
     let stage = PathBuf::from(format!(
         ".strata-cp-{}-{}",
         std::process::id(),
-        crate::now_ns()
+        strata_driver_api::now_ns()
     ));
     nix::sys::stat::mkdirat(
         fd.as_fd(),
