@@ -194,6 +194,9 @@ pub struct ContainerRecord {
     /// was never recorded is undone by the next command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mounting: Option<String>,
+    /// The user's labels (`create --label KEY=VALUE`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Creation time, ns.
     pub created_ns: u64,
 }

@@ -229,13 +229,37 @@ fn listings_quiet_filter_no_trunc_and_templates() {
         &root,
         &["create", "--name", "web", "demo/app:1"],
     ));
-    let b = last_line(&strata_ok(&root, &["create", "--name", "db", &old]));
+    let b = last_line(&strata_ok(
+        &root,
+        &[
+            "create", "--name", "db", "--label", "tier=db", "--label", "backup", &old,
+        ],
+    ));
     strata_ok(&root, &["mount", "web"]);
     let ps = |f: &str| strata_ok(&root, &["ps", "-q", "--no-trunc", "--filter", f]);
     assert_eq!(ps("status=mounted").trim(), a);
     assert_eq!(ps("status=unmounted").trim(), b);
     assert_eq!(ps(&format!("ancestor={old}")).trim(), b);
     assert_eq!(ps("name=we").trim(), a);
+    assert_eq!(ps("label=tier=db").trim(), b);
+    assert_eq!(ps("label=backup").trim(), b);
+    assert_eq!(ps("label=tier=web").trim(), "");
+    let both = strata_ok(
+        &root,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=tier=db",
+            "--filter",
+            "label=nope",
+        ],
+    );
+    assert_eq!(both.trim(), "", "every label filter must match");
+    let inspected = json(&strata_ok(&root, &["inspect", "db"]));
+    assert_eq!(inspected[0]["Labels"]["tier"], "db", "{inspected}");
+    let err = strata_err(&root, &["create", "--label", "=x", &old]);
+    assert!(err.contains("no key"), "{err}");
     let names = strata_ok(&root, &["ps", "--format", "{{.Names}} {{.Status}}"]);
     assert!(names.contains("web mounted"), "{names}");
     assert!(names.contains("db unmounted"), "{names}");

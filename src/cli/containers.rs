@@ -1,5 +1,7 @@
 //! `create`, `ps`, `inspect`, `mount`, `umount`, `rm`.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::Serialize;
 use strata::ops::container::{self, CreateRequest};
@@ -12,9 +14,21 @@ use super::store_cmds::open;
 use super::{Cli, Format, ListArgs};
 
 /// `strata create`: prints the new container's id as its last line.
-pub fn create(cli: &Cli, image: &str, name: Option<&str>, size: Option<u64>) -> Result<()> {
+pub fn create(
+    cli: &Cli,
+    image: &str,
+    name: Option<&str>,
+    size: Option<u64>,
+    labels: BTreeMap<String, String>,
+) -> Result<()> {
     let store = open(cli)?;
-    let record = container::create(&store, &CreateRequest { image, name, size })?;
+    let request = CreateRequest {
+        image,
+        name,
+        size,
+        labels,
+    };
+    let record = container::create(&store, &request)?;
     outln!("{}", record.id)?;
     Ok(())
 }
@@ -27,6 +41,8 @@ struct ContainerLine {
     image_id: String,
     mounted_at: Option<String>,
     created_ns: u64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
 }
 
 /// One line of the container table, and the fields of `--format` templates.
@@ -45,7 +61,7 @@ struct ContainerRow {
     running_for: String,
 }
 
-const CONTAINER_FILTERS: &[&str] = &["status", "ancestor", "name", "id"];
+const CONTAINER_FILTERS: &[&str] = &["status", "ancestor", "name", "id", "label"];
 
 /// `strata ps`.
 pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
@@ -63,6 +79,7 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
             && (ancestors.is_empty() || ancestors.contains(&c.image))
             && filters.any("name", |v| c.name.contains(v))
             && filters.any("id", |v| c.id.0.starts_with(v))
+            && filters.all("label", |l| has_label(&c.labels, l))
     });
     let short = |id: &str| {
         if args.no_trunc {
@@ -86,6 +103,7 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
             image_id: c.image.0.clone(),
             mounted_at: c.mounted_at.as_ref().map(|p| p.display().to_string()),
             created_ns: c.created_ns,
+            labels: c.labels.clone(),
         })
         .collect();
     let rows: Vec<ContainerRow> = lines
@@ -194,4 +212,21 @@ pub fn remove(cli: &Cli, texts: &[String], force: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether `labels` has `filter` (`KEY` present, or `KEY=VALUE` equal).
+fn has_label(labels: &BTreeMap<String, String>, filter: &str) -> bool {
+    match filter.split_once('=') {
+        Some((key, value)) => labels.get(key).is_some_and(|v| v == value),
+        None => labels.contains_key(filter),
+    }
+}
+
+/// Parses `--label KEY=VALUE` (or `KEY`, an empty value).
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+    if key.is_empty() {
+        return Err(format!("label {text:?} has no key (use KEY=VALUE)"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
 }

@@ -56,6 +56,12 @@ impl Filters {
         self.values(key).last()
     }
 
+    /// Whether `test` holds for every value of `key` (true when absent):
+    /// docker's rule for several `label=` filters.
+    pub fn all(&self, key: &str, mut test: impl FnMut(&str) -> bool) -> bool {
+        self.values(key).all(|v| test(v))
+    }
+
     /// Whether `key` is absent, or `test` holds for one of its values.
     pub fn any(&self, key: &str, mut test: impl FnMut(&str) -> bool) -> bool {
         let mut given = false;

@@ -192,7 +192,7 @@ Layers, Size, CreatedAt, CreatedSince.")]
     },
     /// Create a container (a writable layer on an image); prints its id.
     #[command(
-        after_help = "Examples:\n  strata create --name web demo/app:1\n  strata create --size 10G demo/app:1"
+        after_help = "Examples:\n  strata create --name web demo/app:1\n  strata create --size 10G demo/app:1\n  strata create --label tier=web demo/app:1"
     )]
     Create {
         /// Container name (default: generated).
@@ -203,6 +203,10 @@ Layers, Size, CreatedAt, CreatedSince.")]
         /// quotas) or refused; never 0.
         #[arg(long, value_parser = output::parse_size)]
         size: Option<u64>,
+        /// A label, KEY=VALUE or KEY (repeatable); `ps --filter label=KEY[=VALUE]`
+        /// selects by it.
+        #[arg(long = "label", value_name = "KEY[=VALUE]", value_parser = containers::parse_label)]
+        labels: Vec<(String, String)>,
         /// Image (tag or id).
         image: String,
     },
@@ -210,7 +214,8 @@ Layers, Size, CreatedAt, CreatedSince.")]
     #[command(after_help = "Examples:
   strata ps -q
   strata ps --filter status=mounted --format '{{.ID}} {{.Names}}'
-Filters: status=mounted|unmounted, ancestor=IMAGE, name=TEXT, id=PREFIX.
+Filters: status=mounted|unmounted, ancestor=IMAGE, name=TEXT, id=PREFIX,
+label=KEY[=VALUE].
 Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
     Ps {
         #[command(flatten)]
@@ -568,8 +573,14 @@ fn dispatch(cli: &Cli) -> Result<()> {
         Command::Man { dir } => comforts::man(dir),
         Command::Version => comforts::version(cli),
         Command::History { image } => images::history(cli, image),
-        Command::Create { name, size, image } => {
-            containers::create(cli, image, name.as_deref(), *size)
+        Command::Create {
+            name,
+            size,
+            labels,
+            image,
+        } => {
+            let labels = labels.iter().cloned().collect();
+            containers::create(cli, image, name.as_deref(), *size, labels)
         }
         Command::Ps { list } | Command::Container(ContainerCommand::Ls { list }) => {
             containers::list(cli, list)

@@ -20,6 +20,8 @@ pub struct CreateRequest<'a> {
     pub name: Option<&'a str>,
     /// Size limit in bytes.
     pub size: Option<u64>,
+    /// The user's labels.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Creates a container: a writable snapshot on the image's top layer.
@@ -63,6 +65,7 @@ pub fn create(store: &Store, req: &CreateRequest<'_>) -> Result<ContainerRecord>
         size_limit: req.size,
         mounted_at: None,
         mounting: None,
+        labels: req.labels.clone(),
         created_ns: crate::now_ns(),
     };
     if let Err(e) = meta.add_container(&record) {
@@ -223,6 +226,7 @@ pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
         "Created": crate::model::rfc3339(record.created_ns / 1_000_000_000),
         "Mounted": record.mounted_at.is_some(),
         "SizeLimit": record.size_limit,
+        "Labels": record.labels,
         "SizeRw": usage.map(|u| u.size),
         "Snapshot": { "Key": info.name.0, "Parent": info.parent.map(|p| p.0), "Labels": info.labels },
         "GraphDriver": { "Name": store.config().driver, "Data": data },
