@@ -58,8 +58,8 @@ impl Filters {
 
     /// Whether `test` holds for every value of `key` (true when absent):
     /// docker's rule for several `label=` filters.
-    pub fn all(&self, key: &str, mut test: impl FnMut(&str) -> bool) -> bool {
-        self.values(key).all(|v| test(v))
+    pub fn all(&self, key: &str, test: impl FnMut(&str) -> bool) -> bool {
+        self.values(key).all(test)
     }
 
     /// Whether `key` is absent, or `test` holds for one of its values.
