@@ -867,11 +867,11 @@ fn progress_is_drawn_on_a_terminal() {
     let bin = env!("CARGO_BIN_EXE_strata");
     let out_file = scratch.path().join("saved.tar");
     let line = format!(
-        "{bin} --root {} import {} demo/tty && {bin} --root {} save -o {} demo/tty",
-        root.display(),
+        "{bin} --root {r} import {} demo/tty && {bin} --root {r} save -o {o} demo/tty \
+         && {bin} --root {r} load -i {o}",
         tar.display(),
-        root.display(),
-        out_file.display()
+        r = root.display(),
+        o = out_file.display()
     );
     // script(1) runs the commands on a pseudo-terminal.
     let out = Command::new("script")
@@ -888,6 +888,15 @@ fn progress_is_drawn_on_a_terminal() {
     // first draw (a mid-way draw depends on the machine's speed).
     assert!(text.contains(" MiB"), "no byte counts: {text}");
     assert!(text.contains("saving demo/tty"), "{text}");
+    // save shows the bytes written so far (from its first frame: 0 B).
+    let after_saving = text.split("saving demo/tty").nth(1).unwrap_or_default();
+    assert!(
+        after_saving
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_digit()),
+        "no byte count after saving: {text}"
+    );
+    assert!(text.contains("Loaded image: demo/tty"), "{text}");
     assert!(out_file.is_file());
     // Log lines are coloured on a terminal, unless NO_COLOR is set.
     let logs = |no_colour: bool| {

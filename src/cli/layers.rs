@@ -30,14 +30,11 @@ pub fn load(cli: &Cli, file: &Path) -> Result<()> {
     } else {
         (file, file.display().to_string())
     };
-    let tty = std::io::stderr().is_terminal();
-    let mut progress = |msg: &str| {
-        if tty {
-            eprintln!("{msg}");
-        }
-    };
-    let images = transfer::load_with_progress(&store, file, &mut progress)
-        .with_context(|| format!("loading {name}"))?;
+    // On a terminal: a spinner with the elapsed time, and a line per layer.
+    let bar = progress::spinner(&format!("loading {name}"));
+    let loaded = transfer::load_with_progress(&store, file, &mut |msg| bar.println(msg));
+    bar.finish_and_clear();
+    let images = loaded.with_context(|| format!("loading {name}"))?;
     for image in images {
         if image.tags.is_empty() {
             outln!("Loaded image ID: {}", image.id)?;
@@ -52,8 +49,9 @@ pub fn load(cli: &Cli, file: &Path) -> Result<()> {
 /// `strata save -o FILE REF...`.
 pub fn save(cli: &Cli, images: &[String], out: &Path, uncompressed: bool) -> Result<()> {
     let store = open(cli)?;
-    let bar = progress::spinner(&format!("saving {}", images.join(" ")));
-    let result = transfer::save(&store, images, out, !uncompressed);
+    let bar = progress::bytes(&format!("saving {}", images.join(" ")), None);
+    let result =
+        transfer::save_counted(&store, images, out, !uncompressed, &|n| bar.set_position(n));
     bar.finish_and_clear();
     result.with_context(|| format!("saving to {}", shown(out)))?;
     Ok(())
@@ -97,8 +95,8 @@ pub fn commit(cli: &Cli, container: &str, reference: &str) -> Result<()> {
 /// `strata export ID -o FILE`.
 pub fn export(cli: &Cli, container: &str, out: &Path) -> Result<()> {
     let store = open(cli)?;
-    let bar = progress::spinner(&format!("exporting {container}"));
-    let result = transfer::export(&store, container, out);
+    let bar = progress::bytes(&format!("exporting {container}"), None);
+    let result = transfer::export_counted(&store, container, out, &|n| bar.set_position(n));
     bar.finish_and_clear();
     result.with_context(|| format!("exporting to {}", shown(out)))?;
     Ok(())

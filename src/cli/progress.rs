@@ -1,6 +1,7 @@
-//! Progress on a terminal (indicatif): a byte bar for `import`, a spinner
-//! with the elapsed time for `save`, `export` and `load`. Nothing is drawn
-//! when stderr is not a terminal.
+//! Progress on a terminal (indicatif): a byte bar for `import`, a byte
+//! count with its rate for `save` and `export`, a spinner with the elapsed
+//! time and a line per layer for `load`. Nothing is drawn when stderr is not
+//! a terminal.
 
 use std::io::IsTerminal;
 use std::time::Duration;

@@ -171,3 +171,35 @@ impl PartialOutput {
         format!("partial {} removed", self.out.display())
     }
 }
+
+/// A writer that reports how many bytes went through it so far, for a
+/// progress display.
+pub struct Counted<'a, W> {
+    inner: W,
+    written: u64,
+    report: &'a dyn Fn(u64),
+}
+
+impl<'a, W> Counted<'a, W> {
+    /// Counts the bytes written to `inner`, calling `report` with the total.
+    pub fn new(inner: W, report: &'a dyn Fn(u64)) -> Self {
+        Self {
+            inner,
+            written: 0,
+            report,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        (self.report)(self.written);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

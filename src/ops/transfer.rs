@@ -21,7 +21,7 @@ use crate::model::{
     ChainId, ContainerId, ContainerRecord, Digest, ImageRecord, LayerRecord, Reference,
 };
 use crate::mounts::TempMount;
-use crate::ops::output::PartialOutput;
+use crate::ops::output::{Counted, PartialOutput};
 use crate::store::keys::layer_snapshot_key;
 use crate::store::view::{ScratchView, ViewFor};
 use crate::store::NewLayers;
@@ -179,6 +179,17 @@ fn in_layer(e: StoreError, what: &str) -> StoreError {
 /// Saves images (by reference or id) as one OCI layout archive at `out`,
 /// written to a temporary name and renamed when complete.
 pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()> {
+    save_counted(store, refs, out, gzip, &|_| {})
+}
+
+/// [`save`], calling `progress` with the bytes written so far.
+pub fn save_counted(
+    store: &Store,
+    refs: &[String],
+    out: &Path,
+    gzip: bool,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
     let mut seen = HashSet::new();
     let mut images = Vec::new();
     for r in refs {
@@ -204,7 +215,10 @@ pub fn save(store: &Store, refs: &[String], out: &Path, gzip: bool) -> Result<()
     };
     let mut partial = PartialOutput::create(out)?;
     let result = crate::image::write_oci_archive(
-        BufWriter::new(crate::interrupt::Writer(partial.file())),
+        BufWriter::new(Counted::new(
+            crate::interrupt::Writer(partial.file()),
+            progress,
+        )),
         &images,
         &opts,
     );
@@ -435,10 +449,18 @@ fn committed_config(parent: &[u8], diff_id: &Digest, created_by: &str) -> Result
 
 /// Writes a container's merged root as one flat tar at `out`.
 pub fn export(store: &Store, text: &str, out: &Path) -> Result<()> {
+    export_counted(store, text, out, &|_| {})
+}
+
+/// [`export`], calling `progress` with the bytes written so far.
+pub fn export_counted(store: &Store, text: &str, out: &Path, progress: &dyn Fn(u64)) -> Result<()> {
     let root = container_root(store, &store.resolve_container(text)?)?;
     let mut partial = PartialOutput::create(out)?;
     let result = {
-        let mut w = BufWriter::new(crate::interrupt::Writer(partial.file()));
+        let mut w = BufWriter::new(Counted::new(
+            crate::interrupt::Writer(partial.file()),
+            progress,
+        ));
         write_tree(&root.path, &mut w)
             .map_err(StoreError::from)
             .and_then(|()| w.flush().map_err(|e| StoreError::io("write", out, e)))
