@@ -115,7 +115,8 @@ impl Reference {
         let invalid = |why: &dyn fmt::Display| {
             format!("invalid image reference {text:?}: {why} (use NAME[:TAG], e.g. demo/app:1.0)")
         };
-        let parsed: oci_spec::distribution::Reference = text.parse().map_err(|e| invalid(&e))?;
+        text.parse::<oci_spec::distribution::Reference>()
+            .map_err(|e| invalid(&e))?;
         let name = text.split(['@']).next().unwrap_or(text);
         let repository = match name.rsplit_once(':') {
             Some((repo, tag)) if !tag.contains('/') => repo,
@@ -124,12 +125,20 @@ impl Reference {
         if repository == "sha256" {
             return Err(invalid(&"sha256:... names an image by id, not by tag"));
         }
+        Ok(Self::lookup(text))
+    }
+
+    /// The stored form of `text` (`:latest` added when neither a tag nor a
+    /// digest is given), unchecked: for finding an existing tag, which was
+    /// checked when it was made. It costs no grammar check, whose regex
+    /// would otherwise be compiled by every command that names an image.
+    pub fn lookup(text: &str) -> Self {
         let last = text.rsplit('/').next().unwrap_or(text);
-        Ok(if parsed.digest().is_some() || last.contains(':') {
+        if text.contains('@') || last.contains(':') {
             Self(text.to_owned())
         } else {
             Self(format!("{text}:latest"))
-        })
+        }
     }
 }
 

@@ -232,9 +232,7 @@ pub fn rmi(cli: &Cli, texts: &[String], force: bool) -> Result<()> {
 
 fn rmi_one(store: &strata::Store, text: &str, force: bool) -> Result<()> {
     let image = store.resolve_image(text)?;
-    let by_tag = Reference::parse(text)
-        .ok()
-        .is_some_and(|r| image.tags.contains(&r));
+    let by_tag = image.tags.contains(&Reference::lookup(text));
     if !by_tag && image.tags.len() > 1 && !force {
         let tags: Vec<&str> = image.tags.iter().map(|t| t.0.as_str()).collect();
         anyhow::bail!(

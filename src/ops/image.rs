@@ -34,9 +34,7 @@ pub enum Removed {
 pub fn remove(store: &Store, text: &str) -> Result<Removed> {
     let image = store.resolve_image(text)?;
     let meta = store.meta()?;
-    let by_tag = Reference::parse(text)
-        .ok()
-        .filter(|r| image.tags.contains(r));
+    let by_tag = Some(Reference::lookup(text)).filter(|r| image.tags.contains(r));
     if let Some(reference) = by_tag.filter(|_| image.tags.len() > 1) {
         meta.untag(&reference)?;
         return Ok(Removed::Untagged(reference.0));

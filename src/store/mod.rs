@@ -197,12 +197,11 @@ impl Store {
     /// Finds an image by tag, full id, or unique id prefix.
     pub fn resolve_image(&self, text: &str) -> Result<ImageRecord> {
         let meta = self.meta()?;
-        if let Ok(reference) = Reference::parse(text) {
-            if let Some(id) = meta.tag(&reference)? {
-                return meta.image(&id)?.ok_or_else(|| {
-                    StoreError::Metadata(format!("tag {reference} points at missing image {id}"))
-                });
-            }
+        let reference = Reference::lookup(text);
+        if let Some(id) = meta.tag(&reference)? {
+            return meta.image(&id)?.ok_or_else(|| {
+                StoreError::Metadata(format!("tag {reference} points at missing image {id}"))
+            });
         }
         let hex = text.strip_prefix("sha256:").unwrap_or(text);
         if hex.len() < 4 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
