@@ -9,8 +9,10 @@ use crate::error::{Result, StoreError};
 /// A file written outside the store (`save -o`, `export -o`). It is
 /// written as an unnamed file (`O_TMPFILE`) in the destination's directory,
 /// so that no death, not even SIGKILL, can leave a partial file behind;
-/// when complete it is linked under a temporary name in that directory and
-/// renamed over the destination. On a filesystem without `O_TMPFILE` it is
+/// when complete it is linked as the destination when that does not exist
+/// (one step), else under a temporary name and renamed over it (a SIGKILL
+/// between those two steps leaves the complete file under the temporary
+/// name). On a filesystem without `O_TMPFILE` it is
 /// a named temporary file (`.NAME.XXXXXX.strata-partial`) from the start.
 /// Dropped unfinished (an error, an interruption, a panic), it is removed.
 ///
@@ -114,7 +116,6 @@ impl PartialOutput {
 
     /// Flushes the file to disk and renames it over the destination.
     pub fn finish(&mut self) -> Result<()> {
-        use std::os::fd::AsRawFd;
         let Some(temp) = self.temp.take() else {
             return Ok(());
         };
@@ -130,21 +131,19 @@ impl PartialOutput {
             Temp::Unnamed(file) => {
                 file.sync_all()
                     .map_err(|e| StoreError::io("sync", &self.out, e))?;
-                // Give it a temporary name beside the destination (linkat
-                // of an O_TMPFILE cannot replace), then rename it over.
+                // A new destination gets its name in one step: no death can
+                // leave a temporary name behind.
+                match link_fd(&file, &self.out) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(StoreError::io("link the output as", &self.out, e)),
+                }
+                // An existing one: give the file a temporary name beside it
+                // (linkat cannot replace), then rename it over.
                 tempfile::Builder::new()
                     .prefix(&Self::temp_prefix(&self.out)?)
                     .suffix(".strata-partial")
-                    .make_in(&self.dir, |path| {
-                        nix::unistd::linkat(
-                            nix::fcntl::AT_FDCWD,
-                            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
-                            nix::fcntl::AT_FDCWD,
-                            path,
-                            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-                        )
-                        .map_err(io::Error::from)
-                    })
+                    .make_in(&self.dir, |path| link_fd(&file, path))
                     .map_err(|e| StoreError::io("link the output in", &self.dir, e))?
                     .into_temp_path()
             }
@@ -170,6 +169,20 @@ impl PartialOutput {
         }
         format!("partial {} removed", self.out.display())
     }
+}
+
+/// Gives the unnamed file `file` (`O_TMPFILE`) the name `path`; fails with
+/// `AlreadyExists` when `path` exists.
+fn link_fd(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
 }
 
 /// A writer that reports how many bytes went through it so far, for a
