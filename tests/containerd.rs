@@ -8,30 +8,14 @@ mod containerd_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use containerd_support::image::{write_busybox_image, BUSYBOX};
-use containerd_support::{Containerd, Strata};
+use containerd_support::image::write_busybox_image;
+use containerd_support::{prerequisites, Containerd, Strata};
 use strata::serve::GrpcSnapshotter;
 use strata::snapshotter::SnapshotterExt;
-use strata_driver_api::testing::{require_program, require_root, skip, ScratchDir};
+use strata_driver_api::testing::{skip, ScratchDir};
 use strata_driver_api::Kind;
 
 const IMAGE: &str = "docker.io/strata/busybox:test";
-
-fn prerequisites(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    for program in ["containerd", "ctr", "runc", "containerd-shim-runc-v2"] {
-        if !require_program(test, program) {
-            return false;
-        }
-    }
-    if !Path::new(BUSYBOX).is_file() {
-        skip(test, "busybox-static (/bin/busybox) is not installed");
-        return false;
-    }
-    true
-}
 
 /// Snapshot names in the strata store (as containerd stored them) that end in `suffix`.
 fn strata_names(socket: &Path, suffix: &str) -> Vec<(String, Kind)> {

@@ -12,29 +12,13 @@ mod cri_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use containerd_support::image::{write_busybox_image_running, BUSYBOX};
-use containerd_support::{Containerd, Strata};
+use containerd_support::image::write_busybox_image_running;
+use containerd_support::{prerequisites, Containerd, Strata};
 use cri_support::*;
-use strata_driver_api::testing::{require_program, require_root, skip, ScratchDir};
+use strata_driver_api::testing::{skip, ScratchDir};
 
 const PAUSE: &str = "docker.io/strata/pause:test";
 const IMAGE: &str = "docker.io/strata/busybox:cri";
-
-fn prerequisites(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    for program in ["containerd", "ctr", "runc", "containerd-shim-runc-v2"] {
-        if !require_program(test, program) {
-            return false;
-        }
-    }
-    if !Path::new(BUSYBOX).is_file() {
-        skip(test, "busybox-static (/bin/busybox) is not installed");
-        return false;
-    }
-    true
-}
 
 /// Polls `probe` until it returns `Some`, for up to 30 s.
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {

@@ -284,3 +284,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         strata = strata_socket.display(),
     )
 }
+
+/// Whether a containerd test can run: root, containerd with runc and its
+/// shim, and busybox-static for the test images (a visible skip otherwise).
+pub fn prerequisites(test: &str) -> bool {
+    use strata_driver_api::testing::{require_program, require_root, skip};
+    if !require_root(test) {
+        return false;
+    }
+    for program in ["containerd", "ctr", "runc", "containerd-shim-runc-v2"] {
+        if !require_program(test, program) {
+            return false;
+        }
+    }
+    if !Path::new(image::BUSYBOX).is_file() {
+        skip(test, "busybox-static (/bin/busybox) is not installed");
+        return false;
+    }
+    true
+}
