@@ -150,7 +150,7 @@ fn cri_pod_on_strata() {
                 command: vec!["/bin/sh".into()],
                 args: vec![
                     "-c".into(),
-                    "echo written on strata > /written; exec /bin/busybox sleep 100000".into(),
+                    "echo written on strata > /written.part && /bin/busybox mv /written.part /written; exec /bin/busybox sleep 100000".into(),
                 ],
                 log_path: "writer.log".into(),
             }),
@@ -166,7 +166,9 @@ fn cri_pod_on_strata() {
         },
     );
 
-    // The file is in the container's root filesystem, a Strata snapshot.
+    // The file is in the container's root filesystem, a Strata snapshot. It
+    // is renamed into place once written: the shell's `>` creates it empty
+    // before `echo` runs, and the test read it in between once in CI.
     let rootfs = dir.join(format!(
         "state/io.containerd.runtime.v2.task/k8s.io/{id}/rootfs/written"
     ));
