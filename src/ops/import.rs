@@ -43,7 +43,13 @@ pub fn import_from(
     let mut made = crate::store::NewLayers::default();
     let layer = store
         .layers()
-        .apply_and_keep(None, Source(tar), limits.apply_limits(u64::MAX), &mut made)
+        .apply_and_keep(
+            None,
+            Source(tar),
+            None,
+            limits.apply_limits(u64::MAX),
+            &mut made,
+        )
         .map_err(|e| match &e {
             StoreError::Archive(a) if is_malformed_tar(a) => {
                 StoreError::Invalid(format!("not a tar archive ({what})"))

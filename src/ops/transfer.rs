@@ -126,6 +126,7 @@ fn load_images(
                 .apply_and_keep(
                     layers.last().map(|l| &l.chain_id),
                     archive.open_layer(layer)?,
+                    Some(uncompressed_estimate(&layer.media_type, layer.size)),
                     apply_limits,
                     made,
                 )
@@ -159,6 +160,18 @@ fn load_images(
     crate::interrupt::check()?;
     // Every image in one transaction: a load records all its images or none.
     store.meta()?.add_images(pending)
+}
+
+/// What a layer blob of `size` bytes extracts to, for sizing its
+/// snapshot: its size for a plain tar, four times that for a compressed
+/// one (a typical ratio, not a bound: a layer that expands more must fit
+/// in the room a snapshot has anyway, e.g. blockfile's 10 GiB default).
+fn uncompressed_estimate(media_type: &str, size: u64) -> u64 {
+    if media_type.ends_with(".tar") {
+        size
+    } else {
+        size.saturating_mul(4)
+    }
 }
 
 fn file_name(archive: &ImageArchive) -> String {
@@ -383,9 +396,11 @@ pub fn commit(store: &Store, text: &str, reference: &Reference) -> Result<ImageR
     let layer = match File::open(&tmp)
         .map_err(|e| StoreError::io("open", &tmp, e))
         .and_then(|tar| {
+            let size = tar.metadata().ok().map(|m| m.len());
             layers.apply(
                 parent,
                 io::BufReader::new(tar),
+                size,
                 ApplyLimits::default(),
                 &mut made,
             )

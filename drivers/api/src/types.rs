@@ -95,6 +95,13 @@ pub const LABEL_MAX_SIZE: &str = "containerd.io/snapshot/max-size";
 /// driver cannot enforce.
 pub const LABEL_SIZE_UNENFORCED: &str = "strata.io/size-unenforced";
 
+/// Label with a sizing hint, in bytes: the free space a new snapshot should
+/// start with, e.g. the layer store's upper bound of a layer about to be
+/// applied. Drivers whose snapshots have a fixed capacity (blockfile,
+/// devmapper) grow the new snapshot when its parent leaves less room;
+/// others ignore it. Never a limit: see [`CreateOptions::min_free`].
+pub const LABEL_MIN_FREE: &str = "strata.io/min-free";
+
 /// Nanoseconds since the Unix epoch.
 pub fn now_ns() -> u64 {
     SystemTime::now()
@@ -155,6 +162,11 @@ impl Mount {
 pub struct CreateOptions {
     /// Size limit in bytes, from [`LABEL_SIZE`].
     pub size: Option<u64>,
+    /// Free space in bytes the snapshot should start with, from
+    /// [`LABEL_MIN_FREE`]: a hint that grows fixed-capacity snapshots
+    /// (never shrinks them, never sets a quota); drivers without a fixed
+    /// capacity ignore it.
+    pub min_free: Option<u64>,
 }
 
 impl CreateOptions {
@@ -162,6 +174,7 @@ impl CreateOptions {
     pub fn from_labels(labels: &Labels) -> Result<Self, crate::Error> {
         Ok(Self {
             size: size_label(labels, LABEL_SIZE)?.or(size_label(labels, LABEL_MAX_SIZE)?),
+            min_free: size_label(labels, LABEL_MIN_FREE)?,
         })
     }
 
@@ -201,7 +214,13 @@ impl CreateOptions {
             );
         });
         labels.insert(LABEL_SIZE_UNENFORCED.to_owned(), size.to_string());
-        Ok((Self { size: None }, labels))
+        Ok((
+            Self {
+                size: None,
+                ..options
+            },
+            labels,
+        ))
     }
 }
 
@@ -288,6 +307,16 @@ mod tests {
         }
         let (o, _) = CreateOptions::resolve("vfs", false, Labels::new()).unwrap();
         assert_eq!(o.size, None);
+    }
+
+    #[test]
+    fn min_free_is_a_hint_kept_for_every_driver() {
+        let labels = with(&[(LABEL_MIN_FREE, "1048576"), (LABEL_MAX_SIZE, "4096")]);
+        let (o, l) = CreateOptions::resolve("vfs", false, labels).unwrap();
+        assert_eq!((o.size, o.min_free), (None, Some(1 << 20)));
+        assert!(l.contains_key(LABEL_SIZE_UNENFORCED));
+        let bad = CreateOptions::resolve("vfs", false, with(&[(LABEL_MIN_FREE, "1M")]));
+        assert!(matches!(bad, Err(crate::Error::InvalidArgument(m)) if m.contains(LABEL_MIN_FREE)));
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl BlockfileDriver {
 
     /// The empty formatted image every base snapshot is cloned from.
     fn scratch_path(&self) -> PathBuf {
-        let fs = self.config.fs;
+        let fs = image::fs_for_size(self.config.fs, self.config.size);
         self.store()
             .join(format!("scratch-{fs}-{}.img", self.config.size))
     }
@@ -102,7 +102,9 @@ impl BlockfileDriver {
         Ok(())
     }
 
-    /// Makes the image of `target` at `dst` (its `.part` name).
+    /// Makes the image of `target` at `dst` (its `.part` name): a clone of
+    /// its parent's image (or of the scratch image), grown to the requested
+    /// size limit or, without one, until the `min_free` hint fits.
     fn build(&self, target: Target<'_>, options: &CreateOptions, dst: &Path) -> Result<()> {
         let origin = match (target.parent(), options.size) {
             (Some(parent), _) => self.image_path(parent),
@@ -113,21 +115,29 @@ impl BlockfileDriver {
             (None, _) => self.scratch()?,
         };
         let current = std::fs::metadata(&origin).ctx("stat", &origin)?.len();
-        if let Some(size) = options.size.filter(|&s| s != current) {
-            if size < current {
-                return Err(BlockfileError::Shrink {
-                    id: target.id.0,
-                    requested: size,
-                    current,
-                }
-                .into());
+        let size = match options.size {
+            Some(size) => Some(size).filter(|&s| s != current),
+            None => match options.min_free {
+                Some(wanted) => image::size_to_fit(current, image::free_estimate(&origin)?, wanted),
+                None => None,
+            },
+        };
+        let Some(size) = size else {
+            return self.clone_image(&origin, dst);
+        };
+        if size < current {
+            return Err(BlockfileError::Shrink {
+                id: target.id.0,
+                requested: size,
+                current,
             }
-            self.clone_image(&origin, dst)?;
-            let fs = image::detect_fs(dst)?;
-            let mnt = self.store().join("tmp").join(target.id.to_string());
-            return image::grow(dst, fs, size, &mnt);
+            .into());
         }
-        self.clone_image(&origin, dst)
+        self.clone_image(&origin, dst)?;
+        let fs = image::detect_fs(dst)?;
+        let mnt = self.store().join("tmp").join(target.id.to_string());
+        tracing::debug!(id = target.id.0, from = current, to = size, "blockfile: growing image");
+        image::grow(dst, fs, size, &mnt)
     }
 }
 
@@ -237,7 +247,10 @@ impl Driver for BlockfileDriver {
         let images = self.stored_ids().map(|ids| ids.len().to_string());
         vec![
             ("backing".into(), self.backing.describe()),
-            ("image filesystem".into(), self.config.fs.to_string()),
+            (
+                "image filesystem".into(),
+                image::fs_for_size(self.config.fs, self.config.size).to_string(),
+            ),
             (
                 "image size".into(),
                 format!("{} bytes (sparse)", self.config.size),

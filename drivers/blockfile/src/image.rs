@@ -69,8 +69,21 @@ pub fn sparse_copy(from: &File, to: &File) -> std::io::Result<()> {
     to.sync_all()
 }
 
-/// Creates a sparse image of `size` bytes at `path` and formats it with `fs`;
-/// the root directory is owned by root, mode 0755, and empty.
+/// The smallest filesystem mkfs.xfs makes (300 MiB).
+pub const XFS_MIN_SIZE: u64 = 300 << 20;
+
+/// The filesystem an image of `size` bytes gets when `fs` is asked for:
+/// ext4 below xfs' minimum.
+pub fn fs_for_size(fs: ImageFs, size: u64) -> ImageFs {
+    match fs {
+        ImageFs::Xfs if size < XFS_MIN_SIZE => ImageFs::Ext4,
+        other => other,
+    }
+}
+
+/// Creates a sparse image of `size` bytes at `path` and formats it with `fs`
+/// (ext4 when `size` is below xfs' minimum); the root directory is owned
+/// by root, mode 0755, and empty.
 pub fn format(path: &Path, fs: ImageFs, size: u64) -> Result<()> {
     let file = OpenOptions::new()
         .write(true)
@@ -80,7 +93,7 @@ pub fn format(path: &Path, fs: ImageFs, size: u64) -> Result<()> {
         .ctx("create", path)?;
     file.set_len(size).ctx("truncate", path)?;
     drop(file);
-    match fs {
+    match fs_for_size(fs, size) {
         ImageFs::Ext4 => {
             // Inode tables and journal are written now, once, in the scratch
             // image: lazy init would write them in every clone on first mount
@@ -104,6 +117,26 @@ pub fn format(path: &Path, fs: ImageFs, size: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Bytes the filesystem in `path` can surely still take, estimated without
+/// mounting it: its apparent size less what the sparse file has allocated
+/// (metadata and blocks freed inside count as used, so this errs low).
+pub fn free_estimate(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ctx("stat", path)?;
+    Ok(meta.len().saturating_sub(meta.blocks() * 512))
+}
+
+/// The size an image of `current` bytes, `free` of them free, must grow to
+/// so that `wanted` bytes fit, rounded up to [`GROW_STEP`]; `None` when
+/// they fit already.
+pub fn size_to_fit(current: u64, free: u64, wanted: u64) -> Option<u64> {
+    let missing = wanted.checked_sub(free).filter(|&m| m > 0)?;
+    Some((current + missing).div_ceil(GROW_STEP) * GROW_STEP)
+}
+
+/// Images grow in whole steps of this many bytes (64 MiB).
+pub const GROW_STEP: u64 = 64 << 20;
 
 /// Reads the filesystem type from the image's superblock magic.
 pub fn detect_fs(path: &Path) -> Result<ImageFs> {
@@ -215,6 +248,21 @@ fn overlap(ranges: &[(u64, u64)], start: u64, end: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_grow_only_when_the_wanted_room_is_missing() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(size_to_fit(1024 * MIB, 600 * MIB, 500 * MIB), None);
+        assert_eq!(size_to_fit(1024 * MIB, 500 * MIB, 500 * MIB), None);
+        assert_eq!(
+            size_to_fit(1024 * MIB, 100 * MIB, 500 * MIB),
+            Some(1472 * MIB)
+        );
+        assert_eq!(size_to_fit(64 * MIB, 0, 1), Some(128 * MIB));
+        assert_eq!(fs_for_size(ImageFs::Xfs, 64 * MIB), ImageFs::Ext4);
+        assert_eq!(fs_for_size(ImageFs::Xfs, XFS_MIN_SIZE), ImageFs::Xfs);
+        assert_eq!(fs_for_size(ImageFs::Ext4, 10 << 30), ImageFs::Ext4);
+    }
 
     #[test]
     fn overlap_counts_only_covered_bytes() {

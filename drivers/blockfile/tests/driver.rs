@@ -209,7 +209,10 @@ fn per_snapshot_size_grows_image_and_filesystem() {
         });
         let parent = [SnapshotId(1)];
         let t = target(2, Kind::Active, &parent);
-        let opts = CreateOptions { size: Some(grown) };
+        let opts = CreateOptions {
+            size: Some(grown),
+            ..CreateOptions::default()
+        };
         d.create(t, &opts).expect("create with size");
         let img = d.image_path(SnapshotId(2));
         assert_eq!(std::fs::metadata(&img).expect("stat").len(), grown);
@@ -234,13 +237,19 @@ fn per_snapshot_size_grows_image_and_filesystem() {
             fstype
         );
         drop(m);
-        let shrink = CreateOptions { size: Some(MIB) };
+        let shrink = CreateOptions {
+            size: Some(MIB),
+            ..CreateOptions::default()
+        };
         let small = d.create(target(3, Kind::Active, &parent), &shrink);
         assert!(matches!(small, Err(Error::InvalidArgument(_))), "{small:?}");
         d.remove(SnapshotId(3)).expect("remove failed create");
         for (id, size) in [(4, grown), (5, smaller)] {
             let base = target(id, Kind::Active, &[]);
-            let opts = CreateOptions { size: Some(size) };
+            let opts = CreateOptions {
+                size: Some(size),
+                ..CreateOptions::default()
+            };
             d.create(base, &opts).expect("base with size");
             let m = Mounted::new(
                 &d.mounts(base).expect("mounts"),

@@ -195,6 +195,7 @@ fn size_limit_fails_writes_with_edquot(test: &str, quota: &str) {
     };
     let limited = CreateOptions {
         size: Some(16 << 20),
+        ..CreateOptions::default()
     };
     s.driver
         .create(target(1, Kind::Active, &[]), &limited)
@@ -270,6 +271,7 @@ fn removing_everything_leaves_nothing(test: &str, quota: &str) {
             target(3, Kind::View, &base),
             &CreateOptions {
                 size: Some(1 << 30),
+                ..CreateOptions::default()
             },
         )
         .expect("view");
@@ -347,7 +349,8 @@ fn quotas_off_falls_back_to_a_walk() {
         .create(
             target(2, Kind::Active, &[]),
             &CreateOptions {
-                size: Some(1 << 20)
+                size: Some(1 << 20),
+                ..CreateOptions::default()
             }
         )
         .is_err());

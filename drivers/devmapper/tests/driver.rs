@@ -258,6 +258,7 @@ fn size_option_grows_device_and_filesystem() {
     let none: &[SnapshotId] = &[];
     let opts = CreateOptions {
         size: Some(512 * MIB),
+        ..CreateOptions::default()
     };
     d.create(target(1, Kind::Active, none), &opts)
         .expect("create sized");
@@ -404,6 +405,7 @@ fn xfs_snapshots_mount_side_by_side() {
     let parents = [SnapshotId(1)];
     let big = CreateOptions {
         size: Some(640 * MIB),
+        ..CreateOptions::default()
     };
     d.create(target(2, Kind::Active, &parents), &big)
         .expect("create sized container");

@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::snapshotter::{Snapshotter, SnapshotterExt};
-use strata_driver_api::{failpoint, Labels, Mount, SnapshotKey};
+use strata_driver_api::{failpoint, Labels, Mount, SnapshotKey, LABEL_MIN_FREE};
 
 pub use manifest::{FileSum, Manifest, Mismatch};
 
@@ -30,6 +30,16 @@ use crate::archive::{apply_layer, ApplyLimits, ApplyOptions};
 use crate::error::{Result, StoreError};
 use crate::model::{ChainId, ContainerId, Digest, ImageRecord, LayerRecord};
 use crate::mounts::TempMount;
+
+/// Free space asked of a new layer's snapshot to extract a tar of
+/// `tar_size` bytes: the tar plus a quarter (a small file takes a whole
+/// block where the tar pads it to 512 bytes; inodes, directories) plus
+/// 64 MiB for the filesystem's own needs.
+pub fn room_for(tar_size: u64) -> u64 {
+    tar_size
+        .saturating_add(tar_size / 4)
+        .saturating_add(64 << 20)
+}
 
 /// The layers of one open store (see the module docs).
 pub struct LayerStore<'a> {
@@ -74,13 +84,16 @@ impl<'a> LayerStore<'a> {
 
     /// Applies the uncompressed layer `tar` on top of `parent` and commits
     /// it under its chain id. If that chain already exists the new copy is
-    /// dropped and the existing one reused. `limits` are enforced while
-    /// reading (see [`ApplyLimits`]). On any error nothing is left behind;
-    /// on success a layer this call committed is added to `made`.
+    /// dropped and the existing one reused. `size_hint`, the tar's size
+    /// when the caller knows it (or an estimate), asks fixed-capacity
+    /// drivers for room to extract it ([`room_for`]). `limits` are enforced
+    /// while reading (see [`ApplyLimits`]). On any error nothing is left
+    /// behind; on success a layer this call committed is added to `made`.
     pub fn apply(
         &self,
         parent: Option<&ChainId>,
         tar: impl Read,
+        size_hint: Option<u64>,
         limits: ApplyLimits,
         made: &mut NewLayers,
     ) -> Result<LayerRecord> {
@@ -89,6 +102,9 @@ impl<'a> LayerStore<'a> {
         let parent_key = parent.map(layer_snapshot_key);
         let mut labels = self.store.session_labels();
         labels.insert(LABEL_EXTRACT.to_owned(), "1".to_owned());
+        if let Some(tar_size) = size_hint {
+            labels.insert(LABEL_MIN_FREE.to_owned(), room_for(tar_size).to_string());
+        }
         let mounts = sn.prepare(&key, parent_key.as_ref(), labels)?;
         failpoint("layer.prepared");
         let result =
@@ -177,6 +193,7 @@ impl<'a> LayerStore<'a> {
         &self,
         parent: Option<&ChainId>,
         tar: impl Read,
+        size_hint: Option<u64>,
         limits: ApplyLimits,
         made: &mut NewLayers,
     ) -> Result<LayerRecord> {
@@ -187,7 +204,7 @@ impl<'a> LayerStore<'a> {
             out: SparseWriter::new(out),
         };
         let result = self
-            .apply(parent, &mut reader, limits, made)
+            .apply(parent, &mut reader, size_hint, limits, made)
             .and_then(|record| {
                 reader
                     .out
