@@ -169,7 +169,19 @@ pub struct CreateOptions {
     pub min_free: Option<u64>,
 }
 
+/// Snapshots grown for [`CreateOptions::min_free`] grow in whole steps of
+/// this many bytes (64 MiB).
+pub const GROW_STEP: u64 = 64 << 20;
+
 impl CreateOptions {
+    /// The size a snapshot cloned from an origin of `current` bytes, `free`
+    /// of them free, must have for [`CreateOptions::min_free`] to fit,
+    /// rounded up to [`GROW_STEP`]; `None` without a hint or when it fits.
+    pub fn size_for_room(&self, current: u64, free: u64) -> Option<u64> {
+        let missing = self.min_free?.checked_sub(free).filter(|&m| m > 0)?;
+        Some((current + missing).div_ceil(GROW_STEP) * GROW_STEP)
+    }
+
     /// Reads the options a driver cares about from the labels, as given.
     pub fn from_labels(labels: &Labels) -> Result<Self, crate::Error> {
         Ok(Self {
@@ -307,6 +319,23 @@ mod tests {
         }
         let (o, _) = CreateOptions::resolve("vfs", false, Labels::new()).unwrap();
         assert_eq!(o.size, None);
+    }
+
+    #[test]
+    fn snapshots_grow_only_when_the_wanted_room_is_missing() {
+        const MIB: u64 = 1 << 20;
+        let room = |free: u64| CreateOptions {
+            min_free: Some(free),
+            ..CreateOptions::default()
+        };
+        assert_eq!(room(500 * MIB).size_for_room(1024 * MIB, 600 * MIB), None);
+        assert_eq!(room(500 * MIB).size_for_room(1024 * MIB, 500 * MIB), None);
+        assert_eq!(
+            room(500 * MIB).size_for_room(1024 * MIB, 100 * MIB),
+            Some(1472 * MIB)
+        );
+        assert_eq!(room(1).size_for_room(64 * MIB, 0), Some(128 * MIB));
+        assert_eq!(CreateOptions::default().size_for_room(64 * MIB, 0), None);
     }
 
     #[test]

@@ -117,10 +117,10 @@ impl BlockfileDriver {
         let current = std::fs::metadata(&origin).ctx("stat", &origin)?.len();
         let size = match options.size {
             Some(size) => Some(size).filter(|&s| s != current),
-            None => match options.min_free {
-                Some(wanted) => image::size_to_fit(current, image::free_estimate(&origin)?, wanted),
-                None => None,
-            },
+            None if options.min_free.is_some() => {
+                options.size_for_room(current, image::free_estimate(&origin)?)
+            }
+            None => None,
         };
         let Some(size) = size else {
             return self.clone_image(&origin, dst);
@@ -136,7 +136,12 @@ impl BlockfileDriver {
         self.clone_image(&origin, dst)?;
         let fs = image::detect_fs(dst)?;
         let mnt = self.store().join("tmp").join(target.id.to_string());
-        tracing::debug!(id = target.id.0, from = current, to = size, "blockfile: growing image");
+        tracing::debug!(
+            id = target.id.0,
+            from = current,
+            to = size,
+            "blockfile: growing image"
+        );
         image::grow(dst, fs, size, &mnt)
     }
 }

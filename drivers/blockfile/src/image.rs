@@ -127,17 +127,6 @@ pub fn free_estimate(path: &Path) -> Result<u64> {
     Ok(meta.len().saturating_sub(meta.blocks() * 512))
 }
 
-/// The size an image of `current` bytes, `free` of them free, must grow to
-/// so that `wanted` bytes fit, rounded up to [`GROW_STEP`]; `None` when
-/// they fit already.
-pub fn size_to_fit(current: u64, free: u64, wanted: u64) -> Option<u64> {
-    let missing = wanted.checked_sub(free).filter(|&m| m > 0)?;
-    Some((current + missing).div_ceil(GROW_STEP) * GROW_STEP)
-}
-
-/// Images grow in whole steps of this many bytes (64 MiB).
-pub const GROW_STEP: u64 = 64 << 20;
-
 /// Reads the filesystem type from the image's superblock magic.
 pub fn detect_fs(path: &Path) -> Result<ImageFs> {
     let mut head = [0u8; 2048];
@@ -250,15 +239,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn images_grow_only_when_the_wanted_room_is_missing() {
+    fn xfs_images_below_its_minimum_are_ext4() {
         const MIB: u64 = 1 << 20;
-        assert_eq!(size_to_fit(1024 * MIB, 600 * MIB, 500 * MIB), None);
-        assert_eq!(size_to_fit(1024 * MIB, 500 * MIB, 500 * MIB), None);
-        assert_eq!(
-            size_to_fit(1024 * MIB, 100 * MIB, 500 * MIB),
-            Some(1472 * MIB)
-        );
-        assert_eq!(size_to_fit(64 * MIB, 0, 1), Some(128 * MIB));
         assert_eq!(fs_for_size(ImageFs::Xfs, 64 * MIB), ImageFs::Ext4);
         assert_eq!(fs_for_size(ImageFs::Xfs, XFS_MIN_SIZE), ImageFs::Xfs);
         assert_eq!(fs_for_size(ImageFs::Ext4, 10 << 30), ImageFs::Ext4);

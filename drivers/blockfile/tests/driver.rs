@@ -105,13 +105,22 @@ fn prepare_time_does_not_depend_on_image_size() {
 
 #[test]
 fn small_write_into_big_lower_file_adds_few_unshared_blocks() {
+    // xfs clears up to 2 MiB of its log ahead of the head on every
+    // read-write mount (xlog_clear_stale_blocks: 8 iclogs of 256 KiB), so
+    // a clone it mounted owns that much more than ext4's.
+    for (image_fs, mount_cost) in [("ext4", 0), ("xfs", 2 * MIB)] {
+        small_write_adds_few_unshared_blocks(image_fs, mount_cost);
+    }
+}
+
+fn small_write_adds_few_unshared_blocks(image_fs: &str, mount_cost: u64) {
     let test = "small_write_into_big_lower_file_adds_few_unshared_blocks";
     if !common::prerequisites(test) {
         return;
     }
     let fs = common::loop_fs("xfs", 4 << 30);
     let scratch = ScratchDir::new("blockfile-usage");
-    let d = common::open_driver(fs.path(), "home", &[("size", "1G")]);
+    let d = common::open_driver(fs.path(), "home", &[("size", "1G"), ("fs", image_fs)]);
     let big = 128 * MIB;
     layer(&d, &scratch, 1, &[], |root| {
         let mut f = File::create(root.join("big")).expect("create");
@@ -141,14 +150,17 @@ fn small_write_into_big_lower_file_adds_few_unshared_blocks() {
         "a child's clone must not change what the parent owns"
     );
     println!(
-        "parent with a {} MiB file owns {} KiB; a 4 KiB write in the child owns {} KiB",
+        "{image_fs}: parent with a {} MiB file owns {} KiB; a 4 KiB write in the child owns {} KiB",
         big / MIB,
         parent_usage.size / 1024,
         usage / 1024
     );
     assert!(parent_usage.size >= big, "parent usage {parent_usage:?}");
     assert!(usage >= 4096, "the written block must count: {usage}");
-    assert!(usage <= 512 * 1024, "4 KiB write unshared {usage} bytes");
+    assert!(
+        usage <= 512 * 1024 + mount_cost,
+        "{image_fs}: 4 KiB write unshared {usage} bytes"
+    );
 }
 
 #[test]

@@ -67,7 +67,11 @@ fn fresh_container_on_defaults_writes_past_one_gibibyte() {
     let d = common::open_driver(fs.path(), "home", &[]);
     let t = target(1, Kind::Active, &[]);
     d.create(t, &CreateOptions::default()).expect("create");
-    assert!(image_len(&d, 1) >= 10 * GIB, "default image {}", image_len(&d, 1));
+    assert!(
+        image_len(&d, 1) >= 10 * GIB,
+        "default image {}",
+        image_len(&d, 1)
+    );
     {
         let m = Mounted::new(&d.mounts(t).expect("mounts"), &scratch, "c");
         let (size, avail) = fs_space(m.path());
@@ -76,7 +80,10 @@ fn fresh_container_on_defaults_writes_past_one_gibibyte() {
             size / MIB,
             avail / MIB
         );
-        assert!(avail > 9 * GIB, "only {avail} bytes free in a default image");
+        assert!(
+            avail > 9 * GIB,
+            "only {avail} bytes free in a default image"
+        );
         let file = m.path().join("big");
         write_at(&file, 3 * GIB / 2, 4 * MIB).expect("write 4 MiB at 1.5 GiB");
         let len = std::fs::metadata(&file).expect("stat").len();
@@ -113,7 +120,10 @@ fn min_free_grows_the_image_and_a_size_limit_wins() {
     let child = target(2, Kind::Active, &parents);
     d.create(child, &hint).expect("child with min_free");
     let grown = image_len(&d, 2);
-    println!("a 64 MiB parent's child asked for 100 MiB free: {} MiB", grown / MIB);
+    println!(
+        "a 64 MiB parent's child asked for 100 MiB free: {} MiB",
+        grown / MIB
+    );
     assert!(grown > 64 * MIB, "image {grown} did not grow");
     {
         let m = Mounted::new(&d.mounts(child).expect("mounts"), &scratch, "child");
@@ -129,7 +139,8 @@ fn min_free_grows_the_image_and_a_size_limit_wins() {
     // Without the hint a child keeps its parent's size, and the same write
     // runs out of space: the hint made the room.
     let sibling = target(3, Kind::Active, &parents);
-    d.create(sibling, &CreateOptions::default()).expect("sibling");
+    d.create(sibling, &CreateOptions::default())
+        .expect("sibling");
     assert_eq!(image_len(&d, 3), 64 * MIB);
     {
         let m = Mounted::new(&d.mounts(sibling).expect("mounts"), &scratch, "sibling");
@@ -139,7 +150,8 @@ fn min_free_grows_the_image_and_a_size_limit_wins() {
 
     // A base image asked for room grows from the scratch image too; an
     // enforced size is a limit the hint never raises.
-    d.create(target(4, Kind::Active, &[]), &hint).expect("base with min_free");
+    d.create(target(4, Kind::Active, &[]), &hint)
+        .expect("base with min_free");
     assert!(image_len(&d, 4) > 64 * MIB, "{}", image_len(&d, 4));
     {
         let t = target(4, Kind::Active, &[]);

@@ -333,12 +333,16 @@ impl Inner {
     fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
         let thin = thin_id(target.id)?;
         self.check_space()?;
-        let (origin, origin_size) = match target.parent() {
+        let (origin, origin_size, origin_mapped) = match target.parent() {
             Some(p) => {
                 let parent = self.record(p)?;
-                (parent.thin_id, parent.size)
+                (parent.thin_id, parent.size, parent.mapped_sectors)
             }
-            None => (base_thin()?, self.cfg.base_size),
+            None => (
+                base_thin()?,
+                self.cfg.base_size,
+                Some(self.records.pool()?.base_mapped_sectors),
+            ),
         };
         if let Some(requested) = options.size.filter(|&s| s < origin_size) {
             return Err(ApiError::InvalidArgument(format!(
@@ -348,9 +352,19 @@ impl Inner {
             ))
             .into());
         }
-        let size = units::bytes(units::sectors_ceil(
-            options.size.unwrap_or(0).max(origin_size),
-        ));
+        // Without a limit, the min_free hint grows the device when its
+        // origin's unmapped bytes (an estimate that errs low: blocks freed
+        // inside its filesystem stay mapped) leave too little room.
+        let wanted = match options.size {
+            Some(limit) => limit.max(origin_size),
+            None => {
+                let mapped = origin_mapped.map_or(origin_size, units::bytes);
+                options
+                    .size_for_room(origin_size, origin_size.saturating_sub(mapped))
+                    .unwrap_or(origin_size)
+            }
+        };
+        let size = units::bytes(units::sectors_ceil(wanted));
         let mut rec = DeviceRecord {
             id: target.id.0,
             thin_id: thin,
