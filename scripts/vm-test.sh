@@ -26,8 +26,8 @@
 #   STRATA_VM_MEMORY (default 4G), STRATA_VM_TMPFS (guest tmpfs size, 2G),
 #   STRATA_VM_SUITES (what to run: suites separated by ';', each
 #     "CARGO_TEST_ARGS [-- TEST_ARGS]"; default: every strata-devmapper test,
-#     then the devmapper cases of the reliability, hostile-archive and size
-#     limit tests, then overlay2's project quota cases (the host kernel has
+#     then the devmapper cases of the reliability, hostile-archive, size
+#     limit and layer sizing tests, then overlay2's project quota cases (the host kernel has
 #     no xfs/ext4 quotas)),
 #   STRATA_VM_UDEV=1 (keep udevd running in the guest: tests the udev-sync path),
 #   STRATA_VM_CLI (the strata binary the tests run in the guest, bound over

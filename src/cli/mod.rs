@@ -86,8 +86,9 @@ Options (--opt KEY=VALUE), per driver, with their defaults:
   btrfs.size=SIZE            loop file size when the root is not on btrfs
                              [80% of the root filesystem's free space, 128M..100G]
   btrfs.quota=on|simple|qgroups|off   quotas for sizes and usage [on]
-  blockfile.fs=ext4|xfs      filesystem of each image file [ext4]
-  blockfile.size=SIZE        apparent size of a base image file (sparse) [1G]
+  blockfile.fs=ext4|xfs      filesystem of each image file [xfs; ext4 below 300M]
+  blockfile.size=SIZE        apparent size of a base image file (sparse) [10G];
+                             grown to fit a layer being applied
   blockfile.backing=auto|loop|direct  where image files live [auto: in the
                              root when it reflinks, else a loop xfs]
   blockfile.backing_size=SIZE  loop xfs file size (sparse) [100G]

@@ -1,5 +1,7 @@
 //! The blockfile driver: every snapshot is a filesystem image file
-//! `<store>/images/<id>.img` (ext4 by default, xfs with `blockfile.fs=xfs`).
+//! `<store>/images/<id>.img`: sparse, 10 GiB and xfs by default (ext4 with
+//! `blockfile.fs=ext4`, and below xfs' 300 MiB minimum). A new image grows
+//! when the create asks for more free room (`min_free`) than its parent has.
 //!
 //! - A base snapshot is a reflink clone of a scratch image formatted once
 //!   (`scratch-<fs>-<size>.img`); a child is a reflink clone (FICLONE) of its
