@@ -96,13 +96,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn defaults_are_large_sparse_xfs_images() {
+        let cfg = Config::from_options(&BTreeMap::new()).expect("no options");
+        assert_eq!((cfg.fs, cfg.size), (ImageFs::Xfs, 10 * GIB));
+    }
+
+    #[test]
     fn options_override_defaults_and_reject_unknown_keys() {
         let mut opts = BTreeMap::new();
-        opts.insert("blockfile.fs".to_owned(), "xfs".to_owned());
+        opts.insert("blockfile.fs".to_owned(), "ext4".to_owned());
         opts.insert("blockfile.size".to_owned(), "2G".to_owned());
         opts.insert("btrfs.size".to_owned(), "ignored".to_owned());
         let cfg = Config::from_options(&opts).expect("valid options");
-        assert_eq!(cfg.fs, ImageFs::Xfs);
+        assert_eq!(cfg.fs, ImageFs::Ext4);
         assert_eq!(cfg.size, 2 * GIB);
         assert_eq!(cfg.backing, BackingMode::Auto);
 
