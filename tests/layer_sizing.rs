@@ -42,8 +42,12 @@ fn big_archive(dir: &Path) -> std::path::PathBuf {
         gzip: false,
         temp_dir: dir.to_owned(),
     };
-    write_oci_archive(fs::File::create(&out).expect("create archive"), &images, &opts)
-        .expect("write archive");
+    write_oci_archive(
+        fs::File::create(&out).expect("create archive"),
+        &images,
+        &opts,
+    )
+    .expect("write archive");
     out
 }
 

@@ -43,7 +43,11 @@ fn fs_space(path: &Path) -> (u64, u64) {
 /// Writes `len` bytes of a pattern at `offset` of `path` in 1 MiB chunks,
 /// then fsyncs.
 fn write_at(path: &Path, offset: u64, len: u64) -> std::io::Result<()> {
-    let f = File::options().create(true).write(true).open(path)?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
     let chunk: Vec<u8> = (0..MIB).map(|i| (i % 251) as u8).collect();
     let mut done = 0;
     while done < len {
