@@ -9,7 +9,7 @@ use strata_driver_api::{
 };
 
 use crate::backing::Backing;
-use crate::config::Config;
+use crate::config::{Config, ImageFs};
 use crate::error::BlockfileError;
 use crate::image::{self, Cloned};
 
@@ -72,9 +72,23 @@ impl BlockfileDriver {
 
     /// The empty formatted image every base snapshot is cloned from.
     fn scratch_path(&self) -> PathBuf {
-        let fs = image::fs_for_size(self.config.fs, self.config.size);
-        self.store()
-            .join(format!("scratch-{fs}-{}.img", self.config.size))
+        let size = self.config.size;
+        self.scratch_of(image::fs_for_size(self.config.fs, size), size)
+    }
+
+    /// The scratch image of filesystem `fs` and `size` bytes, whatever the
+    /// options now in effect (a store keeps the scratch images its base
+    /// snapshots were cloned from when the defaults change).
+    fn scratch_of(&self, fs: ImageFs, size: u64) -> PathBuf {
+        self.store().join(format!("scratch-{fs}-{size}.img"))
+    }
+
+    /// The scratch image base snapshot image `img` was cloned from, if it
+    /// is still there (not for an image grown since, or formatted alone).
+    fn origin_scratch(&self, img: &Path) -> Result<Option<PathBuf>> {
+        let size = std::fs::metadata(img).ctx("stat", img)?.len();
+        let path = self.scratch_of(image::detect_fs(img)?, size);
+        Ok(Some(path).filter(|p| p.exists()))
     }
 
     /// Formats the scratch image on first use.
@@ -216,7 +230,7 @@ impl Driver for BlockfileDriver {
         let img = self.image_path(target.id);
         let origin = match target.parent() {
             Some(parent) => Some(self.image_path(parent)),
-            None => Some(self.scratch_path()).filter(|p| p.exists()),
+            None => self.origin_scratch(&img)?,
         };
         let origin_inodes = match &origin {
             Some(o) => strata_driver_api::used_inodes(o)?,

@@ -174,3 +174,34 @@ fn min_free_grows_the_image_and_a_size_limit_wins() {
         d.remove(SnapshotId(id)).expect("remove");
     }
 }
+
+#[test]
+fn base_usage_survives_new_default_sizes() {
+    let test = "base_usage_survives_new_default_sizes";
+    if !common::prerequisites(test) {
+        return;
+    }
+    let fs = common::loop_fs("xfs", GIB);
+    let scratch = ScratchDir::new("blockfile-new-defaults");
+    let base = target(1, Kind::Active, &[]);
+    let before = {
+        let d = common::open_driver(fs.path(), "home", &[("size", "64M")]);
+        d.create(base, &CreateOptions::default()).expect("base");
+        {
+            let m = Mounted::new(&d.mounts(base).expect("mounts"), &scratch, "base");
+            write_at(&m.path().join("data"), 0, MIB).expect("write 1 MiB");
+        }
+        d.usage(base).expect("usage").size
+    };
+    // The same store opened with another image size: the base was cloned
+    // from the 64 MiB scratch image, and only what it wrote is its own.
+    let d = common::open_driver(fs.path(), "home", &[("size", "128M")]);
+    let after = d.usage(base).expect("usage").size;
+    println!("base usage with the old options {before}, with new ones {after}");
+    assert_eq!(after, before);
+    assert!(
+        after < 8 * MIB,
+        "{after}: the scratch image's blocks counted"
+    );
+    d.remove(SnapshotId(1)).expect("remove");
+}
