@@ -34,6 +34,13 @@ pub fn kernel_has_fs(name: &str) -> std::io::Result<bool> {
         .any(|l| l.split_whitespace().last() == Some(name)))
 }
 
+/// Total bytes of the filesystem holding `path` (statfs: blocks × fragment
+/// size), e.g. the most a sparse image file on it can ever hold.
+pub fn fs_capacity(path: &Path) -> Result<u64> {
+    let st = nix::sys::statvfs::statvfs(path).ctx("statfs", path)?;
+    Ok(u64::from(st.blocks()).saturating_mul(st.fragment_size()))
+}
+
 /// Inodes in use in the ext4 or xfs filesystem on `source`, an image file
 /// or a block device: statfs of a mount of it while it is mounted (the
 /// superblock's counters lag then), else the counters in its superblock

@@ -176,10 +176,17 @@ pub const GROW_STEP: u64 = 64 << 20;
 impl CreateOptions {
     /// The size a snapshot cloned from an origin of `current` bytes, `free`
     /// of them free, must have for [`CreateOptions::min_free`] to fit,
-    /// rounded up to [`GROW_STEP`]; `None` without a hint or when it fits.
-    pub fn size_for_room(&self, current: u64, free: u64) -> Option<u64> {
+    /// rounded up to [`GROW_STEP`] and never above `ceiling` (the space
+    /// behind the snapshot: the hint comes from untrusted labels and
+    /// archives, and a filesystem grown past its backing only fails later);
+    /// `None` without a hint or when no growth is wanted or possible.
+    pub fn size_for_room(&self, current: u64, free: u64, ceiling: u64) -> Option<u64> {
         let missing = self.min_free?.checked_sub(free).filter(|&m| m > 0)?;
-        Some((current + missing).div_ceil(GROW_STEP) * GROW_STEP)
+        let wanted = current
+            .saturating_add(missing)
+            .div_ceil(GROW_STEP)
+            .saturating_mul(GROW_STEP);
+        Some(wanted.min(ceiling)).filter(|&size| size > current)
     }
 
     /// Reads the options a driver cares about from the labels, as given.
@@ -328,14 +335,36 @@ mod tests {
             min_free: Some(free),
             ..CreateOptions::default()
         };
-        assert_eq!(room(500 * MIB).size_for_room(1024 * MIB, 600 * MIB), None);
-        assert_eq!(room(500 * MIB).size_for_room(1024 * MIB, 500 * MIB), None);
+        let ceiling = u64::MAX;
         assert_eq!(
-            room(500 * MIB).size_for_room(1024 * MIB, 100 * MIB),
+            room(500 * MIB).size_for_room(1024 * MIB, 600 * MIB, ceiling),
+            None
+        );
+        assert_eq!(
+            room(500 * MIB).size_for_room(1024 * MIB, 500 * MIB, ceiling),
+            None
+        );
+        assert_eq!(
+            room(500 * MIB).size_for_room(1024 * MIB, 100 * MIB, ceiling),
             Some(1472 * MIB)
         );
-        assert_eq!(room(1).size_for_room(64 * MIB, 0), Some(128 * MIB));
-        assert_eq!(CreateOptions::default().size_for_room(64 * MIB, 0), None);
+        assert_eq!(room(1).size_for_room(64 * MIB, 0, ceiling), Some(128 * MIB));
+        assert_eq!(
+            CreateOptions::default().size_for_room(64 * MIB, 0, ceiling),
+            None
+        );
+    }
+
+    #[test]
+    fn a_hostile_hint_grows_no_further_than_the_space_behind_it() {
+        const GIB: u64 = 1 << 30;
+        let huge = CreateOptions {
+            min_free: Some(u64::MAX),
+            ..CreateOptions::default()
+        };
+        assert_eq!(huge.size_for_room(GIB, 0, 100 * GIB), Some(100 * GIB));
+        assert_eq!(huge.size_for_room(100 * GIB, 0, 100 * GIB), None);
+        assert_eq!(huge.size_for_room(200 * GIB, 0, 100 * GIB), None);
     }
 
     #[test]

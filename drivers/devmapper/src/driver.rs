@@ -359,8 +359,14 @@ impl Inner {
             Some(limit) => limit.max(origin_size),
             None => {
                 let mapped = origin_mapped.map_or(origin_size, units::bytes);
+                let status = self.pool.status(&self.dm)?;
+                let pool_bytes = status.data.1.saturating_mul(self.pool.block_bytes());
                 options
-                    .size_for_room(origin_size, origin_size.saturating_sub(mapped))
+                    .size_for_room(
+                        origin_size,
+                        origin_size.saturating_sub(mapped),
+                        pool_bytes.max(origin_size),
+                    )
                     .unwrap_or(origin_size)
             }
         };
