@@ -21,11 +21,17 @@ pub struct ScratchDir {
 }
 
 impl ScratchDir {
-    /// Creates a fresh scratch directory whose name carries `tag`.
+    /// Creates a fresh scratch directory whose name carries `tag`, under
+    /// `$STRATA_TEST_TMP` or the temp dir.
     pub fn new(tag: &str) -> Self {
         let base = std::env::var_os("STRATA_TEST_TMP")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
+        Self::new_in(&base, tag)
+    }
+
+    /// Creates a fresh scratch directory whose name carries `tag` under `base`.
+    pub fn new_in(base: &Path, tag: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let path = base.join(format!("strata-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
@@ -159,7 +165,28 @@ impl LoopFs {
         mkfs_args: &[&str],
         options: &[String],
     ) -> Result<Self> {
-        let scratch = ScratchDir::new(&format!("loopfs-{fstype}"));
+        Self::make(
+            ScratchDir::new(&format!("loopfs-{fstype}")),
+            fstype,
+            size,
+            mkfs_args,
+            options,
+        )
+    }
+
+    /// [`LoopFs::new`] with its loop file and mount point under `base`.
+    pub fn new_in(base: &Path, fstype: &str, size: u64, mkfs_args: &[&str]) -> Result<Self> {
+        let scratch = ScratchDir::new_in(base, &format!("loopfs-{fstype}"));
+        Self::make(scratch, fstype, size, mkfs_args, &[])
+    }
+
+    fn make(
+        scratch: ScratchDir,
+        fstype: &str,
+        size: u64,
+        mkfs_args: &[&str],
+        options: &[String],
+    ) -> Result<Self> {
         let image = scratch.path().join("fs.img");
         let file = std::fs::File::create(&image).ctx("create", &image)?;
         file.set_len(size).ctx("truncate", &image)?;
