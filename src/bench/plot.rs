@@ -178,8 +178,9 @@ pub fn colour_for(label: &str) -> RGBColor {
 }
 
 /// Tick positions for a log axis over `lo..hi`: powers of two for byte
-/// counts, 1-2-5 steps per decade otherwise, thinned to at most 8; the
-/// two ends when no such value falls inside.
+/// counts, 1-2-5 steps per decade otherwise (only the powers of ten when
+/// that makes more than 8), thinned to at most 8; the two ends when no
+/// such value falls inside.
 pub fn ticks(lo: f64, hi: f64, bytes: bool) -> Vec<f64> {
     let mut points: Vec<f64> = if bytes {
         let (a, b) = (lo.log2().ceil() as i32, hi.log2().floor() as i32);
@@ -191,6 +192,16 @@ pub fn ticks(lo: f64, hi: f64, bytes: bool) -> Vec<f64> {
             .filter(|v| (lo..=hi).contains(v))
             .collect()
     };
+    if points.len() > 8 && !bytes {
+        let decades: Vec<f64> = points
+            .iter()
+            .copied()
+            .filter(|v| (v.log10() - v.log10().round()).abs() < 1e-9)
+            .collect();
+        if decades.len() >= 2 {
+            points = decades;
+        }
+    }
     if points.len() > 8 {
         let step = points.len().div_ceil(8);
         points = points.into_iter().step_by(step).collect();
