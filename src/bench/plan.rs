@@ -86,7 +86,8 @@ impl Plan {
             create_samples_large: MIN_HEADLINE_SAMPLES_FULL,
             commit_samples: MIN_HEADLINE_SAMPLES_FULL,
             usage_samples: 20,
-            read_size: 128 * MIB,
+            // vfs copies it into each of the 500 layers: 16 GiB.
+            read_size: 32 * MIB,
             read_samples: 5,
             ..Self::quick()
         }

@@ -35,6 +35,7 @@ pub fn run(
     let work = WorkDir::prepare(
         &work_dir.map_or_else(|| default_work_dir(Some(root)), Path::to_path_buf),
         &plan,
+        targets.iter().map(|t| t.driver.as_str()),
     )?;
     for t in &mut targets {
         t.work_dir = work.path().to_path_buf();

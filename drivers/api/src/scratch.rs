@@ -39,9 +39,26 @@ impl ScratchDir {
         Self { path }
     }
 
+    /// Takes over an existing scratch directory (one a killed process left,
+    /// say): dropping the result unmounts, detaches and removes it as for
+    /// one made here.
+    pub fn adopt(path: PathBuf) -> Self {
+        Self { path }
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The process id in a scratch directory's name
+    /// (`strata-test-<tag>-<pid>-<n>`), if it is one.
+    pub fn owner_pid(name: &str) -> Option<u32> {
+        let rest = name.strip_prefix("strata-test-")?;
+        let mut parts = rest.rsplitn(3, '-');
+        let (_n, pid) = (parts.next()?.parse::<u64>().ok()?, parts.next()?);
+        parts.next()?;
+        pid.parse().ok()
     }
 }
 
@@ -227,5 +244,22 @@ impl Drop for LoopFs {
             eprintln!("cleanup: unmounting {}: {e}", self.mount_point.display());
         }
         let _ = &self.scratch;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_pid_reads_scratch_names_only() {
+        assert_eq!(
+            ScratchDir::owner_pid("strata-test-bench-overlay2-xfs-19809-12"),
+            Some(19809)
+        );
+        assert_eq!(ScratchDir::owner_pid("strata-test-loopfs-xfs-7-0"), Some(7));
+        assert_eq!(ScratchDir::owner_pid("strata-test-x-12"), None);
+        assert_eq!(ScratchDir::owner_pid("results.json"), None);
+        assert_eq!(ScratchDir::owner_pid("strata-test-a-b-c"), None);
     }
 }
