@@ -18,6 +18,7 @@ pub mod report;
 pub mod rig;
 pub mod runner;
 pub mod stats;
+pub mod workdir;
 pub mod workloads;
 
 /// One KiB.

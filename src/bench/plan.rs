@@ -1,9 +1,17 @@
 //! What a run measures: sizes, depths and sample counts, for `--quick`
-//! and for a full run.
+//! and for a full run. Every headline row (copy-up and volume writes,
+//! create, commit, remove) has at least [`MIN_HEADLINE_SAMPLES_QUICK`]
+//! samples in a quick run and [`MIN_HEADLINE_SAMPLES_FULL`] in a full one:
+//! a quick run measures fewer cases, not fewer samples.
 
 use serde::Serialize;
 
 use super::{GIB, KIB, MIB};
+
+/// Fewest samples of a headline row in `--quick`.
+pub const MIN_HEADLINE_SAMPLES_QUICK: usize = 10;
+/// Fewest samples of a headline row in a full run.
+pub const MIN_HEADLINE_SAMPLES_FULL: usize = 20;
 
 /// Sizes, depths and sample counts of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -42,23 +50,24 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A short run (under three minutes on two cores): every workload, the
-    /// 1 GiB copy-up case included, few samples, no 500-layer image.
+    /// A short run (about two minutes on two cores): every workload, the
+    /// 1 GiB copy-up case included, 10 samples per headline row; fewer
+    /// image sizes and no 500-layer image.
     pub fn quick() -> Self {
         Self {
             name: "quick",
             file_sizes: vec![MIB, 64 * MIB, GIB],
             write_sizes: vec![4 * KIB, 64 * KIB, MIB],
-            copy_up_samples: 5,
-            copy_up_samples_large: 3,
+            copy_up_samples: MIN_HEADLINE_SAMPLES_QUICK,
+            copy_up_samples_large: MIN_HEADLINE_SAMPLES_QUICK,
             write_sizes_large: vec![4 * KIB],
-            image_sizes: vec![MIB, 10 * MIB, 64 * MIB, GIB],
+            image_sizes: vec![MIB, 64 * MIB, GIB],
             depths: vec![1, 16, 128],
-            create_samples: 5,
-            create_samples_large: 2,
-            commit_samples: 5,
+            create_samples: MIN_HEADLINE_SAMPLES_QUICK,
+            create_samples_large: MIN_HEADLINE_SAMPLES_QUICK,
+            commit_samples: MIN_HEADLINE_SAMPLES_QUICK,
             usage_files: 10_000,
-            usage_samples: 5,
+            usage_samples: 10,
             read_size: 16 * MIB,
             read_samples: 2,
         }
@@ -68,18 +77,34 @@ impl Plan {
     pub fn full() -> Self {
         Self {
             name: "full",
-            copy_up_samples: 15,
-            copy_up_samples_large: 7,
+            copy_up_samples: MIN_HEADLINE_SAMPLES_FULL,
+            copy_up_samples_large: MIN_HEADLINE_SAMPLES_FULL,
             write_sizes_large: vec![4 * KIB, 64 * KIB, MIB],
+            image_sizes: vec![MIB, 10 * MIB, 64 * MIB, GIB],
             depths: vec![1, 16, 128, 500],
-            create_samples: 15,
-            create_samples_large: 5,
-            commit_samples: 15,
-            usage_samples: 15,
-            read_size: 128 * MIB,
+            create_samples: MIN_HEADLINE_SAMPLES_FULL,
+            create_samples_large: MIN_HEADLINE_SAMPLES_FULL,
+            commit_samples: MIN_HEADLINE_SAMPLES_FULL,
+            usage_samples: 20,
+            // vfs copies it into each of the 500 layers: 16 GiB.
+            read_size: 32 * MIB,
             read_samples: 5,
             ..Self::quick()
         }
+    }
+
+    /// The smallest sample count of any headline row.
+    pub fn min_headline_samples(&self) -> usize {
+        [
+            self.copy_up_samples,
+            self.copy_up_samples_large,
+            self.create_samples,
+            self.create_samples_large,
+            self.commit_samples,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(0)
     }
 
     /// Samples for a copy-up (or volume) case with a file of `file_size` bytes.
@@ -112,5 +137,28 @@ impl Plan {
     /// The deepest layer stack needed.
     pub fn max_depth(&self) -> usize {
         self.depths.iter().copied().max().unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headline_rows_have_enough_samples() {
+        assert!(Plan::quick().min_headline_samples() >= MIN_HEADLINE_SAMPLES_QUICK);
+        assert!(Plan::full().min_headline_samples() >= MIN_HEADLINE_SAMPLES_FULL);
+    }
+
+    #[test]
+    fn both_plans_keep_the_1_gib_4_kib_headline_case() {
+        for plan in [Plan::quick(), Plan::full()] {
+            assert!(plan.file_sizes.contains(&GIB), "{}", plan.name);
+            assert!(
+                plan.write_sizes_for(GIB).contains(&(4 * KIB)),
+                "{}",
+                plan.name
+            );
+        }
     }
 }

@@ -1,6 +1,11 @@
 //! Results of a run, written as `results.json` (every sample) and
-//! `report.md` (medians, p95, ratios to the volume baseline, copy-up
-//! amplification).
+//! `report.md` (n, medians, p95, ratios to the volume baseline with their
+//! bootstrap intervals, copy-up amplification).
+//!
+//! Sections added elsewhere render their comparison rows with
+//! [`comparison_cells`] under [`COMPARISON_HEADER`] and rank them with
+//! [`ranks`], so every ratio in the report follows one rule
+//! ([`super::stats::NOISE_RULE`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +16,8 @@ use serde::Serialize;
 
 use super::plan::Plan;
 use super::rig::{Backing, BackingInfo};
-use super::stats::{median, p95};
+use super::runner::{AMPLIFICATION, AMPLIFICATION_USAGE};
+use super::stats::{median, p95, Comparison, Summary, NOISE_RULE};
 use super::{human_bytes, Result, GIB, KIB};
 
 /// Everything a run measured.
@@ -32,8 +38,10 @@ pub struct HostInfo {
     pub kernel: String,
     /// Online CPUs.
     pub cpus: usize,
-    /// Filesystem of the temp dir, where host-backed homes and loop files live.
-    pub temp_fs: String,
+    /// The work dir, where host-backed homes and loop files live.
+    pub work_dir: String,
+    /// Its filesystem.
+    pub work_fs: String,
     /// Start, seconds since the epoch.
     pub started: u64,
     /// Wall time of the run, seconds.
@@ -50,9 +58,19 @@ impl HostInfo {
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            temp_fs: super::rig::fs_type_name(&std::env::temp_dir()),
+            work_dir: String::new(),
+            work_fs: String::new(),
             started: strata_driver_api::now_ns() / 1_000_000_000,
             duration_s: 0.0,
+        }
+    }
+
+    /// This description with the work dir `dir` and its filesystem.
+    pub fn in_work_dir(self, dir: &Path) -> Self {
+        Self {
+            work_dir: dir.display().to_string(),
+            work_fs: super::rig::fs_type_name(dir),
+            ..self
         }
     }
 }
@@ -174,10 +192,15 @@ impl Results {
     /// Median of `case` on `target` divided by the median of the same
     /// volume case on the same backing.
     pub fn ratio_to_volume(&self, target: &TargetResult, case: &Case) -> Option<f64> {
+        self.compare_to_volume(target, case).map(|c| c.ratio.ratio)
+    }
+
+    /// `case` on `target` against the same volume case on the same backing.
+    pub fn compare_to_volume(&self, target: &TargetResult, case: &Case) -> Option<Comparison> {
         let mut vcase = case.clone();
         vcase.workload = "volume".into();
-        let v = median(self.volume(target.backing_kind)?.samples(&vcase))?;
-        Some(median(target.samples(case))? / v)
+        let volume = self.volume(target.backing_kind)?;
+        Comparison::new(target.samples(case), volume.samples(&vcase))
     }
 
     /// Writes `results.json` into `dir`.
@@ -200,10 +223,17 @@ impl Results {
         let _ = writeln!(md, "# strata bench ({} run)\n", self.plan.name);
         let _ = writeln!(
             md,
-            "Kernel {}, {} CPUs, temp dir on {}, {:.0} s. Latencies in ms (median, p95 over the samples); \
-             ratio = driver median / median of the same writes to a bind-mounted plain directory \
-             (volume) on the same backing filesystem.\n",
-            h.kernel, h.cpus, h.temp_fs, h.duration_s
+            "Kernel {}, {} CPUs, work dir {} on {}, {:.0} s. Latencies in ms: n samples, their median \
+             and p95. ratio = driver median / median of the same writes to a bind-mounted plain \
+             directory (volume) on the same backing filesystem; 95% CI = percentile bootstrap \
+             interval of that ratio ({} resamples of each side, independently, fixed seed). \
+             {NOISE_RULE} Ranks order the other rows by ratio, lowest first.\n",
+            h.kernel,
+            h.cpus,
+            h.work_dir,
+            h.work_fs,
+            h.duration_s,
+            super::stats::RESAMPLES
         );
         self.targets_table(&mut md);
         self.headline_table(&mut md);
@@ -257,34 +287,35 @@ impl Results {
     fn headline_table(&self, md: &mut String) {
         let _ = writeln!(
             md,
-            "## First 4 KiB write into a 1 GiB file\n\nopen(O_WRONLY) + write + fsync in a fresh container.\n\n\
-             | target | open | write+fsync | total median | total p95 | volume median | ratio |\n|---|---|---|---|---|---|---|"
+            "## First 4 KiB write into a 1 GiB file\n\nopen(O_WRONLY) + write + fsync in a fresh container; \
+             the baseline is the volume on the same backing.\n\n\
+             | target | open | write+fsync | {COMPARISON_HEADER} |\n|---|---|---|{COMPARISON_ALIGN}|"
         );
         let case = |metric: &str| Case {
             file_size: Some(GIB),
             write_size: Some(4 * KIB),
             ..Case::new("copy_up", metric)
         };
-        for t in self.drivers() {
-            let total = t.samples(&case("total"));
-            if total.is_empty() {
-                continue;
-            }
-            let mut vcase = case("total");
-            vcase.workload = "volume".into();
-            let vol = self
-                .volume(t.backing_kind)
-                .and_then(|v| median(v.samples(&vcase)));
+        let rows: Vec<(&TargetResult, Option<Comparison>)> = self
+            .drivers()
+            .filter(|t| !t.samples(&case("total")).is_empty())
+            .map(|t| (t, self.compare_to_volume(t, &case("total"))))
+            .collect();
+        let comparisons: Vec<Option<Comparison>> = rows.iter().map(|r| r.1).collect();
+        for ((t, c), rank) in rows.iter().zip(ranks(&comparisons)) {
+            let cells = match c {
+                Some(c) => comparison_cells(c, rank, ms),
+                None => {
+                    let own = Summary::of(t.samples(&case("total")));
+                    summary_cells(own.as_ref(), ms) + " | - | - | - | - | - | -"
+                }
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {cells} |",
                 t.label,
                 ms(median(t.samples(&case("open")))),
                 ms(median(t.samples(&case("write")))),
-                ms(median(total)),
-                ms(p95(total)),
-                ms(vol),
-                ratio(self.ratio_to_volume(t, &case("total")))
             );
         }
         md.push('\n');
@@ -294,10 +325,14 @@ impl Results {
         let _ = writeln!(
             md,
             "## Copy-up against volume writes\n\nopen, write (+fsync) and total are the first write; second is a further \
-             write of the same size at the next offset (steady state). Amplification = growth of the driver's own usage \
-             accounting over the first write / bytes written.\n\n\
-             | target | file | write | open | write | total (p95) | ratio | second | ratio | amplification |\n\
-             |---|---|---|---|---|---|---|---|---|---|"
+             write of the same size at the next offset (steady state). Ratios are to the volume row of the same \
+             backing, file and write size. Amplification = the container's own bytes of the file after the first \
+             write / bytes written: bytes in extents FIEMAP does not flag shared (a reflink or snapshot copy counts \
+             only what was rewritten); marked (usage) where that cannot be known (the file lives in a filesystem \
+             image on a block device, as with blockfile and devmapper, or FIEMAP is unsupported), which is then \
+             the growth of the driver's usage accounting over the first write.\n\n\
+             | target | file | write | open | write | n | total median | total p95 | ratio | 95% CI | second | ratio | amplification |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         let mut rows: Vec<&TargetResult> = self.targets.iter().filter(|t| t.is_volume()).collect();
         rows.extend(self.drivers());
@@ -316,25 +351,24 @@ impl Results {
                     (None, None)
                 } else {
                     (
-                        self.ratio_to_volume(t, &c("total")),
-                        self.ratio_to_volume(t, &c("second")),
+                        self.compare_to_volume(t, &c("total")),
+                        self.compare_to_volume(t, &c("second")),
                     )
                 };
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     t.label,
                     human_bytes(s.case.file_size.unwrap_or(0)),
                     human_bytes(s.case.write_size.unwrap_or(0)),
                     ms(median(t.samples(&c("open")))),
                     ms(median(t.samples(&c("write")))),
-                    ms(median(&s.samples)),
-                    ms(p95(&s.samples)),
-                    ratio(r1),
+                    summary_cells(Summary::of(&s.samples).as_ref(), ms),
+                    r1.as_ref().map_or_else(|| "-".into(), ratio_text),
+                    r1.as_ref().map_or_else(|| "-".into(), ci_text),
                     ms(median(t.samples(&c("second")))),
-                    ratio(r2),
-                    median(t.samples(&c("amplification")))
-                        .map_or_else(|| "-".into(), |a| format!("{a:.1}")),
+                    r2.as_ref().map_or_else(|| "-".into(), ratio_text),
+                    amplification(t, &s.case),
                 );
             }
         }
@@ -344,7 +378,7 @@ impl Results {
     fn latency_table(&self, md: &mut String, title: &str, workload: &str) {
         let _ = writeln!(
             md,
-            "## {title}\n\n| target | case | median | p95 | samples |\n|---|---|---|---|---|"
+            "## {title}\n\n| target | case | n | median | p95 |\n|---|---|---|---|---|"
         );
         for t in self.drivers() {
             for s in t.series.iter().filter(|s| s.case.workload == workload) {
@@ -356,11 +390,9 @@ impl Results {
                 };
                 let _ = writeln!(
                     md,
-                    "| {} | {case} | {} | {} | {} |",
+                    "| {} | {case} | {} |",
                     t.label,
-                    ms(median(&s.samples)),
-                    ms(p95(&s.samples)),
-                    s.samples.len()
+                    summary_cells(Summary::of(&s.samples).as_ref(), ms),
                 );
             }
         }
@@ -371,7 +403,7 @@ impl Results {
         let _ = writeln!(
             md,
             "## Cold read of a file at the bottom of the stack ({}, caches dropped)\n\n\
-             | target | layers | MiB/s median | MiB/s p95 |\n|---|---|---|---|",
+             | target | layers | n | MiB/s median | MiB/s p95 |\n|---|---|---|---|---|",
             human_bytes(self.plan.read_size)
         );
         for t in self.drivers() {
@@ -381,9 +413,10 @@ impl Results {
                 };
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} |",
                     t.label,
                     s.case.layers.unwrap_or(0),
+                    s.samples.len(),
                     mibs(median(&s.samples)),
                     mibs(p95(&s.samples))
                 );
@@ -404,8 +437,91 @@ impl Results {
     }
 }
 
+/// Columns [`comparison_cells`] fills, for a markdown table header.
+pub const COMPARISON_HEADER: &str =
+    "n | median | p95 | baseline n | baseline median | baseline p95 | ratio | 95% CI | rank";
+/// The alignment row under [`COMPARISON_HEADER`].
+pub const COMPARISON_ALIGN: &str = "---|---|---|---|---|---|---|---|---";
+
+/// The cells of a comparison row under [`COMPARISON_HEADER`] (no outer
+/// pipes); `value` formats a median or p95 (e.g. [`ms`]), `rank` comes from
+/// [`ranks`].
+pub fn comparison_cells(
+    c: &Comparison,
+    rank: Option<usize>,
+    value: fn(Option<f64>) -> String,
+) -> String {
+    format!(
+        "{} | {} | {} | {} | {}",
+        summary_cells(Some(&c.subject), value),
+        summary_cells(Some(&c.baseline), value),
+        ratio_text(c),
+        ci_text(c),
+        rank.map_or_else(|| "-".into(), |r| r.to_string()),
+    )
+}
+
+/// `n | median | p95` of a summary, `0 | - | -` without one.
+pub fn summary_cells(s: Option<&Summary>, value: fn(Option<f64>) -> String) -> String {
+    match s {
+        Some(s) => format!(
+            "{} | {} | {}",
+            s.n,
+            value(Some(s.median)),
+            value(Some(s.p95))
+        ),
+        None => "0 | - | -".into(),
+    }
+}
+
+/// `0.89×`, or `≈ (noisy) 1.02×` for a row [`super::stats::is_noisy`] flags.
+pub fn ratio_text(c: &Comparison) -> String {
+    if c.noisy {
+        format!("≈ (noisy) {}", ratio(Some(c.ratio.ratio)))
+    } else {
+        ratio(Some(c.ratio.ratio))
+    }
+}
+
+/// The ratio's 95% interval, `0.81–0.95×`.
+pub fn ci_text(c: &Comparison) -> String {
+    format!("{:.2}–{:.2}×", c.ratio.lo, c.ratio.hi)
+}
+
+/// Rank of each comparison by ratio, lowest first (1-based); noisy rows
+/// and missing ones get none and take no place.
+pub fn ranks(comparisons: &[Option<Comparison>]) -> Vec<Option<usize>> {
+    let mut ranked: Vec<(usize, f64)> = comparisons
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.filter(|c| !c.noisy).map(|c| (i, c.ratio.ratio)))
+        .collect();
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut out = vec![None; comparisons.len()];
+    for (place, (i, _)) in ranked.into_iter().enumerate() {
+        out[i] = Some(place + 1);
+    }
+    out
+}
+
+/// The amplification cell of a copy-up row: the median over the samples,
+/// marked `(usage)` when counted from the driver's usage growth.
+fn amplification(t: &TargetResult, case: &Case) -> String {
+    let of = |metric: &str| {
+        median(t.samples(&Case {
+            metric: metric.into(),
+            ..case.clone()
+        }))
+    };
+    match (of(AMPLIFICATION), of(AMPLIFICATION_USAGE)) {
+        (Some(a), _) => format!("{a:.1}"),
+        (None, Some(a)) => format!("{a:.1} (usage)"),
+        (None, None) => "-".into(),
+    }
+}
+
 /// Nanoseconds as milliseconds with sensible precision.
-fn ms(ns: Option<f64>) -> String {
+pub fn ms(ns: Option<f64>) -> String {
     match ns {
         None => "-".into(),
         Some(ns) => {
@@ -492,9 +608,57 @@ mod tests {
         );
         let md = results.markdown();
         assert!(
-            md.contains("| overlay2 | - | - | 20.00 | 29.00 | 2.00 | 10.00× |"),
+            md.contains("| overlay2 | - | - | 3 | 20.00 | 29.00 | 3 | 2.00 | 2.90 | 10.00× | "),
             "{md}"
         );
-        assert!(md.contains("| overlay2-xfs |"), "{md}");
+        assert!(md.contains("× | 1 |\n"), "overlay2 is ranked: {md}");
+        assert!(
+            md.contains("| overlay2-xfs | - | - | 1 | 8.00 | 8.00 | 1 | 4.00 | 4.00 | ≈ (noisy) 2.00× | 2.00–2.00× | - |"),
+            "a one-sample baseline is flagged and not ranked: {md}"
+        );
+    }
+
+    fn comparison(ratio: f64, noisy: bool) -> Option<Comparison> {
+        let s = Summary {
+            n: 20,
+            median: ratio,
+            p95: ratio,
+        };
+        Some(Comparison {
+            subject: s,
+            baseline: Summary {
+                median: 1.0,
+                p95: 1.0,
+                ..s
+            },
+            ratio: super::super::stats::RatioCi {
+                ratio,
+                lo: ratio,
+                hi: ratio,
+            },
+            noisy,
+        })
+    }
+
+    #[test]
+    fn ranks_skip_noisy_and_missing_rows() {
+        let rows = [
+            comparison(3.0, false),
+            comparison(0.5, true),
+            None,
+            comparison(0.8, false),
+        ];
+        assert_eq!(ranks(&rows), vec![Some(2), None, None, Some(1)]);
+    }
+
+    #[test]
+    fn comparison_cells_show_n_median_p95_ratio_and_interval() {
+        let c = comparison(2.0, false).unwrap();
+        assert_eq!(
+            comparison_cells(&c, Some(1), ms),
+            "20 | 0.000 | 0.000 | 20 | 0.000 | 0.000 | 2.00× | 2.00–2.00× | 1"
+        );
+        let noisy = comparison(1.1, true).unwrap();
+        assert!(comparison_cells(&noisy, None, ms).ends_with("≈ (noisy) 1.10× | 1.10–1.10× | -"));
     }
 }

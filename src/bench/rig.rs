@@ -27,7 +27,7 @@ pub const LOOP_SIZE: u64 = 24 * GIB;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backing {
-    /// A directory on the host's own filesystem (under the temp dir).
+    /// A directory on the filesystem of the work dir.
     Host,
     /// A fresh loop-mounted btrfs.
     Btrfs,
@@ -55,20 +55,36 @@ impl Backing {
         }
     }
 
-    /// Makes a fresh filesystem of this kind.
+    /// Makes a fresh filesystem of this kind under the default work dir.
     pub fn make(self, tag: &str) -> Result<BackingFs> {
+        self.make_in(&super::workdir::default_work_dir(None), tag)
+    }
+
+    /// Makes a fresh filesystem of this kind; its loop file, mount point
+    /// and host-side scratch space go under `work_dir`.
+    pub fn make_in(self, work_dir: &Path, tag: &str) -> Result<BackingFs> {
         if let Some(reason) = self.unavailable() {
             anyhow::bail!(reason);
         }
+        std::fs::create_dir_all(work_dir)
+            .with_context(|| format!("mkdir {}", work_dir.display()))?;
         let (fs, mkfs): (Option<LoopFs>, &[&str]) = match self {
             Backing::Host => (None, &[]),
-            Backing::Btrfs => (Some(LoopFs::new("btrfs", LOOP_SIZE, &[])?), &[]),
+            Backing::Btrfs => (
+                Some(LoopFs::new_in(work_dir, "btrfs", LOOP_SIZE, &[])?),
+                &[],
+            ),
             Backing::Xfs => (
-                Some(LoopFs::new("xfs", LOOP_SIZE, &["-m", "reflink=1"])?),
+                Some(LoopFs::new_in(
+                    work_dir,
+                    "xfs",
+                    LOOP_SIZE,
+                    &["-m", "reflink=1"],
+                )?),
                 &["-m", "reflink=1"],
             ),
         };
-        let scratch = ScratchDir::new(&format!("bench-{tag}"));
+        let scratch = ScratchDir::new_in(work_dir, &format!("bench-{tag}"));
         let path = fs
             .as_ref()
             .map_or_else(|| scratch.path().join("data"), |f| f.path().to_path_buf());
@@ -128,6 +144,9 @@ pub struct BenchTarget {
     pub backing: Backing,
     /// Driver options.
     pub options: BTreeMap<String, String>,
+    /// Where its loop files and scratch filesystems go (`strata bench --work-dir`).
+    #[serde(skip)]
+    pub work_dir: PathBuf,
 }
 
 impl BenchTarget {
@@ -140,6 +159,7 @@ impl BenchTarget {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            work_dir: super::workdir::default_work_dir(None),
         }
     }
 
@@ -207,7 +227,7 @@ impl Rig {
         if let Some(reason) = target.unavailable() {
             anyhow::bail!(reason);
         }
-        let backing = target.backing.make(&target.label)?;
+        let backing = target.backing.make_in(&target.work_dir, &target.label)?;
         let home = backing.path.join(&target.driver);
         std::fs::create_dir_all(&home).with_context(|| format!("mkdir {}", home.display()))?;
         let driver = open_driver(&target.driver, &home, &target.options)

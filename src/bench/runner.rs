@@ -1,6 +1,9 @@
 //! Runs a [`Plan`] over a list of targets: volume baselines first (one per
 //! backing in use), then every driver, each on a fresh rig. A workload that
-//! fails is recorded with its error and the run goes on.
+//! fails is recorded with its error and the run goes on. A stop request
+//! ([`crate::interrupt`]) ends the run at the next sample: the rig in use is
+//! dropped (unmounting and detaching what it made) and what was measured
+//! so far is returned.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -10,8 +13,9 @@ use indicatif::ProgressBar;
 use super::plan::Plan;
 use super::report::{Case, HostInfo, Results, TargetResult};
 use super::rig::{Backing, BenchTarget, Rig};
-use super::workloads::{self, Volume, WriteSample};
+use super::workloads::{self, OwnBytes, Volume, WriteSample};
 use super::{human_bytes, Result};
+use crate::interrupt;
 use strata_driver_api::SnapshotKey;
 
 /// Samples to take for each workload, for sizing the progress bar.
@@ -38,10 +42,15 @@ pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
 }
 
 /// Runs everything; `progress` advances by one per sample or layer built.
+/// Volume baselines go in the work dir of the first target.
 pub fn run(plan: &Plan, targets: &[BenchTarget], progress: &ProgressBar) -> Results {
     let started = Instant::now();
+    let work_dir = targets.first().map_or_else(
+        || super::workdir::default_work_dir(None),
+        |t| t.work_dir.clone(),
+    );
     let mut results = Results {
-        host: HostInfo::current(),
+        host: HostInfo::current().in_work_dir(&work_dir),
         plan: plan.clone(),
         targets: Vec::new(),
     };
@@ -53,11 +62,19 @@ pub fn run(plan: &Plan, targets: &[BenchTarget], progress: &ProgressBar) -> Resu
     backings.sort();
     backings.dedup();
     for backing in backings {
+        if interrupt::requested().is_some() {
+            break;
+        }
         progress.set_message(format!("volume on {}", backing.as_str()));
         progress.suspend(|| eprintln!("bench: volume baseline on {}", backing.as_str()));
-        results.targets.push(run_volume(plan, backing, progress));
+        results
+            .targets
+            .push(run_volume(plan, backing, &work_dir, progress));
     }
     for target in targets {
+        if interrupt::requested().is_some() {
+            break;
+        }
         progress.set_message(target.label.clone());
         progress.suspend(|| {
             eprintln!(
@@ -89,16 +106,29 @@ fn record(result: &mut TargetResult, case: &Case, s: &WriteSample, write_size: u
             v,
         );
     }
-    if let Some(delta) = s.usage_delta {
-        result.push(
-            &Case {
-                metric: "amplification".into(),
-                ..case.clone()
-            },
-            "ratio",
-            delta / write_size as f64,
-        );
-    }
+    let (metric, bytes) = match s.own_bytes {
+        Some(OwnBytes::Unshared(b)) => (AMPLIFICATION, b),
+        Some(OwnBytes::UsageDelta(b)) => (AMPLIFICATION_USAGE, b),
+        None => return,
+    };
+    result.push(
+        &Case {
+            metric: metric.into(),
+            ..case.clone()
+        },
+        "ratio",
+        bytes / write_size as f64,
+    );
+}
+
+/// Metric of the amplification counted from unshared extents (FIEMAP).
+pub const AMPLIFICATION: &str = "amplification";
+/// Metric of the amplification counted from the driver's usage growth.
+pub const AMPLIFICATION_USAGE: &str = "amplification_usage";
+
+/// `Err(Interrupted)` once a stop was requested: a step's sample loop ends.
+fn stop_point() -> Result<()> {
+    interrupt::check().map_err(anyhow::Error::from)
 }
 
 fn write_case(workload: &str, file_size: u64, write_size: u64) -> Case {
@@ -109,15 +139,20 @@ fn write_case(workload: &str, file_size: u64, write_size: u64) -> Case {
     }
 }
 
-/// The volume baseline on a fresh filesystem of kind `backing`.
-pub fn run_volume(plan: &Plan, backing: Backing, progress: &ProgressBar) -> TargetResult {
+/// The volume baseline on a fresh filesystem of kind `backing` in `work_dir`.
+pub fn run_volume(
+    plan: &Plan,
+    backing: Backing,
+    work_dir: &std::path::Path,
+    progress: &ProgressBar,
+) -> TargetResult {
     let mut result = TargetResult {
         label: format!("volume-{}", backing.as_str()),
         driver: "volume".into(),
         backing_kind: Some(backing),
         ..TargetResult::default()
     };
-    let fs = match backing.make("volume") {
+    let fs = match backing.make_in(work_dir, "volume") {
         Ok(fs) => fs,
         Err(e) => {
             result.skipped = Some(format!("{e:#}"));
@@ -135,6 +170,7 @@ pub fn run_volume(plan: &Plan, backing: Backing, progress: &ProgressBar) -> Targ
             let file = volume.file(size)?;
             for &write in plan.write_sizes_for(size) {
                 for _ in 0..plan.copy_up_samples_for(size) {
+                    stop_point()?;
                     let s = volume.write(&file, write)?;
                     record(&mut result, &write_case("volume", size, write), &s, write);
                     progress.inc(1);
@@ -181,6 +217,9 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
     sizes.dedup();
     let t = Instant::now();
     for size in sizes {
+        if interrupt::requested().is_some() {
+            break;
+        }
         progress.set_message(format!(
             "{}: building a {} image",
             target.label,
@@ -213,6 +252,9 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
         progress,
     };
     for (name, step) in steps {
+        if interrupt::requested().is_some() {
+            break;
+        }
         progress.set_message(format!("{}: {name}", target.label));
         let t = Instant::now();
         if let Err(e) = step(&mut ctx, &mut result) {
@@ -265,6 +307,7 @@ fn copy_up_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<
         let image = ctx.image(size)?;
         for &write in ctx.plan.write_sizes_for(size) {
             for _ in 0..ctx.plan.copy_up_samples_for(size) {
+                stop_point()?;
                 let s = workloads::copy_up(ctx.rig, image, write)?;
                 record(result, &write_case("copy_up", size, write), &s, write);
                 ctx.progress.inc(1);
@@ -282,6 +325,7 @@ fn create_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<(
             ..Case::new("create", "latency")
         };
         for _ in 0..ctx.plan.create_samples_for(size) {
+            stop_point()?;
             result.push(&case, "ns", workloads::create(ctx.rig, image)?);
             ctx.progress.inc(1);
         }
@@ -301,6 +345,7 @@ fn create_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<(
             ..Case::new("create", "latency")
         };
         for _ in 0..ctx.plan.create_samples {
+            stop_point()?;
             result.push(
                 &case,
                 "ns",
@@ -315,6 +360,7 @@ fn create_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<(
 fn commit_remove_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
     let image = ctx.small_image()?;
     for _ in 0..ctx.plan.commit_samples {
+        stop_point()?;
         let (commit, remove) = workloads::commit_remove(ctx.rig, image)?;
         result.push(&Case::new("commit", "latency"), "ns", commit);
         result.push(&Case::new("remove", "latency"), "ns", remove);
@@ -330,6 +376,7 @@ fn usage_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()
         ..Case::new("usage", "latency")
     };
     for _ in 0..ctx.plan.usage_samples {
+        stop_point()?;
         result.push(&case, "ns", workloads::usage(ctx.rig, &container.key)?);
         ctx.progress.inc(1);
     }
@@ -354,6 +401,7 @@ fn read_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()>
             ..Case::new("read", "throughput")
         };
         for _ in 0..ctx.plan.read_samples {
+            stop_point()?;
             result.push(
                 &case,
                 "bytes/s",

@@ -33,9 +33,23 @@ pub struct WriteSample {
     pub total_ns: f64,
     /// A second write of the same size just after the first, plus fsync: steady state.
     pub second_ns: f64,
-    /// Bytes the driver's own usage accounting grew by over the first write
-    /// (None for volumes).
-    pub usage_delta: Option<f64>,
+    /// The container's own bytes after the first write, and how they were
+    /// counted (None for volumes).
+    pub own_bytes: Option<OwnBytes>,
+}
+
+/// Bytes a container's copy of a file takes that nothing else shares.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum OwnBytes {
+    /// Bytes in the file's extents that FIEMAP does not flag shared
+    /// (`FIEMAP_EXTENT_SHARED`): a reflinked or snapshotted copy counts
+    /// only what was rewritten.
+    Unshared(f64),
+    /// Growth of the driver's usage accounting over the first write: used
+    /// where the file lives in a filesystem image on a block device
+    /// (blockfile, devmapper), whose extents say nothing about the backing,
+    /// or where FIEMAP is not available.
+    UsageDelta(f64),
 }
 
 /// Opens `path` for writing, writes `size` bytes at offset 0 and fsyncs (timed),
@@ -76,7 +90,7 @@ fn timed_writes(
         write_ns,
         total_ns: open_ns + write_ns,
         second_ns,
-        usage_delta: None,
+        own_bytes: None,
     })
 }
 
@@ -85,15 +99,63 @@ fn timed_writes(
 pub fn copy_up(rig: &Rig, image: &SnapshotKey, write_size: u64) -> Result<WriteSample> {
     let c = rig.container(Some(image))?;
     let path = c.root()?.join("data");
+    let in_image = in_block_image(&rig.snapshots.mounts(&c.key)?);
     let before = rig.snapshots.usage(&c.key)?.size as f64;
-    let mut after = before;
+    let mut own = None;
     let mut sample = timed_writes(&path, write_size, || {
-        after = rig.snapshots.usage(&c.key)?.size as f64;
+        let after = rig.snapshots.usage(&c.key)?.size as f64;
+        own = Some(match unshared_bytes(&path, in_image)? {
+            Some(n) => OwnBytes::Unshared(n as f64),
+            None => OwnBytes::UsageDelta(after - before),
+        });
         Ok(())
     })?;
-    sample.usage_delta = Some(after - before);
+    sample.own_bytes = own;
     drop(c);
     Ok(sample)
+}
+
+/// Whether a container with `mounts` is a filesystem image of its own: a
+/// mount of an image file (blockfile) or of a device-mapper device
+/// (devmapper). Bind, overlay and btrfs subvolume mounts are not: their
+/// files' extents are on the backing filesystem itself.
+pub fn in_block_image(mounts: &[Mount]) -> bool {
+    mounts.iter().any(|m| {
+        let source = Path::new(&m.source);
+        let real = source
+            .canonicalize()
+            .unwrap_or_else(|_| source.to_path_buf());
+        m.fstype != "bind"
+            && (real.is_file() || real.starts_with("/dev/mapper") || real.starts_with("/dev/dm-"))
+    })
+}
+
+/// Bytes of `path` in extents not shared with another file, by FIEMAP;
+/// None when the file lives in a block device image (`in_image`), when this
+/// build has no FIEMAP helper (it comes with the blockfile driver), or when
+/// the filesystem does not support FIEMAP.
+pub fn unshared_bytes(path: &Path, in_image: bool) -> Result<Option<u64>> {
+    if in_image {
+        return Ok(None);
+    }
+    fiemap_unshared(path)
+}
+
+#[cfg(feature = "blockfile")]
+fn fiemap_unshared(path: &Path) -> Result<Option<u64>> {
+    let f = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    match strata_blockfile::fiemap(&f) {
+        Ok(extents) => Ok(Some(
+            extents.iter().filter(|e| !e.shared).map(|e| e.length).sum(),
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("FIEMAP {}", path.display())),
+    }
+}
+
+#[cfg(not(feature = "blockfile"))]
+fn fiemap_unshared(_path: &Path) -> Result<Option<u64>> {
+    Ok(None)
 }
 
 /// A plain directory on a backing filesystem, bind-mounted elsewhere as a
@@ -256,4 +318,66 @@ pub fn read(rig: &Rig, image: &SnapshotKey) -> Result<ReadSample> {
     drop(f);
     drop(c);
     Ok(ReadSample { bytes: total, ns })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_driver_api::testing::{require_root, skip};
+
+    fn mount(fstype: &str, source: &str) -> Mount {
+        Mount {
+            fstype: fstype.into(),
+            source: source.into(),
+            options: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn image_files_and_dm_devices_are_block_images() {
+        let image = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+        let image = image.path().to_str().unwrap();
+        assert!(in_block_image(&[mount("ext4", image)]));
+        assert!(in_block_image(&[mount("xfs", "/dev/mapper/strata-thin-7")]));
+        assert!(!in_block_image(&[mount("bind", image)]));
+        assert!(!in_block_image(&[mount("overlay", "overlay")]));
+        assert!(!in_block_image(&[mount("btrfs", "/dev/loop3")]));
+    }
+
+    /// A 1 MiB file reflinked on xfs, then 4 KiB of the clone rewritten:
+    /// only that block is the clone's own (the old usage-growth figure
+    /// would not tell a clone from a copy).
+    #[cfg(feature = "blockfile")]
+    #[test]
+    fn unshared_bytes_count_only_rewritten_blocks_of_a_reflink() {
+        const TEST: &str = "unshared_bytes_count_only_rewritten_blocks_of_a_reflink";
+        if !require_root(TEST) {
+            return;
+        }
+        if !crate::drivers::kernel_has_fs("xfs") {
+            return skip(TEST, "the kernel has no xfs");
+        }
+        let work = tempfile::tempdir_in("/var/tmp").unwrap();
+        let fs = strata_driver_api::scratch::LoopFs::new_in(
+            work.path(),
+            "xfs",
+            super::super::GIB,
+            &["-m", "reflink=1"],
+        )
+        .unwrap();
+        let src = fs.path().join("src");
+        super::super::rig::write_file(&src, super::super::MIB).unwrap();
+        let dst = fs.path().join("dst");
+        let clone = File::create(&dst).unwrap();
+        strata_driver_api::reflink::clone_file(&File::open(&src).unwrap(), &clone).unwrap();
+        assert_eq!(unshared_bytes(&dst, false).unwrap(), Some(0));
+        clone.write_all_at(&pattern()[..4096], 0).unwrap();
+        clone.sync_all().unwrap();
+        assert_eq!(unshared_bytes(&dst, false).unwrap(), Some(4096));
+        assert_eq!(
+            unshared_bytes(&dst, true).unwrap(),
+            None,
+            "in an image: fall back"
+        );
+    }
 }

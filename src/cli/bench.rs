@@ -7,14 +7,22 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use strata::bench::workdir::{default_work_dir, WorkDir};
 use strata::bench::{plan::Plan, plot, rig, runner};
 
-/// Runs the benchmarks into `out`.
-pub fn run(drivers: &[String], quick: bool, out: &Path) -> Result<()> {
+/// Runs the benchmarks into `out`, with scratch filesystems in `work_dir`
+/// (default: under the store `root` if it exists, else /var/tmp).
+pub fn run(
+    drivers: &[String],
+    quick: bool,
+    out: &Path,
+    work_dir: Option<&Path>,
+    root: &Path,
+) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("strata bench needs root (it makes loop devices, filesystems and mounts)");
     }
-    let targets = rig::select_targets(drivers);
+    let mut targets = rig::select_targets(drivers);
     if targets.is_empty() {
         let known: Vec<String> = rig::all_targets().into_iter().map(|t| t.label).collect();
         bail!(
@@ -24,9 +32,22 @@ pub fn run(drivers: &[String], quick: bool, out: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("mkdir {}", out.display()))?;
     let plan = if quick { Plan::quick() } else { Plan::full() };
+    let work = WorkDir::prepare(
+        &work_dir.map_or_else(|| default_work_dir(Some(root)), Path::to_path_buf),
+        &plan,
+        targets.iter().map(|t| t.driver.as_str()),
+    )?;
+    for t in &mut targets {
+        t.work_dir = work.path().to_path_buf();
+    }
+    eprintln!("bench: work dir {}", work.path().display());
     let progress = progress_bar(runner::planned_steps(&plan, &targets));
     let results = runner::run(&plan, &targets, &progress);
     progress.finish_and_clear();
+    drop(work);
+    if let Some(signal) = strata::interrupt::requested() {
+        return Err(strata::interrupt::Interrupted::new(signal).into());
+    }
     results.write_json(out)?;
     results.write_markdown(out)?;
     match plot::write_plots(&results, out) {

@@ -348,19 +348,25 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
     /// volume writes, create, commit, remove, usage, reads); writes
     /// results.json, report.md and plots. Needs root.
     #[command(
-        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out /tmp/bench"
+        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out bench-out --work-dir /srv/scratch"
     )]
     Bench {
         /// Targets to run, comma-separated (driver names or labels such as
         /// overlay2-xfs); default: every driver the host supports.
         #[arg(long, value_delimiter = ',')]
         drivers: Vec<String>,
-        /// A short run (under three minutes): fewer samples, no 500-layer image.
+        /// A short run (under three minutes): fewer cases, 10 samples per
+        /// headline row, no 500-layer image.
         #[arg(long)]
         quick: bool,
         /// Directory for results.json, report.md and the plots.
         #[arg(long, default_value = "strata-bench")]
         out: PathBuf,
+        /// Directory for the loop files and scratch filesystems (emptied
+        /// again at the end, on error and on Ctrl-C); default:
+        /// ROOT/bench-work when the store root exists, else /var/tmp/strata-bench.
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
     },
     /// List every snapshot in the store (image layers, containers, and those
     /// a runtime made through `strata serve`): key, kind, parent, owner,
@@ -411,8 +417,8 @@ pub enum SnapshotsView {
 }
 
 /// Parses arguments and runs the command. SIGINT, SIGTERM and SIGHUP stop
-/// every verb but `serve` (which handles them itself) and `bench` at its
-/// next safe point: the process then prints one `interrupted: ...` line
+/// every verb but `serve` (which handles them itself) at its next safe
+/// point (`bench`: the next sample, after removing its scratch filesystems): the process then prints one `interrupted: ...` line
 /// and exits with `128 + signal`.
 pub fn run() -> Result<()> {
     let matches = Cli::command().get_matches();
@@ -425,7 +431,7 @@ pub fn run() -> Result<()> {
     let _span = tracing::info_span!("strata", command = %what).entered();
     tracing::debug!(root = %cli.root.display(), driver = %cli.driver, "starting");
     let started = std::time::Instant::now();
-    let stoppable = !matches!(cli.command, Command::Serve { .. } | Command::Bench { .. });
+    let stoppable = !matches!(cli.command, Command::Serve { .. });
     if stoppable {
         strata::interrupt::install().context("installing the signal handlers")?;
     }
@@ -618,7 +624,8 @@ fn dispatch(cli: &Cli) -> Result<()> {
             drivers,
             quick,
             out,
-        } => bench::run(drivers, *quick, out),
+            work_dir,
+        } => bench::run(drivers, *quick, out, work_dir.as_deref(), &cli.root),
         Command::Check {
             repair,
             data,

@@ -21,11 +21,17 @@ pub struct ScratchDir {
 }
 
 impl ScratchDir {
-    /// Creates a fresh scratch directory whose name carries `tag`.
+    /// Creates a fresh scratch directory whose name carries `tag`, under
+    /// `$STRATA_TEST_TMP` or the temp dir.
     pub fn new(tag: &str) -> Self {
         let base = std::env::var_os("STRATA_TEST_TMP")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
+        Self::new_in(&base, tag)
+    }
+
+    /// Creates a fresh scratch directory whose name carries `tag` under `base`.
+    pub fn new_in(base: &Path, tag: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let path = base.join(format!("strata-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
@@ -33,9 +39,26 @@ impl ScratchDir {
         Self { path }
     }
 
+    /// Takes over an existing scratch directory (one a killed process left,
+    /// say): dropping the result unmounts, detaches and removes it as for
+    /// one made here.
+    pub fn adopt(path: PathBuf) -> Self {
+        Self { path }
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The process id in a scratch directory's name
+    /// (`strata-test-<tag>-<pid>-<n>`), if it is one.
+    pub fn owner_pid(name: &str) -> Option<u32> {
+        let rest = name.strip_prefix("strata-test-")?;
+        let mut parts = rest.rsplitn(3, '-');
+        let (_n, pid) = (parts.next()?.parse::<u64>().ok()?, parts.next()?);
+        parts.next()?;
+        pid.parse().ok()
     }
 }
 
@@ -159,7 +182,28 @@ impl LoopFs {
         mkfs_args: &[&str],
         options: &[String],
     ) -> Result<Self> {
-        let scratch = ScratchDir::new(&format!("loopfs-{fstype}"));
+        Self::make(
+            ScratchDir::new(&format!("loopfs-{fstype}")),
+            fstype,
+            size,
+            mkfs_args,
+            options,
+        )
+    }
+
+    /// [`LoopFs::new`] with its loop file and mount point under `base`.
+    pub fn new_in(base: &Path, fstype: &str, size: u64, mkfs_args: &[&str]) -> Result<Self> {
+        let scratch = ScratchDir::new_in(base, &format!("loopfs-{fstype}"));
+        Self::make(scratch, fstype, size, mkfs_args, &[])
+    }
+
+    fn make(
+        scratch: ScratchDir,
+        fstype: &str,
+        size: u64,
+        mkfs_args: &[&str],
+        options: &[String],
+    ) -> Result<Self> {
         let image = scratch.path().join("fs.img");
         let file = std::fs::File::create(&image).ctx("create", &image)?;
         file.set_len(size).ctx("truncate", &image)?;
@@ -200,5 +244,22 @@ impl Drop for LoopFs {
             eprintln!("cleanup: unmounting {}: {e}", self.mount_point.display());
         }
         let _ = &self.scratch;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_pid_reads_scratch_names_only() {
+        assert_eq!(
+            ScratchDir::owner_pid("strata-test-bench-overlay2-xfs-19809-12"),
+            Some(19809)
+        );
+        assert_eq!(ScratchDir::owner_pid("strata-test-loopfs-xfs-7-0"), Some(7));
+        assert_eq!(ScratchDir::owner_pid("strata-test-x-12"), None);
+        assert_eq!(ScratchDir::owner_pid("results.json"), None);
+        assert_eq!(ScratchDir::owner_pid("strata-test-a-b-c"), None);
     }
 }
