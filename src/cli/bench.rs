@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use strata::bench::{plan::Plan, plot, rig, runner};
+use strata::bench::{containerd, plan::Plan, plot, rig, runner};
 
 /// Runs the benchmarks into `out`.
 pub fn run(drivers: &[String], quick: bool, out: &Path) -> Result<()> {
@@ -42,6 +42,32 @@ pub fn run(drivers: &[String], quick: bool, out: &Path) -> Result<()> {
         }
     }
     println!("{}", out.join("report.md").display());
+    Ok(())
+}
+
+/// Runs Strata's servers against containerd's own snapshotters into `out`.
+pub fn run_containerd(pairs: &[String], quick: bool, out: &Path) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("strata bench --containerd needs root (it starts containerd, makes loop devices and mounts)");
+    }
+    let selected = containerd::select_pairs(pairs);
+    if selected.is_empty() {
+        let known: Vec<&str> = containerd::all_pairs().iter().map(|p| p.label).collect();
+        bail!(
+            "no comparison matches {pairs:?}; known: {}",
+            known.join(", ")
+        );
+    }
+    let plan = if quick {
+        containerd::VsPlan::quick()
+    } else {
+        containerd::VsPlan::full()
+    };
+    let strata = std::env::current_exe().context("finding the strata executable")?;
+    let results = containerd::run(&plan, &selected, &strata);
+    let md = results.write(out)?;
+    print!("{}", results.markdown());
+    println!("{}", md.display());
     Ok(())
 }
 

@@ -347,7 +347,7 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
     /// volume writes, create, commit, remove, usage, reads); writes
     /// results.json, report.md and plots. Needs root.
     #[command(
-        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out /tmp/bench"
+        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out /tmp/bench\n  strata bench --containerd --drivers btrfs,overlay --quick"
     )]
     Bench {
         /// Targets to run, comma-separated (driver names or labels such as
@@ -360,6 +360,11 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         /// Directory for results.json, report.md and the plots.
         #[arg(long, default_value = "strata-bench")]
         out: PathBuf,
+        /// Instead: Strata's servers against containerd's own snapshotters
+        /// (btrfs, overlayfs, devmapper) through one client; writes
+        /// containerd.json and containerd.md.
+        #[arg(long)]
+        containerd: bool,
     },
     /// List every snapshot in the store (image layers, containers, and those
     /// a runtime made through `strata serve`): key, kind, parent, owner,
@@ -617,6 +622,13 @@ fn dispatch(cli: &Cli) -> Result<()> {
             drivers,
             quick,
             out,
+            containerd: true,
+        } => bench::run_containerd(drivers, *quick, out),
+        Command::Bench {
+            drivers,
+            quick,
+            out,
+            containerd: false,
         } => bench::run(drivers, *quick, out),
         Command::Check {
             repair,

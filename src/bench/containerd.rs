@@ -1,0 +1,523 @@
+//! Strata against containerd's own snapshotters, side by side in one run:
+//! a private containerd (its snapshots service, so its metadata store too,
+//! as every containerd client sees it) and `strata serve`, both driven by
+//! the same client ([`GrpcSnapshotter`]) over their sockets, samples
+//! interleaved. Pairs: containerd `btrfs` vs strata `btrfs` (each on its own
+//! fresh loop btrfs), containerd `overlayfs` vs strata `overlay2` (both on
+//! the host filesystem) and containerd `devmapper` vs strata `devmapper`
+//! (each on its own thin pool on loop files; needs device-mapper, so in
+//! practice the VM of `scripts/vm-test.sh --bench`).
+//!
+//! [`run`] measures, [`VsResults::write`] writes `containerd.json` and
+//! `containerd.md`. Where to look: `daemon` starts the servers, `measure`
+//! times the rows.
+
+mod daemon;
+mod measure;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use serde::Serialize;
+
+use super::report::HostInfo;
+use super::rig::{fs_type_name, Backing, BackingFs, LOOP_SIZE};
+use super::stats::{median, p95};
+use super::{human_bytes, Result, GIB, MIB};
+use crate::drivers::kernel_has_fs;
+use crate::serve::GrpcSnapshotter;
+use crate::snapshotter::SnapshotterExt;
+use daemon::{
+    containerd_version, start_containerd, start_strata, ContainerdDirs, Daemon, ThinPool,
+};
+use measure::Side;
+
+/// Sizes and sample counts of a comparison run.
+#[derive(Debug, Clone, Serialize)]
+pub struct VsPlan {
+    /// `quick`, `full` or a caller's own name.
+    pub name: String,
+    /// Samples per row and side.
+    pub samples: usize,
+    /// Size of the file in the parent layer of the Prepare, Commit and Usage rows.
+    pub small_parent: u64,
+    /// Size of the file in the parent layer of the second Prepare row.
+    pub large_parent: u64,
+    /// Bytes written into a container before its commit is timed.
+    pub commit_file: u64,
+    /// Files in the active snapshot whose usage is timed.
+    pub usage_files: usize,
+}
+
+impl VsPlan {
+    /// 30 samples a row.
+    pub fn full() -> Self {
+        Self {
+            name: "full".into(),
+            samples: 30,
+            small_parent: 10 * MIB,
+            large_parent: GIB,
+            commit_file: MIB,
+            usage_files: 10_000,
+        }
+    }
+
+    /// 10 samples a row, the same sizes.
+    pub fn quick() -> Self {
+        Self {
+            name: "quick".into(),
+            samples: 10,
+            ..Self::full()
+        }
+    }
+}
+
+/// One comparison: a containerd snapshotter and the Strata driver it is set against.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pair {
+    /// Name in the report and for `--drivers`.
+    pub label: &'static str,
+    /// containerd's snapshotter (`snapshotter` field of every request).
+    pub containerd: &'static str,
+    /// Strata's driver.
+    pub strata: &'static str,
+    /// Where each server's data lives (each side gets its own).
+    pub backing: Backing,
+}
+
+impl Pair {
+    /// Why the pair cannot run on this host, known before trying.
+    pub fn unavailable(&self) -> Option<String> {
+        if self.containerd == "overlayfs" && !kernel_has_fs("overlay") {
+            return Some("the kernel has no overlayfs".into());
+        }
+        if self.containerd == "devmapper" {
+            if !Path::new("/dev/mapper/control").exists() {
+                return Some("no /dev/mapper/control: the kernel has no device-mapper".into());
+            }
+            if which("dmsetup").is_none() {
+                return Some("dmsetup is not installed".into());
+            }
+        }
+        self.backing.unavailable()
+    }
+}
+
+/// Every pair.
+pub fn all_pairs() -> Vec<Pair> {
+    vec![
+        Pair {
+            label: "btrfs",
+            containerd: "btrfs",
+            strata: "btrfs",
+            backing: Backing::Btrfs,
+        },
+        Pair {
+            label: "overlay",
+            containerd: "overlayfs",
+            strata: "overlay2",
+            backing: Backing::Host,
+        },
+        Pair {
+            label: "devmapper",
+            containerd: "devmapper",
+            strata: "devmapper",
+            backing: Backing::Host,
+        },
+    ]
+}
+
+/// The pairs named in `wanted` by label or either side's name (all when empty).
+pub fn select_pairs(wanted: &[String]) -> Vec<Pair> {
+    all_pairs()
+        .into_iter()
+        .filter(|p| {
+            wanted.is_empty()
+                || wanted
+                    .iter()
+                    .any(|w| [p.label, p.containerd, p.strata].contains(&w.as_str()))
+        })
+        .collect()
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// n, median and p95 of one side's samples of a row (milliseconds).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Samples taken.
+    pub n: usize,
+    /// Median, ms.
+    pub median_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// Every sample, ms, in the order taken.
+    pub samples_ms: Vec<f64>,
+}
+
+impl Summary {
+    fn of(samples: Vec<f64>) -> Self {
+        Self {
+            n: samples.len(),
+            median_ms: median(&samples).unwrap_or(f64::NAN),
+            p95_ms: p95(&samples).unwrap_or(f64::NAN),
+            samples_ms: samples,
+        }
+    }
+}
+
+/// One operation measured on both sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowResult {
+    /// Stable key (`prepare`, `commit`, `remove_committed`, ...).
+    pub key: String,
+    /// What the report calls it.
+    pub name: String,
+    /// containerd's side.
+    pub containerd: Summary,
+    /// Strata's side.
+    pub strata: Summary,
+    /// Strata's median ÷ containerd's (below 1: Strata is faster).
+    pub ratio: f64,
+}
+
+impl RowResult {
+    /// A row from each side's samples (`[containerd, strata]`).
+    pub fn new(key: &str, name: &str, [containerd, strata]: [Vec<f64>; 2]) -> Self {
+        let (containerd, strata) = (Summary::of(containerd), Summary::of(strata));
+        Self {
+            key: key.into(),
+            name: name.into(),
+            ratio: strata.median_ms / containerd.median_ms,
+            containerd,
+            strata,
+        }
+    }
+}
+
+/// Everything one pair measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairResult {
+    /// The pair.
+    pub pair: Pair,
+    /// What each side's data lives on (`btrfs`, `ext4`, ...).
+    pub fstype: Option<String>,
+    /// Why it did not run.
+    pub skipped: Option<String>,
+    /// What failed while it ran (rows measured before stay).
+    pub errors: Vec<String>,
+    /// The rows, in the order measured.
+    pub rows: Vec<RowResult>,
+}
+
+impl PairResult {
+    /// The row with `key`.
+    pub fn row(&self, key: &str) -> Option<&RowResult> {
+        self.rows.iter().find(|r| r.key == key)
+    }
+}
+
+/// A whole comparison run.
+#[derive(Debug, Clone, Serialize)]
+pub struct VsResults {
+    /// The host.
+    pub host: HostInfo,
+    /// `containerd --version`'s version.
+    pub containerd_version: Option<String>,
+    /// What was measured.
+    pub plan: VsPlan,
+    /// One entry per pair asked for.
+    pub pairs: Vec<PairResult>,
+}
+
+/// A server of a pair; fields drop in order: client, process, pool, data.
+struct Server {
+    client: GrpcSnapshotter,
+    _daemon: Daemon,
+    _pool: Option<ThinPool>,
+    backing: BackingFs,
+}
+
+impl Server {
+    fn side(&self) -> Side<'_> {
+        Side {
+            snapshotter: &self.client,
+            mounts: self.backing.scratch.path().join("mnt"),
+            data: self.backing.path.clone(),
+        }
+    }
+}
+
+fn run_dir(backing: &BackingFs) -> Result<PathBuf> {
+    let dir = backing.scratch.path().join("run");
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// containerd with its root on a fresh backing of the pair's kind.
+fn containerd_server(pair: &Pair) -> Result<Server> {
+    let backing = pair.backing.make(&format!("vs-ctrd-{}", pair.label))?;
+    let pool = match pair.containerd {
+        "devmapper" => Some(ThinPool::create(backing.scratch.path())?),
+        _ => None,
+    };
+    let dirs = ContainerdDirs {
+        root: backing.path.join("containerd"),
+        run: run_dir(&backing)?,
+    };
+    let daemon = start_containerd(&dirs, pool.as_ref())?;
+    let namespace = format!("strata-bench-{}", std::process::id());
+    let client = GrpcSnapshotter::connect_containerd(&dirs.socket(), pair.containerd, &namespace)?;
+    // A snapshotter plug-in that failed to load answers every call with an error.
+    client.list(&[]).map_err(|e| {
+        anyhow!(
+            "containerd's {} snapshotter is not usable: {e}\n{}",
+            pair.containerd,
+            daemon.log_tail()
+        )
+    })?;
+    Ok(Server {
+        client,
+        _daemon: daemon,
+        _pool: pool,
+        backing,
+    })
+}
+
+/// `strata serve` over a fresh store on a fresh backing of the pair's kind.
+fn strata_server(pair: &Pair, strata_bin: &Path) -> Result<Server> {
+    let backing = pair.backing.make(&format!("vs-strata-{}", pair.label))?;
+    let run = run_dir(&backing)?;
+    let daemon = start_strata(strata_bin, &backing.path.join("strata"), pair.strata, &run)?;
+    let client = GrpcSnapshotter::connect(&run.join("strata.sock"))?;
+    Ok(Server {
+        client,
+        _daemon: daemon,
+        _pool: None,
+        backing,
+    })
+}
+
+/// Runs `plan` over `pairs`; `strata_bin` is the `strata` executable to serve
+/// with. A pair that cannot run is skipped with the reason; one that fails
+/// keeps the rows it measured and the error.
+pub fn run(plan: &VsPlan, pairs: &[Pair], strata_bin: &Path) -> VsResults {
+    let started = std::time::Instant::now();
+    let containerd_version = containerd_version();
+    let mut results = VsResults {
+        host: HostInfo::current(),
+        containerd_version: containerd_version.clone(),
+        plan: plan.clone(),
+        pairs: Vec::new(),
+    };
+    for pair in pairs {
+        let mut result = PairResult {
+            pair: pair.clone(),
+            fstype: None,
+            skipped: None,
+            errors: Vec::new(),
+            rows: Vec::new(),
+        };
+        let unavailable = match &containerd_version {
+            None => Some("containerd is not installed (or does not run)".to_owned()),
+            Some(_) => pair.unavailable(),
+        };
+        if let Some(reason) = unavailable {
+            eprintln!("bench: skipping {}: {reason}", pair.label);
+            result.skipped = Some(reason);
+        } else {
+            run_pair(plan, pair, strata_bin, &mut result);
+        }
+        results.pairs.push(result);
+    }
+    results.host.duration_s = started.elapsed().as_secs_f64();
+    results
+}
+
+fn run_pair(plan: &VsPlan, pair: &Pair, strata_bin: &Path, result: &mut PairResult) {
+    eprintln!(
+        "bench: containerd {} vs strata {} ({} samples)",
+        pair.containerd, pair.strata, plan.samples
+    );
+    let servers = containerd_server(pair)
+        .context("starting containerd")
+        .and_then(|c| {
+            Ok((
+                c,
+                strata_server(pair, strata_bin).context("starting strata")?,
+            ))
+        });
+    let (ctrd, strata) = match servers {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bench: skipping {}: {e:#}", pair.label);
+            result.skipped = Some(format!("{e:#}"));
+            return;
+        }
+    };
+    result.fstype = Some(fs_type_name(&strata.backing.path));
+    let sides = [ctrd.side(), strata.side()];
+    let outcome = measure::rows(plan, &sides, |row| {
+        eprintln!(
+            "bench:   {}: containerd {:.2} ms, strata {:.2} ms ({:.2}x)",
+            row.name, row.containerd.median_ms, row.strata.median_ms, row.ratio
+        );
+        result.rows.push(row);
+    });
+    if let Err(e) = outcome {
+        eprintln!("bench: {} failed: {e:#}", pair.label);
+        result.errors.push(format!("{e:#}"));
+    }
+}
+
+/// `12.3`, `4.56`, `129`: a latency with about three significant digits.
+fn ms(v: f64) -> String {
+    match v {
+        v if !v.is_finite() => "-".into(),
+        v if v >= 100.0 => format!("{v:.0}"),
+        v if v >= 10.0 => format!("{v:.1}"),
+        v => format!("{v:.2}"),
+    }
+}
+
+impl VsResults {
+    /// The markdown section.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let h = &self.host;
+        let version = self.containerd_version.as_deref().unwrap_or("(not found)");
+        let _ = writeln!(md, "## Against containerd's own snapshotters\n");
+        let _ = writeln!(
+            md,
+            "containerd {version}, kernel {}, {} CPUs, {} run, {:.0} s. Both servers are driven by \
+             the same client (Strata's `GrpcSnapshotter`) over their sockets: containerd's \
+             snapshots service (through its metadata store, as every containerd client sees it; \
+             its Remove leaves the backend's deletion to its garbage collector) and `strata serve`. \
+             Samples alternate between the two. Latencies in ms; ratio = strata median ÷ \
+             containerd median (below 1: Strata is faster).\n",
+            h.kernel, h.cpus, self.plan.name, h.duration_s
+        );
+        for p in &self.pairs {
+            self.pair_markdown(&mut md, p);
+        }
+        md
+    }
+
+    fn pair_markdown(&self, md: &mut String, p: &PairResult) {
+        let pair = &p.pair;
+        let _ = writeln!(
+            md,
+            "### {}: containerd `{}` vs strata `{}`\n",
+            pair.label, pair.containerd, pair.strata
+        );
+        if let Some(reason) = &p.skipped {
+            let _ = writeln!(md, "Skipped: {}\n", reason.lines().next().unwrap_or(""));
+            return;
+        }
+        let fstype = p.fstype.as_deref().unwrap_or("unknown");
+        let place = match pair.backing {
+            Backing::Host => format!("a directory of the host's filesystem ({fstype})"),
+            _ => format!(
+                "its own fresh loop {fstype} ({} sparse)",
+                human_bytes(LOOP_SIZE)
+            ),
+        };
+        let _ = writeln!(md, "Each server's data on {place}.\n");
+        let _ = writeln!(
+            md,
+            "| operation | n | containerd median | containerd p95 | strata median | strata p95 | strata ÷ containerd |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        for r in &p.rows {
+            let n = if r.containerd.n == r.strata.n {
+                r.strata.n.to_string()
+            } else {
+                format!("{}/{}", r.containerd.n, r.strata.n)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {n} | {} | {} | {} | {} | {:.2}× |",
+                r.name,
+                ms(r.containerd.median_ms),
+                ms(r.containerd.p95_ms),
+                ms(r.strata.median_ms),
+                ms(r.strata.p95_ms),
+                r.ratio
+            );
+        }
+        if let (Some(small), Some(large)) = (p.row("prepare"), p.row("prepare_large")) {
+            let _ = writeln!(
+                md,
+                "\nPrepare on the {} parent ÷ on the {} one: containerd {:.2}×, strata {:.2}×.",
+                human_bytes(self.plan.large_parent),
+                human_bytes(self.plan.small_parent),
+                large.containerd.median_ms / small.containerd.median_ms,
+                large.strata.median_ms / small.strata.median_ms
+            );
+        }
+        for e in &p.errors {
+            let _ = writeln!(md, "\nFailed: {}", e.lines().next().unwrap_or(""));
+        }
+        md.push('\n');
+    }
+
+    /// Writes `containerd.json` (every sample) and `containerd.md` into `dir`;
+    /// returns the markdown's path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        let json = dir.join("containerd.json");
+        std::fs::write(&json, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("write {}", json.display()))?;
+        let md = dir.join("containerd.md");
+        std::fs::write(&md, self.markdown()).with_context(|| format!("write {}", md.display()))?;
+        Ok(md)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_selected_by_label_or_either_name() {
+        let labels = |w: &[&str]| -> Vec<&str> {
+            let wanted: Vec<String> = w.iter().map(|s| s.to_string()).collect();
+            select_pairs(&wanted).iter().map(|p| p.label).collect()
+        };
+        assert_eq!(labels(&[]), ["btrfs", "overlay", "devmapper"]);
+        assert_eq!(labels(&["overlay2"]), ["overlay"]);
+        assert_eq!(
+            labels(&["overlayfs", "devmapper"]),
+            ["overlay", "devmapper"]
+        );
+        assert!(labels(&["vfs"]).is_empty());
+    }
+
+    #[test]
+    fn row_ratio_is_strata_over_containerd_medians() {
+        let row = RowResult::new(
+            "prepare",
+            "Prepare",
+            [vec![4.0, 8.0, 6.0], vec![3.0, 1.0, 2.0]],
+        );
+        assert_eq!(row.containerd.median_ms, 6.0);
+        assert_eq!(row.strata.median_ms, 2.0);
+        assert!((row.ratio - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(row.strata.n, 3);
+    }
+
+    #[test]
+    fn latencies_keep_about_three_digits() {
+        assert_eq!(ms(129.4), "129");
+        assert_eq!(ms(12.34), "12.3");
+        assert_eq!(ms(0.364), "0.36");
+        assert_eq!(ms(f64::NAN), "-");
+    }
+}
