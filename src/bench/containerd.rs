@@ -280,7 +280,7 @@ fn containerd_server(pair: &Pair) -> Result<Server> {
         anyhow!(
             "containerd's {} snapshotter is not usable: {e}\n{}",
             pair.containerd,
-            daemon.log_tail()
+            daemon.log_lines_with(&format!("snapshotter.v1.{}", pair.containerd))
         )
     })?;
     Ok(Server {
@@ -423,6 +423,10 @@ impl VsResults {
         }
         let fstype = p.fstype.as_deref().unwrap_or("unknown");
         let place = match pair.backing {
+            Backing::Host if pair.strata == "devmapper" => format!(
+                "its own thin pool (100 GiB sparse loop file, 64 KiB blocks) in a directory of \
+                 the host's filesystem ({fstype})"
+            ),
             Backing::Host => format!("a directory of the host's filesystem ({fstype})"),
             _ => format!(
                 "its own fresh loop {fstype} ({} sparse)",

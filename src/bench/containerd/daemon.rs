@@ -77,6 +77,13 @@ impl Daemon {
         Ok(())
     }
 
+    /// The lines of the server's log that contain `needle` (the last 20).
+    pub fn log_lines_with(&self, needle: &str) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
     /// The last lines of the server's log.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -137,9 +144,12 @@ pub fn start_containerd(dirs: &ContainerdDirs, pool: Option<&ThinPool>) -> Resul
     let config = dirs.run.join("config.toml");
     std::fs::write(&config, config_toml(dirs, pool))
         .with_context(|| format!("write {}", config.display()))?;
+    let mut cmd = Command::new("containerd");
+    cmd.arg("--config").arg(&config);
+    without_udev(&mut cmd);
     Daemon::spawn(
         "containerd",
-        Command::new("containerd").arg("--config").arg(&config),
+        &mut cmd,
         &dirs.run.join("containerd.log"),
         &dirs.socket(),
     )
@@ -210,6 +220,16 @@ pub fn start_strata(bin: &Path, root: &Path, driver: &str, run_dir: &Path) -> Re
     )
 }
 
+/// With no udev running (containers, the VM tier's guest), libdevmapper is
+/// told to make the `/dev/mapper` nodes itself (`DM_DISABLE_UDEV`), for
+/// `cmd` and the dmsetup calls it makes (containerd's devmapper plug-in
+/// runs dmsetup); otherwise it leaves them to udev and none appear.
+fn without_udev(cmd: &mut Command) {
+    if !Path::new("/run/udev/control").exists() {
+        cmd.env("DM_DISABLE_UDEV", "1");
+    }
+}
+
 /// A thin pool on two sparse loop files, laid out as Strata's devmapper
 /// driver lays out its own (100 GiB of data, 64 KiB blocks, 48 bytes of
 /// metadata per block). Its name carries the process id and its files live
@@ -238,10 +258,11 @@ impl ThinPool {
             meta.path.display(),
             data.path.display()
         );
-        run(Command::new("dmsetup")
-            .args(["create", &name, "--table", &table])
-            .stdin(Stdio::null()))
-        .with_context(|| format!("dmsetup create {name}"))?;
+        let mut cmd = Command::new("dmsetup");
+        cmd.args(["create", &name, "--table", &table])
+            .stdin(Stdio::null());
+        without_udev(&mut cmd);
+        run(&mut cmd).with_context(|| format!("dmsetup create {name}"))?;
         Ok(Self {
             name,
             _data: data,
