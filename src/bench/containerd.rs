@@ -231,6 +231,9 @@ pub struct VsResults {
     pub host: HostInfo,
     /// `containerd --version`'s version.
     pub containerd_version: Option<String>,
+    /// `debug` or `release`: how the strata running the run was built (the
+    /// CLI serves with its own executable).
+    pub strata_build: &'static str,
     /// What was measured.
     pub plan: VsPlan,
     /// One entry per pair asked for.
@@ -314,6 +317,11 @@ pub fn run(plan: &VsPlan, pairs: &[Pair], strata_bin: &Path) -> VsResults {
     let mut results = VsResults {
         host: HostInfo::current(),
         containerd_version: containerd_version.clone(),
+        strata_build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         plan: plan.clone(),
         pairs: Vec::new(),
     };
@@ -396,13 +404,14 @@ impl VsResults {
         let _ = writeln!(md, "## Against containerd's own snapshotters\n");
         let _ = writeln!(
             md,
-            "containerd {version}, kernel {}, {} CPUs, {} run, {:.0} s. Both servers are driven by \
+            "containerd {version}, strata {} build, kernel {}, {} CPUs, {} run, {:.0} s. \
+             Both servers are driven by \
              the same client (Strata's `GrpcSnapshotter`) over their sockets: containerd's \
              snapshots service (through its metadata store, as every containerd client sees it; \
              its Remove leaves the backend's deletion to its garbage collector) and `strata serve`. \
              Samples alternate between the two. Latencies in ms; ratio = strata median ÷ \
              containerd median (below 1: Strata is faster).\n",
-            h.kernel, h.cpus, self.plan.name, h.duration_s
+            self.strata_build, h.kernel, h.cpus, self.plan.name, h.duration_s
         );
         for p in &self.pairs {
             self.pair_markdown(&mut md, p);
