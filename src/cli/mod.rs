@@ -351,7 +351,8 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
     )]
     Bench {
         /// Targets to run, comma-separated (driver names or labels such as
-        /// overlay2-xfs); default: every driver the host supports.
+        /// overlay2-xfs; with --containerd: btrfs, overlay, devmapper);
+        /// default: every driver the host supports.
         #[arg(long, value_delimiter = ',')]
         drivers: Vec<String>,
         /// A short run (under three minutes): fewer samples, no 500-layer image.
