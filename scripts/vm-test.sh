@@ -16,8 +16,10 @@
 # Usage: scripts/vm-test.sh [--check | --bench] [ARG...]
 #   --check        only boot the guest and show that dm-thin loads
 #   --bench        run the devmapper benchmarks instead of the tests (not
-#                  part of CI): `strata bench --drivers devmapper --quick`
-#                  and every criterion bench with STRATA_BENCH_DEVMAPPER=1,
+#                  part of CI): `strata bench --drivers devmapper --quick`,
+#                  `strata bench --containerd --drivers devmapper --quick`
+#                  (against containerd's own devmapper snapshotter) and
+#                  every criterion bench with STRATA_BENCH_DEVMAPPER=1,
 #                  on an ext4 scratch disk (virtio, so fsync reaches a
 #                  real file on the host); outputs land in target/vm-bench
 #   ARG            appended to every test (or bench) binary's arguments,
@@ -31,7 +33,9 @@
 #     no xfs/ext4 quotas)),
 #   STRATA_VM_UDEV=1 (keep udevd running in the guest: tests the udev-sync path),
 #   STRATA_VM_CLI (the strata binary the tests run in the guest, bound over
-#     target/debug/strata; default that debug build).
+#     target/debug/strata; default that debug build),
+#   STRATA_VM_BENCH (--bench: which parts to run, of "strata containerd
+#     criterion"; default all three; without criterion no bench is built).
 # Every other STRATA_* variable of the caller (STRATA_CRASH_KILLS, ...) is
 # passed into the guest.
 set -euo pipefail
@@ -45,6 +49,7 @@ default_suites="-p strata-devmapper;
   --test size_limits --test layer_sizing -- --include-ignored devmapper;
   -p strata --test size_limits -- --include-ignored project_quotas"
 suites=${STRATA_VM_SUITES:-$default_suites}
+bench_parts=" ${STRATA_VM_BENCH:-strata containerd criterion} "
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf 'vm-test: %s\n' "$*" >&2; }
@@ -219,6 +224,7 @@ write_guest_script() {
 # Prints the bench executables (release profile) and builds the CLI.
 build_benches() {
     (cd "$repo" && cargo build --release --quiet --bin strata >&2)
+    [[ $bench_parts == *" criterion "* ]] || return 0
     (cd "$repo" && cargo bench --no-run --message-format=json) | executables bench
 }
 
@@ -244,8 +250,14 @@ write_guest_bench_script() {
         echo "cd '$repo'"
         echo 'status=0'
         echo "cp '$repo/target/release/strata' /tmp/strata-cli || exit 3"
-        echo 'echo "vm-bench: strata bench --drivers devmapper --quick"'
-        echo "/tmp/strata-cli bench --drivers devmapper --quick --out '$results/strata-bench' 2>&1 || status=1"
+        if [[ $bench_parts == *" strata "* ]]; then
+            echo 'echo "vm-bench: strata bench --drivers devmapper --quick"'
+            echo "/tmp/strata-cli bench --drivers devmapper --quick --out '$results/strata-bench' 2>&1 || status=1"
+        fi
+        if [[ $bench_parts == *" containerd "* ]]; then
+            echo 'echo "vm-bench: strata bench --containerd --drivers devmapper --quick"'
+            echo "/tmp/strata-cli bench --containerd --drivers devmapper --quick --out '$results/containerd' 2>&1 || status=1"
+        fi
         local bin
         for bin in $runs; do
             local name
@@ -286,8 +298,8 @@ main() {
     check) write_guest_script "$guest" ;;
     bench)
         runs=$(build_benches)
-        [ -n "$runs" ] || die "no bench executables built"
-        local results="$repo/target/vm-bench" disk="$cache/bench-disk.img"
+        [ -n "$runs" ] || [[ $bench_parts != *" criterion "* ]] || die "no bench executables built"
+        local results="$repo/target/vm-bench" disk="$cache/bench-disk-$$.img"
         rm -rf "$results" "$disk"
         mkdir -p "$results"
         truncate -s 32G "$disk"
@@ -300,7 +312,7 @@ main() {
     local start=$SECONDS status=0
     vng --run "$cache/vmlinuz-$ver" --memory "$memory" --disable-kvm \
         "${vng_args[@]}" --exec "$guest" || status=$?
-    [ $mode != bench ] || rm -f "$cache/bench-disk.img"
+    [ $mode != bench ] || rm -f "$cache/bench-disk-$$.img"
     log "guest exited with status $status after $((SECONDS - start)) s"
     exit "$status"
 }

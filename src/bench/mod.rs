@@ -12,6 +12,7 @@
 //! Every driver in [`crate::drivers::DRIVER_NAMES`] takes part; one that
 //! cannot be opened on this host is skipped with the reason.
 
+pub mod containerd;
 pub mod plan;
 pub mod plot;
 pub mod report;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use strata::bench::workdir::{default_work_dir, WorkDir};
-use strata::bench::{plan::Plan, plot, rig, runner};
+use strata::bench::{containerd, plan::Plan, plot, rig, runner};
 
 /// Runs the benchmarks into `out`, with scratch filesystems in `work_dir`
 /// (default: under the store `root` if it exists, else /var/tmp).
@@ -63,6 +63,39 @@ pub fn run(
         }
     }
     println!("{}", out.join("report.md").display());
+    Ok(())
+}
+
+/// Runs Strata's servers against containerd's own snapshotters into `out`.
+pub fn run_containerd(
+    pairs: &[String],
+    quick: bool,
+    out: &Path,
+    work_dir: Option<&Path>,
+    root: &Path,
+) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("strata bench --containerd needs root (it starts containerd, makes loop devices and mounts)");
+    }
+    let selected = containerd::select_pairs(pairs);
+    if selected.is_empty() {
+        let known: Vec<&str> = containerd::all_pairs().iter().map(|p| p.label).collect();
+        bail!(
+            "no comparison matches {pairs:?}; known: {}",
+            known.join(", ")
+        );
+    }
+    let plan = if quick {
+        containerd::VsPlan::quick()
+    } else {
+        containerd::VsPlan::full()
+    };
+    let strata = std::env::current_exe().context("finding the strata executable")?;
+    let work_dir = work_dir.map_or_else(|| default_work_dir(Some(root)), Path::to_path_buf);
+    let results = containerd::run(&plan, &selected, &strata, &work_dir);
+    let md = results.write(out)?;
+    print!("{}", results.markdown());
+    println!("{}", md.display());
     Ok(())
 }
 

@@ -348,11 +348,12 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
     /// volume writes, create, commit, remove, usage, reads); writes
     /// results.json, report.md and plots. Needs root.
     #[command(
-        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out bench-out --work-dir /srv/scratch"
+        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out bench-out --work-dir /srv/scratch\n  strata bench --containerd --drivers btrfs,overlay --quick"
     )]
     Bench {
         /// Targets to run, comma-separated (driver names or labels such as
-        /// overlay2-xfs); default: every driver the host supports.
+        /// overlay2-xfs; with --containerd: btrfs, overlay, devmapper);
+        /// default: every driver the host supports.
         #[arg(long, value_delimiter = ',')]
         drivers: Vec<String>,
         /// A short run (under three minutes): fewer cases, 10 samples per
@@ -367,6 +368,11 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         /// ROOT/bench-work when the store root exists, else /var/tmp/strata-bench.
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
+        /// Instead: Strata's servers against containerd's own snapshotters
+        /// (btrfs, overlayfs, devmapper) through one client; writes
+        /// containerd.json and containerd.md.
+        #[arg(long)]
+        containerd: bool,
     },
     /// List every snapshot in the store (image layers, containers, and those
     /// a runtime made through `strata serve`): key, kind, parent, owner,
@@ -625,7 +631,14 @@ fn dispatch(cli: &Cli) -> Result<()> {
             quick,
             out,
             work_dir,
-        } => bench::run(drivers, *quick, out, work_dir.as_deref(), &cli.root),
+            containerd,
+        } => {
+            if *containerd {
+                bench::run_containerd(drivers, *quick, out, work_dir.as_deref(), &cli.root)
+            } else {
+                bench::run(drivers, *quick, out, work_dir.as_deref(), &cli.root)
+            }
+        }
         Command::Check {
             repair,
             data,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::snapshotter::Snapshotter;
 use containerd_snapshots::api::snapshots::v1::{self as grpc, snapshots_client::SnapshotsClient};
+use containerd_snapshots::tonic::metadata::{Ascii, MetadataValue};
 use containerd_snapshots::tonic::transport::{Channel, Endpoint, Uri};
 use containerd_snapshots::tonic::{Request, Status};
 use strata_driver_api::{Error, Info, Labels, Mount, SnapshotKey, Usage};
@@ -18,18 +19,25 @@ use super::{convert, ServeError};
 /// and ignores it, as containerd's own proxy does.
 const SNAPSHOTTER: &str = "strata";
 
+/// gRPC metadata header carrying the containerd namespace of a request.
+const NAMESPACE_HEADER: &str = "containerd-namespace";
+
 /// Blocking client of a snapshots gRPC server on a unix socket. Must not be
 /// called from inside an async runtime (it blocks on its own).
 pub struct GrpcSnapshotter {
     runtime: tokio::runtime::Runtime,
     client: SnapshotsClient<Channel>,
     socket: PathBuf,
+    snapshotter: String,
+    namespace: Option<MetadataValue<Ascii>>,
 }
 
 impl std::fmt::Debug for GrpcSnapshotter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcSnapshotter")
             .field("socket", &self.socket)
+            .field("snapshotter", &self.snapshotter)
+            .field("namespace", &self.namespace)
             .finish()
     }
 }
@@ -37,6 +45,27 @@ impl std::fmt::Debug for GrpcSnapshotter {
 impl GrpcSnapshotter {
     /// Connects to the server listening on `socket`.
     pub fn connect(socket: &Path) -> Result<Self, ServeError> {
+        Self::connect_as(socket, SNAPSHOTTER, None)
+    }
+
+    /// Connects to containerd's own snapshots service on its `socket`:
+    /// requests name `snapshotter` (`btrfs`, `overlayfs`, `devmapper`, ...)
+    /// and carry `namespace` in the `containerd-namespace` header.
+    pub fn connect_containerd(
+        socket: &Path,
+        snapshotter: &str,
+        namespace: &str,
+    ) -> Result<Self, ServeError> {
+        let value = MetadataValue::try_from(namespace)
+            .map_err(|_| ServeError::BadNamespace(namespace.to_owned()))?;
+        Self::connect_as(socket, snapshotter, Some(value))
+    }
+
+    fn connect_as(
+        socket: &Path,
+        snapshotter: &str,
+        namespace: Option<MetadataValue<Ascii>>,
+    ) -> Result<Self, ServeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -61,12 +90,23 @@ impl GrpcSnapshotter {
             runtime,
             client: SnapshotsClient::new(channel),
             socket: socket.to_owned(),
+            snapshotter: snapshotter.to_owned(),
+            namespace,
         })
     }
 
     /// The socket this client talks to.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// `message` as a request, with the namespace header when one is set.
+    fn request<M>(&self, message: M) -> Request<M> {
+        let mut request = Request::new(message);
+        if let Some(ns) = &self.namespace {
+            request.metadata_mut().insert(NAMESPACE_HEADER, ns.clone());
+        }
+        request
     }
 
     fn run<T, Fut>(&self, f: impl FnOnce(SnapshotsClient<Channel>) -> Fut) -> Result<T, Error>
@@ -98,13 +138,13 @@ impl Snapshotter for GrpcSnapshotter {
         parent: Option<&SnapshotKey>,
         labels: Labels,
     ) -> Result<Vec<Mount>, Error> {
-        let req = grpc::PrepareSnapshotRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::PrepareSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
             key: key.0.clone(),
             parent: key_of(parent),
             labels: convert::labels_out(labels),
-        };
-        let resp = self.run(|mut c| async move { c.prepare(Request::new(req)).await })?;
+        });
+        let resp = self.run(|mut c| async move { c.prepare(req).await })?;
         Ok(mounts_in(resp.into_inner().mounts))
     }
 
@@ -114,73 +154,73 @@ impl Snapshotter for GrpcSnapshotter {
         parent: Option<&SnapshotKey>,
         labels: Labels,
     ) -> Result<Vec<Mount>, Error> {
-        let req = grpc::ViewSnapshotRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::ViewSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
             key: key.0.clone(),
             parent: key_of(parent),
             labels: convert::labels_out(labels),
-        };
-        let resp = self.run(|mut c| async move { c.view(Request::new(req)).await })?;
+        });
+        let resp = self.run(|mut c| async move { c.view(req).await })?;
         Ok(mounts_in(resp.into_inner().mounts))
     }
 
     fn commit(&self, name: &SnapshotKey, key: &SnapshotKey, labels: Labels) -> Result<(), Error> {
-        let req = grpc::CommitSnapshotRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::CommitSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
             name: name.0.clone(),
             key: key.0.clone(),
             labels: convert::labels_out(labels),
-        };
-        self.run(|mut c| async move { c.commit(Request::new(req)).await })?;
+        });
+        self.run(|mut c| async move { c.commit(req).await })?;
         Ok(())
     }
 
     fn remove(&self, key: &SnapshotKey) -> Result<(), Error> {
-        let req = grpc::RemoveSnapshotRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::RemoveSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
             key: key.0.clone(),
-        };
-        self.run(|mut c| async move { c.remove(Request::new(req)).await })?;
+        });
+        self.run(|mut c| async move { c.remove(req).await })?;
         Ok(())
     }
 
     fn mounts(&self, key: &SnapshotKey) -> Result<Vec<Mount>, Error> {
-        let req = grpc::MountsRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::MountsRequest {
+            snapshotter: self.snapshotter.clone(),
             key: key.0.clone(),
-        };
-        let resp = self.run(|mut c| async move { c.mounts(Request::new(req)).await })?;
+        });
+        let resp = self.run(|mut c| async move { c.mounts(req).await })?;
         Ok(mounts_in(resp.into_inner().mounts))
     }
 
     fn stat(&self, key: &SnapshotKey) -> Result<Info, Error> {
-        let req = grpc::StatSnapshotRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::StatSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
             key: key.0.clone(),
-        };
-        let resp = self.run(|mut c| async move { c.stat(Request::new(req)).await })?;
+        });
+        let resp = self.run(|mut c| async move { c.stat(req).await })?;
         convert::info_from_grpc(resp.into_inner().info.ok_or_else(missing_info)?)
     }
 
     fn update(&self, info: &Info, fieldpaths: &[String]) -> Result<Info, Error> {
-        let req = grpc::UpdateSnapshotRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::UpdateSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
             info: Some(convert::info_to_grpc(info)),
             update_mask: (!fieldpaths.is_empty()).then(|| prost_types::FieldMask {
                 paths: fieldpaths.to_vec(),
             }),
-        };
-        let resp = self.run(|mut c| async move { c.update(Request::new(req)).await })?;
+        });
+        let resp = self.run(|mut c| async move { c.update(req).await })?;
         convert::info_from_grpc(resp.into_inner().info.ok_or_else(missing_info)?)
     }
 
     fn usage(&self, key: &SnapshotKey) -> Result<Usage, Error> {
-        let req = grpc::UsageRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::UsageRequest {
+            snapshotter: self.snapshotter.clone(),
             key: key.0.clone(),
-        };
+        });
         let resp = self
-            .run(|mut c| async move { c.usage(Request::new(req)).await })?
+            .run(|mut c| async move { c.usage(req).await })?
             .into_inner();
         Ok(Usage {
             size: u64::try_from(resp.size).unwrap_or(0),
@@ -195,12 +235,12 @@ impl Snapshotter for GrpcSnapshotter {
         filters: &[String],
         visit: &mut dyn FnMut(&Info) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let req = grpc::ListSnapshotsRequest {
-            snapshotter: SNAPSHOTTER.into(),
+        let req = self.request(grpc::ListSnapshotsRequest {
+            snapshotter: self.snapshotter.clone(),
             filters: filters.to_vec(),
-        };
+        });
         let infos = self.run(|mut c| async move {
-            let mut stream = c.list(Request::new(req)).await?.into_inner();
+            let mut stream = c.list(req).await?.into_inner();
             let mut infos = Vec::new();
             while let Some(batch) = stream.message().await? {
                 infos.extend(batch.info);
@@ -214,10 +254,10 @@ impl Snapshotter for GrpcSnapshotter {
     }
 
     fn cleanup(&self) -> Result<(), Error> {
-        let req = grpc::CleanupRequest {
-            snapshotter: SNAPSHOTTER.into(),
-        };
-        self.run(|mut c| async move { c.cleanup(Request::new(req)).await })?;
+        let req = self.request(grpc::CleanupRequest {
+            snapshotter: self.snapshotter.clone(),
+        });
+        self.run(|mut c| async move { c.cleanup(req).await })?;
         Ok(())
     }
 }

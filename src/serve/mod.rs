@@ -65,6 +65,9 @@ pub enum ServeError {
         #[source]
         source: containerd_snapshots::tonic::transport::Error,
     },
+    /// A containerd namespace that cannot travel in a gRPC header.
+    #[error("containerd namespace {0:?} is not a valid header value")]
+    BadNamespace(String),
     /// The server thread panicked.
     #[error("server thread for {0} panicked")]
     Panicked(PathBuf),
