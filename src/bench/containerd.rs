@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::report::HostInfo;
 use super::rig::{fs_type_name, Backing, BackingFs};
-use super::stats::{median, p95};
+use super::stats::{median, p95, Comparison};
 use super::{Result, GIB, MIB};
 use crate::drivers::kernel_has_fs;
 use crate::serve::GrpcSnapshotter;
@@ -187,11 +187,15 @@ pub struct RowResult {
     pub strata: Summary,
     /// Strata's median ÷ containerd's (below 1: Strata is faster).
     pub ratio: f64,
+    /// The ratio's bootstrap 95% interval and noise flag (None without
+    /// samples on both sides).
+    pub comparison: Option<Comparison>,
 }
 
 impl RowResult {
     /// A row from each side's samples (`[containerd, strata]`).
     pub fn new(key: &str, name: &str, [containerd, strata]: [Vec<f64>; 2]) -> Self {
+        let comparison = Comparison::new(&strata, &containerd);
         let (containerd, strata) = (Summary::of(containerd), Summary::of(strata));
         Self {
             key: key.into(),
@@ -199,6 +203,7 @@ impl RowResult {
             ratio: strata.median_ms / containerd.median_ms,
             containerd,
             strata,
+            comparison,
         }
     }
 }

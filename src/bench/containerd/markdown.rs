@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use super::{PairResult, VsResults};
 use crate::bench::human_bytes;
+use crate::bench::report::{ci_text, ratio_text};
 use crate::bench::rig::{Backing, LOOP_SIZE};
 use crate::bench::Result;
 
@@ -35,8 +36,13 @@ impl VsResults {
              snapshots service (through its metadata store, as every containerd client sees it; \
              its Remove leaves the backend's deletion to its garbage collector) and `strata serve`. \
              Samples alternate between the two. Latencies in ms; ratio = strata median ÷ \
-             containerd median (below 1: Strata is faster).\n",
-            self.strata_build, h.kernel, h.cpus, self.plan.name, h.duration_s
+             containerd median (below 1: Strata is faster), with its 95% bootstrap interval. {}\n",
+            self.strata_build,
+            h.kernel,
+            h.cpus,
+            self.plan.name,
+            h.duration_s,
+            crate::bench::stats::NOISE_RULE
         );
         for p in &self.pairs {
             self.pair_markdown(&mut md, p);
@@ -70,9 +76,9 @@ impl VsResults {
         let _ = writeln!(md, "Each server's data on {place}.\n");
         let _ = writeln!(
             md,
-            "| operation | n | containerd median | containerd p95 | strata median | strata p95 | strata ÷ containerd |"
+            "| operation | n | containerd median | containerd p95 | strata median | strata p95 | strata ÷ containerd | 95% CI |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---|");
         for r in &p.rows {
             let n = if r.containerd.n == r.strata.n {
                 r.strata.n.to_string()
@@ -81,13 +87,16 @@ impl VsResults {
             };
             let _ = writeln!(
                 md,
-                "| {} | {n} | {} | {} | {} | {} | {:.2}× |",
+                "| {} | {n} | {} | {} | {} | {} | {} | {} |",
                 r.name,
                 ms(r.containerd.median_ms),
                 ms(r.containerd.p95_ms),
                 ms(r.strata.median_ms),
                 ms(r.strata.p95_ms),
-                r.ratio
+                r.comparison
+                    .as_ref()
+                    .map_or_else(|| format!("{:.2}×", r.ratio), ratio_text),
+                r.comparison.as_ref().map_or_else(|| "-".into(), ci_text),
             );
         }
         if let (Some(small), Some(large)) = (p.row("prepare"), p.row("prepare_large")) {
