@@ -175,12 +175,15 @@ fn btrfs_calls_through_strata_serve() {
     if let Some(other) = std::env::var_os("STRATA_LATENCY_BASELINE") {
         rigs.push(Rig::new("baseline", Path::new(&other), &scratch));
     }
-    // Interleaved, so the host's load affects every binary alike.
+    // Interleaved, in turns of order, so the host's load affects every
+    // binary alike.
     for i in 0..samples {
         for rig in &mut rigs {
             rig.round(i);
         }
+        rigs.reverse();
     }
+    rigs.sort_by(|a, b| b.label.cmp(&a.label));
     for mut rig in rigs {
         println!(
             "{}: btrfs (loop file) through strata serve, {samples} samples per row",

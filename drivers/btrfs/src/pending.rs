@@ -29,6 +29,15 @@ pub const PENDING_FILE: &str = "pending-qgroups";
 /// Name of its lock file under the home.
 const LOCK_FILE: &str = "pending-qgroups.lock";
 
+/// What one [`Pending::pass`] did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Ids still pending.
+    pub left: Vec<u64>,
+    /// Ids dropped from the file (destroyed, or of live subvolumes).
+    pub reclaimed: usize,
+}
+
 /// The pending-qgroups file of one filesystem.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -78,17 +87,22 @@ impl Pending {
     }
 
     /// One attempt at each recorded id, after a commit that wakes btrfs'
-    /// cleaner; never waits for it, nor (unless `wait_lock`) for the lock.
-    /// Returns the ids still pending.
-    pub fn pass(&self, wait_lock: bool) -> Result<Vec<u64>> {
+    /// cleaner when `commit` (else relying on the commits of other work);
+    /// never waits for the cleaner, nor (unless `wait_lock`) for the lock.
+    pub fn pass(&self, wait_lock: bool, commit: bool) -> Result<Pass> {
         let ids = self.ids()?;
         if ids.is_empty() {
-            return Ok(ids);
+            return Ok(Pass::default());
         }
         let dir = sys::open_dir(&self.fs_root).ctx("open", &self.fs_root)?;
-        sys::sync(&dir).ctx("commit the transaction of", &self.fs_root)?;
+        if commit {
+            sys::sync(&dir).ctx("commit the transaction of", &self.fs_root)?;
+        }
         let Some(_lock) = self.hold(wait_lock)? else {
-            return Ok(ids);
+            return Ok(Pass {
+                left: ids,
+                reclaimed: 0,
+            });
         };
         let ids = self.ids()?;
         let mut left = Vec::new();
@@ -102,14 +116,17 @@ impl Pending {
         if left != ids {
             self.write(&left)?;
         }
-        Ok(left)
+        Ok(Pass {
+            reclaimed: ids.len() - left.len(),
+            left,
+        })
     }
 
     /// Passes until none is left or `deadline`; returns the ids left.
     pub fn finish(&self, deadline: Instant) -> Result<Vec<u64>> {
         let mut pause = Duration::from_millis(5);
         loop {
-            let left = self.pass(true)?;
+            let left = self.pass(true, true)?.left;
             if left.is_empty() || Instant::now() >= deadline {
                 return Ok(left);
             }

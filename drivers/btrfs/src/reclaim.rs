@@ -2,7 +2,8 @@
 //! btrfs' cleaner has dropped their subvolumes, so `remove` never waits for
 //! it. A pass runs [`FIRST_DELAY`] after a remove (a burst of removes shares
 //! one), again with doubling delays while qgroups are left, and at start for
-//! leftovers of earlier processes. Errors are logged and retried the same
+//! leftovers of earlier processes. A pass commits a transaction (to wake
+//! the cleaner) only after one that reclaimed nothing. Errors are logged and retried the same
 //! way. The thread is stopped and joined by [`Reclaimer::stop`] or on drop.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -138,8 +139,13 @@ fn wait_due(shared: &Shared, delay: &mut Duration) -> bool {
 
 fn run(shared: &Shared, pending: &Pending) {
     let mut delay = FIRST_DELAY;
+    // Commit only when the last pass got nowhere: while the filesystem is
+    // busy, other work commits often enough to wake the cleaner.
+    let mut commit = false;
     while wait_due(shared, &mut delay) {
-        match pending.pass(false) {
+        let pass = pending.pass(false, commit);
+        commit = !matches!(&pass, Ok(p) if p.reclaimed > 0);
+        match pass.map(|p| p.left) {
             Ok(left) if left.is_empty() => delay = FIRST_DELAY,
             Ok(left) => {
                 tracing::debug!(left = left.len(), "qgroups still wait for btrfs' cleaner");
