@@ -4,17 +4,17 @@
 //! btrfs refuses to destroy `0/<id>` until its cleaner has dropped the
 //! deleted subvolume, which takes a transaction commit or more, so `remove`
 //! only records the ids (durably, before deleting) and a pass destroys them
-//! later ([`crate::reclaim`] runs passes in the background). A SIGKILL at
-//! any point leaves the ids recorded or nothing to do.
+//! later (the driver's reclaim thread runs passes in the background). A
+//! SIGKILL at any point leaves the ids recorded or nothing to do.
 //!
 //! Every change of the file holds the flock on `<home>/pending-qgroups.lock`
-//! (threads and processes alike), and `remove` deletes its subvolumes under
-//! that lock, so a pass never sees a recorded id whose subvolume is about to
+//! (threads and processes alike; a background pass skips its turn rather
+//! than wait for it), and `remove` deletes its subvolumes under that lock, so a pass never sees a recorded id whose subvolume is about to
 //! be deleted. An id whose subvolume is still linked was recorded by a
 //! remove that died before deleting: the pass drops it, since the store
 //! removes that snapshot again and records it again.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -141,7 +141,7 @@ impl Pending {
 
     /// The lock; `None` when busy and not `wait`ing.
     fn hold(&self, wait: bool) -> Result<Option<Flock<File>>> {
-        let file = OpenOptions::new()
+        let file = strata_driver_api::private::private_file_options()
             .read(true)
             .write(true)
             .create(true)
@@ -173,7 +173,7 @@ impl Pending {
         }
         let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
         let tmp = self.file.with_extension("tmp");
-        let mut f = File::create(&tmp).ctx("create", &tmp)?;
+        let mut f = strata_driver_api::private::create_private_file(&tmp)?;
         f.write_all(text.as_bytes()).ctx("write", &tmp)?;
         f.sync_all().ctx("fsync", &tmp)?;
         fs::rename(&tmp, &self.file).ctx("rename", &self.file)?;
