@@ -9,8 +9,9 @@
 //!
 //! Every change of the file holds the flock on `<home>/pending-qgroups.lock`
 //! (threads and processes alike; a background pass skips its turn rather
-//! than wait for it), and `remove` deletes its subvolumes under that lock, so a pass never sees a recorded id whose subvolume is about to
-//! be deleted. An id whose subvolume is still linked was recorded by a
+//! than wait for it), and `remove` deletes its subvolumes under that lock,
+//! so a pass never sees a recorded id whose subvolume is about to be
+//! deleted. An id whose subvolume is still linked was recorded by a
 //! remove that died before deleting: the pass drops it, since the store
 //! removes that snapshot again and records it again.
 
