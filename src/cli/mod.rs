@@ -402,6 +402,10 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         /// With --repair, also remove committed layers no image references.
         #[arg(long, requires = "repair")]
         prune: bool,
+        /// List every item of a finding that has several (e.g. the qgroups
+        /// btrfs still reclaims in the background); JSON always has them.
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -643,6 +647,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             repair,
             data,
             prune,
+            verbose,
         } => check::check(
             cli,
             CheckOptions {
@@ -650,6 +655,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 data: *data,
                 prune: *prune,
             },
+            *verbose,
         ),
     }
 }
