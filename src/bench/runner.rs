@@ -11,8 +11,29 @@ use super::plan::Plan;
 use super::report::{Case, HostInfo, Results, TargetResult};
 use super::rig::{Backing, BenchTarget, Rig};
 use super::workloads::{self, Volume, WriteSample};
+use super::{concurrency, deep, density, scale};
 use super::{human_bytes, Result};
+use anyhow::Context;
 use strata_driver_api::SnapshotKey;
+
+/// Steps of each target, in the order they run (scale last: it leaves
+/// thousands of snapshots in the store).
+const STEP_FNS: [(&str, Step); 9] = [
+    ("copy-up", copy_up_step),
+    ("create", create_step),
+    ("commit/remove", commit_remove_step),
+    ("usage", usage_step),
+    ("read", read_step),
+    ("deep-stack", deep_step),
+    ("density", density_step),
+    ("concurrency", concurrency_step),
+    ("scale", scale_step),
+];
+
+/// Names of the steps in the order they run, for `--only`.
+pub fn step_names() -> Vec<&'static str> {
+    STEP_FNS.iter().map(|(name, _)| *name).collect()
+}
 
 /// Samples to take for each workload, for sizing the progress bar.
 pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
@@ -33,7 +54,12 @@ pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
         + create
         + plan.commit_samples
         + plan.usage_samples
-        + 2 * plan.read_samples;
+        + 2 * plan.read_samples
+        + 2 * plan.lookup_samples
+        + 1
+        + plan.density_containers
+        + plan.scale_counts.iter().max().copied().unwrap_or(0)
+        + plan.scale_counts.len() * plan.scale_samples;
     (backings.len() * copy + targets.len() * per_target) as u64
 }
 
@@ -179,6 +205,10 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
         .collect();
     sizes.sort();
     sizes.dedup();
+    if !plan.runs("copy-up") && !plan.runs("create") {
+        // The other steps need only a small image (density builds its own).
+        sizes.truncate(1);
+    }
     let t = Instant::now();
     for size in sizes {
         progress.set_message(format!(
@@ -198,13 +228,6 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
     result
         .wall_s
         .insert("images".into(), t.elapsed().as_secs_f64());
-    let steps: [(&str, Step); 5] = [
-        ("copy-up", copy_up_step),
-        ("create", create_step),
-        ("commit/remove", commit_remove_step),
-        ("usage", usage_step),
-        ("read", read_step),
-    ];
     let mut ctx = StepContext {
         plan,
         rig: &rig,
@@ -212,7 +235,7 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
         stack: Vec::new(),
         progress,
     };
-    for (name, step) in steps {
+    for (name, step) in STEP_FNS.into_iter().filter(|(n, _)| plan.runs(n)) {
         progress.set_message(format!("{}: {name}", target.label));
         let t = Instant::now();
         if let Err(e) = step(&mut ctx, &mut result) {
@@ -363,4 +386,87 @@ fn read_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()>
         }
     }
     Ok(())
+}
+
+fn deep_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    if !ctx.plan.runs("create") {
+        let progress = ctx.progress;
+        ctx.stack = ctx
+            .rig
+            .layer_stack(ctx.plan.max_depth(), ctx.plan.read_size, || progress.inc(1))?;
+    }
+    if ctx.stack.is_empty() {
+        anyhow::bail!("no layer stack (its build failed)");
+    }
+    for depth in [1, ctx.plan.max_depth()] {
+        let case = |metric: &str| Case {
+            layers: Some(depth),
+            ..Case::new(deep::WORKLOAD, metric)
+        };
+        for _ in 0..ctx.plan.lookup_samples {
+            let s = deep::mount_and_lookup(ctx.rig, &ctx.stack[depth - 1])?;
+            result.push(&case("mount"), "ns", s.mount_ns);
+            result.push(&case("lookup"), "ns", s.lookup_ns);
+            ctx.progress.inc(1);
+        }
+    }
+    Ok(())
+}
+
+fn density_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    let (size, n) = (ctx.plan.density_file_size, ctx.plan.density_containers);
+    let built;
+    let image = match ctx.images.get(&size) {
+        Some(image) => image,
+        None => {
+            built = ctx.rig.file_image(size)?;
+            &built
+        }
+    };
+    let s = density::measure(ctx.rig, image, n)?;
+    let case = |metric: &str| Case {
+        containers: Some(n),
+        file_size: Some(size),
+        ..Case::new(density::WORKLOAD, metric)
+    };
+    result.push(
+        &case("cgroup_ratio"),
+        "ratio",
+        s.cgroup_bytes as f64 / size as f64,
+    );
+    result.push(
+        &case("host_ratio"),
+        "ratio",
+        s.host_delta_bytes as f64 / size as f64,
+    );
+    ctx.progress.inc(n as u64);
+    Ok(())
+}
+
+fn concurrency_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    let n = ctx.plan.concurrent_prepares;
+    let calls = concurrency::burst(ctx.rig, ctx.small_image()?, n)?;
+    let summary = concurrency::summarise(&calls).context("no concurrent call returned")?;
+    let case = |metric: &str| Case {
+        concurrent: Some(n),
+        ..Case::new(concurrency::WORKLOAD, metric)
+    };
+    for c in &calls {
+        result.push(&case("latency"), "ns", c.latency_ns());
+    }
+    result.push(&case("spread"), "ns", summary.spread_ns);
+    result.push(&case("makespan"), "ns", summary.makespan_ns);
+    ctx.progress.inc(1);
+    Ok(())
+}
+
+fn scale_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    let progress = ctx.progress;
+    scale::run(
+        ctx.rig,
+        &ctx.plan.scale_counts,
+        ctx.plan.scale_samples,
+        result,
+        || progress.inc(1),
+    )
 }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use strata::bench::{plan::Plan, plot, rig, runner};
 
 /// Runs the benchmarks into `out`.
-pub fn run(drivers: &[String], quick: bool, out: &Path) -> Result<()> {
+pub fn run(drivers: &[String], quick: bool, out: &Path, only: &[String]) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("strata bench needs root (it makes loop devices, filesystems and mounts)");
     }
@@ -23,7 +23,12 @@ pub fn run(drivers: &[String], quick: bool, out: &Path) -> Result<()> {
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("mkdir {}", out.display()))?;
-    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let mut plan = if quick { Plan::quick() } else { Plan::full() };
+    let steps = runner::step_names();
+    if let Some(unknown) = only.iter().find(|s| !steps.contains(&s.as_str())) {
+        bail!("no benchmark step {unknown:?}; known: {}", steps.join(", "));
+    }
+    plan.only = only.to_vec();
     let progress = progress_bar(runner::planned_steps(&plan, &targets));
     let results = runner::run(&plan, &targets, &progress);
     progress.finish_and_clear();

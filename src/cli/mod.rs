@@ -360,6 +360,11 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         /// Directory for results.json, report.md and the plots.
         #[arg(long, default_value = "strata-bench")]
         out: PathBuf,
+        /// Run only these steps, comma-separated: copy-up, create,
+        /// commit/remove, usage, read, deep-stack, density, concurrency,
+        /// scale (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// List every snapshot in the store (image layers, containers, and those
     /// a runtime made through `strata serve`): key, kind, parent, owner,
@@ -617,7 +622,8 @@ fn dispatch(cli: &Cli) -> Result<()> {
             drivers,
             quick,
             out,
-        } => bench::run(drivers, *quick, out),
+            only,
+        } => bench::run(drivers, *quick, out, only),
         Command::Check {
             repair,
             data,
