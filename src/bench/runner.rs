@@ -49,18 +49,20 @@ pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
         .map(|&s| plan.create_samples_for(s))
         .sum::<usize>()
         + plan.depths.len() * plan.create_samples;
-    let per_target = copy
-        + plan.max_depth()
-        + create
-        + plan.commit_samples
-        + plan.usage_samples
-        + 2 * plan.read_samples
-        + 2 * plan.lookup_samples
-        + 1
-        + plan.density_containers
-        + plan.scale_counts.iter().max().copied().unwrap_or(0)
-        + plan.scale_counts.len() * plan.scale_samples;
-    (backings.len() * copy + targets.len() * per_target) as u64
+    let on = |step: &str| usize::from(plan.runs(step));
+    let per_target = on("copy-up") * copy
+        + (on("create") | on("deep-stack")) * plan.max_depth()
+        + on("create") * create
+        + on("commit/remove") * plan.commit_samples
+        + on("usage") * plan.usage_samples
+        + on("read") * 2 * plan.read_samples
+        + on("deep-stack") * 2 * plan.lookup_samples
+        + on("concurrency")
+        + on("density") * plan.density_containers
+        + on("scale")
+            * (plan.scale_counts.iter().max().copied().unwrap_or(0)
+                + plan.scale_counts.len() * plan.scale_samples);
+    (on("copy-up") * backings.len() * copy + targets.len() * per_target) as u64
 }
 
 /// Runs everything; `progress` advances by one per sample or layer built.
@@ -71,9 +73,10 @@ pub fn run(plan: &Plan, targets: &[BenchTarget], progress: &ProgressBar) -> Resu
         plan: plan.clone(),
         targets: Vec::new(),
     };
+    // The volume baselines are the copy-up step's reference.
     let mut backings: Vec<Backing> = targets
         .iter()
-        .filter(|t| t.unavailable().is_none())
+        .filter(|t| plan.runs("copy-up") && t.unavailable().is_none())
         .map(|t| t.backing)
         .collect();
     backings.sort();

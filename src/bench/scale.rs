@@ -172,21 +172,43 @@ pub fn rows(target: &TargetResult) -> Vec<ScaleRow> {
     out
 }
 
+/// How one operation's latency grew from the smallest count to the largest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Growth {
+    /// The operation.
+    pub op: String,
+    /// The smallest count.
+    pub from: usize,
+    /// The largest count.
+    pub to: usize,
+    /// Median at `to` / median at `from`.
+    pub ratio: f64,
+    /// The change is smaller than the spread at `from` (p95 - median):
+    /// noise could explain it, so it is not held against the goal.
+    pub noisy: bool,
+}
+
+impl Growth {
+    /// Whether the growth is beyond [`GOAL`] and not explained by noise.
+    pub fn over_goal(&self) -> bool {
+        self.ratio > GOAL && !self.noisy
+    }
+}
+
 /// Median at the largest count over median at the smallest, per operation
 /// (only where at least two counts were measured).
-pub fn growth(rows: &[ScaleRow]) -> Vec<(String, usize, usize, f64)> {
+pub fn growth(rows: &[ScaleRow]) -> Vec<Growth> {
     OPS.iter()
         .filter_map(|op| {
             let of_op: Vec<&ScaleRow> = rows.iter().filter(|r| r.op == *op).collect();
             let lo = of_op.iter().min_by_key(|r| r.existing)?;
             let hi = of_op.iter().max_by_key(|r| r.existing)?;
-            (hi.existing > lo.existing && lo.median > 0.0).then(|| {
-                (
-                    (*op).to_owned(),
-                    lo.existing,
-                    hi.existing,
-                    hi.median / lo.median,
-                )
+            (hi.existing > lo.existing && lo.median > 0.0).then(|| Growth {
+                op: (*op).to_owned(),
+                from: lo.existing,
+                to: hi.existing,
+                ratio: hi.median / lo.median,
+                noisy: (hi.median - lo.median).abs() < lo.p95 - lo.median,
             })
         })
         .collect()
@@ -240,12 +262,27 @@ mod tests {
             ("usage", 10_000, &[1.0]),
         ]);
         let g = growth(&rows(&t));
+        let summary: Vec<(&str, usize, usize, f64, bool)> = g
+            .iter()
+            .map(|g| (g.op.as_str(), g.from, g.to, g.ratio, g.over_goal()))
+            .collect();
         assert_eq!(
-            g,
+            summary,
             [
-                ("prepare".to_owned(), 10, 10_000, 2.5),
-                ("usage".to_owned(), 10, 10_000, 1.0)
+                ("prepare", 10, 10_000, 2.5, true),
+                ("usage", 10, 10_000, 1.0, false)
             ]
         );
+    }
+
+    #[test]
+    fn growth_within_the_baselines_spread_is_noise() {
+        // Baseline median 1, p95 ~9.6: a median of 3 at the larger count
+        // is within that spread.
+        let spread: Vec<f64> = [1.0; 9].into_iter().chain([10.0, 10.0]).collect();
+        let t = target(&[("remove", 10, &spread), ("remove", 1000, &[3.0])]);
+        let g = &growth(&rows(&t))[0];
+        assert_eq!(g.ratio, 3.0);
+        assert!(g.noisy && !g.over_goal(), "{g:?}");
     }
 }
