@@ -29,6 +29,10 @@ pub const WORKLOAD: &str = "scale";
 /// at most this many times the figure at the smallest.
 pub const GOAL: f64 = 1.5;
 
+/// Untimed rounds before the samples at each count: the first operations
+/// on a fresh store pay for cold caches, not for the count.
+pub const WARM_UP: usize = 2;
+
 /// One timed round: each operation once, on a fresh snapshot.
 #[derive(Debug, Clone, Copy)]
 pub struct OpSample {
@@ -108,7 +112,7 @@ pub fn case(op: &str, existing: usize) -> Case {
 }
 
 /// Fills the store up to each count of `counts` (ascending) and takes
-/// `samples` rounds there; records every sample in `result`, with the
+/// `samples` rounds there after [`WARM_UP`] untimed ones; records every sample in `result`, with the
 /// populate time per snapshot as metric `populate`.
 pub fn run(
     rig: &Rig,
@@ -125,6 +129,9 @@ pub fn run(
         existing += add;
         if add > 0 {
             result.push(&case("populate", count), "ns", ns / add as f64);
+        }
+        for _ in 0..WARM_UP {
+            sample(rig, &base)?;
         }
         for _ in 0..samples {
             for (op, ns) in sample(rig, &base)?.pairs() {
