@@ -14,7 +14,7 @@ use std::time::Instant;
 use strata_driver_api::{Labels, SnapshotKey};
 
 use super::report::{Case, TargetResult};
-use super::rig::Rig;
+use super::rig::{sync_fs, Rig};
 use super::stats::{median, p95};
 use super::Result;
 use crate::snapshotter::Snapshotter;
@@ -112,7 +112,7 @@ pub fn case(op: &str, existing: usize) -> Case {
 }
 
 /// Fills the store up to each count of `counts` (ascending) and takes
-/// `samples` rounds there after [`WARM_UP`] untimed ones; records every sample in `result`, with the
+/// `samples` rounds there after a sync and [`WARM_UP`] untimed rounds; records every sample in `result`, with the
 /// populate time per snapshot as metric `populate`.
 pub fn run(
     rig: &Rig,
@@ -130,6 +130,10 @@ pub fn run(
         if add > 0 {
             result.push(&case("populate", count), "ns", ns / add as f64);
         }
+        // Write back what earlier steps and the fill left dirty: the
+        // samples' fsyncs (driver and metadata database) would wait for it.
+        sync_fs(&rig.backing.path)?;
+        sync_fs(rig.backing.scratch.path())?;
         for _ in 0..WARM_UP {
             sample(rig, &base)?;
         }
