@@ -50,7 +50,7 @@ pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
         + plan.depths.len() * plan.create_samples;
     let on = |step: &str| usize::from(plan.runs(step));
     let per_target = on("copy-up") * copy
-        + (on("create") | on("deep-stack")) * plan.max_depth()
+        + (on("create") | on("read") | on("deep-stack")) * plan.max_depth()
         + on("create") * create
         + on("commit/remove") * plan.commit_samples
         + on("usage") * plan.usage_samples
@@ -362,9 +362,7 @@ fn usage_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()
 }
 
 fn read_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
-    if ctx.stack.is_empty() {
-        anyhow::bail!("no layer stack (its build failed)");
-    }
+    ensure_stack(ctx)?;
     let deep = ctx
         .plan
         .depths
@@ -390,8 +388,10 @@ fn read_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()>
     Ok(())
 }
 
-fn deep_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
-    if !ctx.plan.runs("create") {
+/// Builds the layer stack when the create step (which builds it) did not
+/// run; fails when it ran and its build failed.
+fn ensure_stack(ctx: &mut StepContext<'_>) -> Result<()> {
+    if ctx.stack.is_empty() && !ctx.plan.runs("create") {
         let progress = ctx.progress;
         ctx.stack = ctx
             .rig
@@ -400,6 +400,11 @@ fn deep_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()>
     if ctx.stack.is_empty() {
         anyhow::bail!("no layer stack (its build failed)");
     }
+    Ok(())
+}
+
+fn deep_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    ensure_stack(ctx)?;
     for depth in [1, ctx.plan.max_depth()] {
         let case = |metric: &str| Case {
             layers: Some(depth),
