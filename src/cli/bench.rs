@@ -22,12 +22,12 @@ pub fn run(drivers: &[String], quick: bool, out: &Path, only: &[String]) -> Resu
             known.join(", ")
         );
     }
-    std::fs::create_dir_all(out).with_context(|| format!("mkdir {}", out.display()))?;
-    let mut plan = if quick { Plan::quick() } else { Plan::full() };
     let steps = runner::step_names();
     if let Some(unknown) = only.iter().find(|s| !steps.contains(&s.as_str())) {
         bail!("no benchmark step {unknown:?}; known: {}", steps.join(", "));
     }
+    std::fs::create_dir_all(out).with_context(|| format!("mkdir {}", out.display()))?;
+    let mut plan = if quick { Plan::quick() } else { Plan::full() };
     plan.only = only.to_vec();
     let progress = progress_bar(runner::planned_steps(&plan, &targets));
     let results = runner::run(&plan, &targets, &progress);
