@@ -373,6 +373,11 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         /// containerd.json and containerd.md.
         #[arg(long)]
         containerd: bool,
+        /// Run only these steps, comma-separated: copy-up, create,
+        /// commit/remove, usage, read, deep-stack, density, concurrency,
+        /// scale (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// List every snapshot in the store (image layers, containers, and those
     /// a runtime made through `strata serve`): key, kind, parent, owner,
@@ -636,11 +641,12 @@ fn dispatch(cli: &Cli) -> Result<()> {
             out,
             work_dir,
             containerd,
+            only,
         } => {
             if *containerd {
                 bench::run_containerd(drivers, *quick, out, work_dir.as_deref(), &cli.root)
             } else {
-                bench::run(drivers, *quick, out, work_dir.as_deref(), &cli.root)
+                bench::run(drivers, *quick, out, only, work_dir.as_deref(), &cli.root)
             }
         }
         Command::Check {
