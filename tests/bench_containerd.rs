@@ -137,7 +137,10 @@ fn smoke(pair: &str, direct: bool) {
         &std::fs::read_to_string(scratch.path().join(json_name)).expect("read json"),
     )
     .expect("the JSON parses");
-    assert_eq!(json["via"]["kind"], if direct { "direct" } else { "daemon" });
+    assert_eq!(
+        json["via"]["kind"],
+        if direct { "direct" } else { "daemon" }
+    );
     let rows = json["pairs"][0]["rows"].as_array().expect("rows in json");
     assert_eq!(rows.len(), ROWS.len());
     assert!(

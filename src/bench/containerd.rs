@@ -148,14 +148,15 @@ fn locate_ctrd_snapshotter(named: Option<PathBuf>, strata_bin: &Path) -> Result<
         .into_iter()
         .chain([PathBuf::from("target/ctrd-snapshotter")])
         .collect();
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        anyhow!(
-            "no ctrd-snapshotter (looked at {}): build it with \
-             scripts/build-ctrd-snapshotter.sh, or name it in {CTRD_SNAPSHOTTER_ENV}",
-            looked.join(", ")
-        )
-    })
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    Err(anyhow!(
+        "no ctrd-snapshotter (looked at {}): build it with \
+         scripts/build-ctrd-snapshotter.sh, or name it in {CTRD_SNAPSHOTTER_ENV}",
+        looked.join(", ")
+    ))
 }
 
 /// One comparison: a containerd snapshotter and the Strata driver it is set against.
