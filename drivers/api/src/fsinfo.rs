@@ -38,7 +38,7 @@ pub fn kernel_has_fs(name: &str) -> std::io::Result<bool> {
 /// size), e.g. the most a sparse image file on it can ever hold.
 pub fn fs_capacity(path: &Path) -> Result<u64> {
     let st = nix::sys::statvfs::statvfs(path).ctx("statfs", path)?;
-    Ok(u64::from(st.blocks()).saturating_mul(st.fragment_size()))
+    Ok(st.blocks().saturating_mul(st.fragment_size()))
 }
 
 /// Inodes in use in the ext4 or xfs filesystem on `source`, an image file
