@@ -247,7 +247,7 @@ write_guest_bench_script() {
         echo 'disk=""; for i in $(seq 50); do for d in /dev/vda /dev/sda; do [ -b $d ] && disk=$d; done; [ -n "$disk" ] && break; sleep 0.2; done'
         echo '[ -n "$disk" ] || { echo "vm-bench: the scratch disk did not appear"; exit 3; }'
         echo 'mkfs.ext4 -q -F $disk && mkdir -p /tmp/disk && mount $disk /tmp/disk || exit 3'
-        echo 'export TMPDIR=/tmp/disk STRATA_BENCH_DEVMAPPER=1 STRATA_BENCH_DRIVERS=devmapper'
+        echo 'export TMPDIR=/tmp/disk STRATA_BENCH_WORK_DIR=/tmp/disk/bench-work STRATA_BENCH_DEVMAPPER=1 STRATA_BENCH_DRIVERS=devmapper'
         # The guest's view of target/ is read-only.
         echo "export CRITERION_HOME='$results/criterion'"
         guest_env

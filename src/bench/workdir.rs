@@ -12,9 +12,17 @@ use super::{human_bytes, GIB};
 /// The work dir used when the root does not exist (or none is given).
 pub const FALLBACK_WORK_DIR: &str = "/var/tmp/strata-bench";
 
-/// `<store_root>/bench-work` when `store_root` is a directory, else
-/// [`FALLBACK_WORK_DIR`].
+/// Environment variable naming the work dir when `--work-dir` is not given
+/// (criterion benches have no flags; the VM's bench run points it at its
+/// scratch disk).
+pub const WORK_DIR_ENV: &str = "STRATA_BENCH_WORK_DIR";
+
+/// [`WORK_DIR_ENV`] when set, else `<store_root>/bench-work` when
+/// `store_root` is a directory, else [`FALLBACK_WORK_DIR`].
 pub fn default_work_dir(store_root: Option<&Path>) -> PathBuf {
+    if let Some(dir) = std::env::var_os(WORK_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     match store_root {
         Some(root) if root.is_dir() => root.join("bench-work"),
         _ => PathBuf::from(FALLBACK_WORK_DIR),

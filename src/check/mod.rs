@@ -42,6 +42,9 @@ pub struct Finding {
     pub detail: String,
     /// Whether it counts as damage (exit 1); notes do not.
     pub damage: bool,
+    /// The items it concerns, when there are several (pending reclaim).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
     /// What `--repair` did about it, if anything.
     pub repaired: Option<String>,
     /// Why a repair attempt failed.
@@ -81,6 +84,10 @@ impl Report {
 /// Repair rounds: fixing one problem can reveal another (a dangling
 /// container snapshot leaves a container without snapshot).
 const ROUNDS: usize = 8;
+
+/// How long `--repair` waits for a driver's background reclaim (btrfs'
+/// cleaner dropping deleted subvolumes).
+pub const RECLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// After a strata process died: repairs what it left that is safe to
 /// repair beside live processes (a container record whose snapshot an
@@ -131,6 +138,38 @@ fn dead_mount_intents(store: &Store) -> Result<Vec<crate::model::ContainerRecord
                 .is_some_and(|owner| !store.session().is_alive(owner))
         })
         .collect())
+}
+
+/// Finishes the driver's background reclaim (once, after the other
+/// repairs, which can add to it), waiting up to [`RECLAIM_WAIT`], and
+/// records the outcome on its finding.
+fn finish_reclaim(store: &Store, problems: &mut Vec<Problem>, findings: &mut [Finding]) {
+    let Some(i) = problems
+        .iter()
+        .position(|p| matches!(p, Problem::PendingReclaim { .. }))
+    else {
+        return;
+    };
+    let kind = problems[i].finding().kind;
+    let Some(finding) = findings.iter_mut().find(|f| f.kind == kind) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + RECLAIM_WAIT;
+    match store.driver().finish_reclaim(deadline) {
+        Ok(left) if left.is_empty() => {
+            finding.repaired = Some(format!("reclaimed {}", finding.items.join(", ")));
+            problems.remove(i);
+        }
+        Ok(left) => {
+            finding.repair_error = Some(format!(
+                "{} still pending after {} s: {}",
+                left.len(),
+                RECLAIM_WAIT.as_secs(),
+                left.join(", ")
+            ));
+        }
+        Err(e) => finding.repair_error = Some(e.to_string()),
+    }
 }
 
 fn canonical(p: &std::path::Path) -> std::path::PathBuf {
@@ -187,6 +226,7 @@ pub fn check(store: &Store, options: CheckOptions) -> Result<Report> {
         }
         problems = scan(store)?;
     }
+    finish_reclaim(store, &mut problems, &mut findings);
     findings.extend(data_problems.iter().map(Problem::finding));
     let remaining = problems
         .iter()

@@ -91,7 +91,10 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
                     .join(", ")
             )
         }
-        Problem::BrokenImage { .. } | Problem::MissingManifest(_) | Problem::CorruptFile { .. } => {
+        Problem::BrokenImage { .. }
+        | Problem::MissingManifest(_)
+        | Problem::CorruptFile { .. }
+        | Problem::PendingReclaim { .. } => {
             return Err(StoreError::Invalid("not repairable".into()))
         }
     })

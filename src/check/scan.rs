@@ -70,6 +70,15 @@ pub enum Problem {
         /// Its loop devices.
         devices: Vec<PathBuf>,
     },
+    /// Space of removed snapshots the driver still reclaims in the
+    /// background (btrfs: qgroups awaiting its cleaner): a note, finished by
+    /// `--repair`.
+    PendingReclaim {
+        /// The driver.
+        driver: &'static str,
+        /// What is pending, e.g. `qgroup 0/261`.
+        items: Vec<String>,
+    },
     /// A file of a committed layer whose content no longer matches.
     CorruptFile {
         /// The layer.
@@ -88,6 +97,10 @@ impl Problem {
             subject,
             detail,
             damage,
+            items: match self {
+                Self::PendingReclaim { items, .. } => items.clone(),
+                _ => Vec::new(),
+            },
             repaired: None,
             repair_error: None,
         }
@@ -221,6 +234,15 @@ impl Problem {
                 ),
                 true,
             ),
+            Self::PendingReclaim { driver, items } => (
+                "pending_reclaim",
+                (*driver).to_owned(),
+                format!(
+                    "{} item(s) of removed snapshots still being reclaimed in the background",
+                    items.len()
+                ),
+                false,
+            ),
             Self::CorruptFile { layer, mismatch } => (
                 "corrupt_file",
                 layer.to_string(),
@@ -231,11 +253,13 @@ impl Problem {
     }
 
     /// Whether `--repair` can do something about it; unused layers only
-    /// when pruning was asked for.
+    /// when pruning was asked for. Pending reclaim is finished once, after
+    /// the other repairs (they can add to it), not in their rounds.
     pub fn repairable(&self, prune: bool) -> bool {
         match self {
             Self::Dangling { image_layer, .. } => !image_layer,
             Self::UnusedLayer(_) => prune,
+            Self::PendingReclaim { .. } => false,
             Self::BrokenImage { .. } | Self::MissingManifest(_) | Self::CorruptFile { .. } => false,
             _ => true,
         }
@@ -289,7 +313,20 @@ pub fn scan(store: &Store) -> Result<Vec<Problem>> {
     layer_tars(store, &s, &mut out)?;
     manifests(store, &s, &mut out)?;
     backing_files(store, &mut out);
+    pending_reclaim(store, &mut out)?;
     Ok(out)
+}
+
+/// What the driver still reclaims in the background after removals.
+fn pending_reclaim(store: &Store, out: &mut Vec<Problem>) -> Result<()> {
+    let items = store.driver().pending_reclaim()?;
+    if !items.is_empty() {
+        out.push(Problem::PendingReclaim {
+            driver: store.driver().name(),
+            items,
+        });
+    }
+    Ok(())
 }
 
 fn ready(s: &State0) -> impl Iterator<Item = &(SnapshotKey, Record)> {

@@ -10,15 +10,16 @@ use super::store_cmds::open;
 use super::{Cli, Format};
 
 /// `strata check`. Exits the process with status 1 (after closing the
-/// store) when damage is found, or remains after `--repair`.
-pub fn check(cli: &Cli, options: CheckOptions) -> Result<()> {
+/// store) when damage is found, or remains after `--repair`. `verbose`
+/// lists the items of findings that have several.
+pub fn check(cli: &Cli, options: CheckOptions, verbose: bool) -> Result<()> {
     let damaged = {
         let store = open(cli)?;
         let report = run_check(&store, options)?;
         if cli.format == Format::Json {
             print_json(&report)?;
         } else {
-            print_table(&report)?;
+            print_table(&report, verbose)?;
         }
         report.damaged()
     };
@@ -28,7 +29,7 @@ pub fn check(cli: &Cli, options: CheckOptions) -> Result<()> {
     Ok(())
 }
 
-fn print_table(report: &Report) -> std::io::Result<()> {
+fn print_table(report: &Report, verbose: bool) -> std::io::Result<()> {
     if !report.findings.is_empty() {
         let mut t = Table::new(&["PROBLEM", "SUBJECT", "DETAIL", "REPAIR"]);
         for f in &report.findings {
@@ -38,12 +39,12 @@ fn print_table(report: &Report) -> std::io::Result<()> {
                 (None, None) if f.damage => "-".into(),
                 (None, None) => "(note)".into(),
             };
-            t.row(vec![
-                f.kind.into(),
-                f.subject.clone(),
-                f.detail.clone(),
-                repair,
-            ]);
+            let detail = if verbose && !f.items.is_empty() {
+                format!("{}: {}", f.detail, f.items.join(", "))
+            } else {
+                f.detail.clone()
+            };
+            t.row(vec![f.kind.into(), f.subject.clone(), detail, repair]);
         }
         t.print()?;
     }

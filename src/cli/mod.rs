@@ -409,6 +409,10 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         /// With --repair, also remove committed layers no image references.
         #[arg(long, requires = "repair")]
         prune: bool,
+        /// List every item of a finding that has several (e.g. the qgroups
+        /// btrfs still reclaims in the background); JSON always has them.
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -658,6 +662,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             repair,
             data,
             prune,
+            verbose,
         } => check::check(
             cli,
             CheckOptions {
@@ -665,6 +670,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                 data: *data,
                 prune: *prune,
             },
+            *verbose,
         ),
     }
 }

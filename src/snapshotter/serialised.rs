@@ -133,4 +133,12 @@ impl<D: Driver> Driver for Serialised<D> {
     fn changes_dir(&self, id: SnapshotId) -> Option<PathBuf> {
         self.inner.changes_dir(id)
     }
+    /// Not a step: the driver serialises its reclaim itself.
+    fn pending_reclaim(&self) -> Result<Vec<String>> {
+        self.inner.pending_reclaim()
+    }
+    /// Not a step: it waits for the driver's own background work.
+    fn finish_reclaim(&self, deadline: std::time::Instant) -> Result<Vec<String>> {
+        self.inner.finish_reclaim(deadline)
+    }
 }

@@ -3,6 +3,7 @@
 //! crash bookkeeping and locking live in `strata::snapshotter::Snapshots`, which calls it.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::{CreateOptions, Kind, Mount, Result, SnapshotId, StatusLine, Usage};
 
@@ -102,6 +103,20 @@ pub trait Driver: Send + Sync + 'static {
     fn backing_files(&self) -> Vec<crate::BackingFile> {
         Vec::new()
     }
+
+    /// Space of removed snapshots the driver still reclaims in the
+    /// background (btrfs: qgroups of deleted subvolumes awaiting its
+    /// cleaner), one item each, e.g. `qgroup 0/261`; for `strata check`.
+    /// Empty (the default) when `remove` leaves nothing behind.
+    fn pending_reclaim(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Finishes [`Driver::pending_reclaim`] in the foreground, waiting at
+    /// most until `deadline`; returns the items still pending.
+    fn finish_reclaim(&self, _deadline: Instant) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// How a driver is opened: its home directory under the store root and the
@@ -153,5 +168,11 @@ impl Driver for Box<dyn Driver> {
     }
     fn changes_dir(&self, id: SnapshotId) -> Option<PathBuf> {
         (**self).changes_dir(id)
+    }
+    fn pending_reclaim(&self) -> Result<Vec<String>> {
+        (**self).pending_reclaim()
+    }
+    fn finish_reclaim(&self, deadline: Instant) -> Result<Vec<String>> {
+        (**self).finish_reclaim(deadline)
     }
 }

@@ -132,7 +132,7 @@ impl BlockfileDriver {
         let size = match options.size {
             Some(size) => Some(size).filter(|&s| s != current),
             None if options.min_free.is_some() => {
-                let ceiling = strata_driver_api::fs_capacity(&self.store())?;
+                let ceiling = strata_driver_api::fs_capacity(self.store())?;
                 options.size_for_room(current, image::free_estimate(&origin)?, ceiling)
             }
             None => None,

@@ -3,7 +3,6 @@
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use btrfsutil::subvolume::{DeleteFlags, SnapshotFlags, Subvolume};
@@ -15,23 +14,24 @@ use strata_driver_api::{
 use crate::backing::Backing;
 use crate::config::BtrfsConfig;
 use crate::error::{BtrfsError, DRIVER};
+use crate::pending::Pending;
 use crate::quota::{self, QuotaMode};
+use crate::reclaim::Reclaimer;
 use crate::sys;
 
 /// Directory under the filesystem root holding one subvolume per snapshot.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
-/// File under the home listing qgroups of removed subvolumes still to destroy.
-const PENDING_FILE: &str = "pending-qgroups";
 
 /// The btrfs driver. See the crate documentation.
 #[derive(Debug)]
 pub struct BtrfsDriver {
-    home: PathBuf,
     backing: Backing,
     snapshots: PathBuf,
     quota: QuotaMode,
-    /// Serialises updates of the pending-qgroups file.
-    pending: Mutex<()>,
+    /// Qgroups of removed subvolumes still to destroy.
+    pending: Pending,
+    /// Destroys them in the background.
+    reclaim: Reclaimer,
 }
 
 impl BtrfsDriver {
@@ -47,15 +47,17 @@ impl BtrfsDriver {
         let quota = sys::open_dir(&backing.root)
             .ctx("open", &backing.root)
             .and_then(|dir| Ok(quota::open(&dir, &backing.root, options.quota)?))?;
-        let driver = Self {
-            home: cfg.home.to_owned(),
+        let pending = Pending::new(cfg.home, &backing.root);
+        let reclaim = Reclaimer::new(pending.clone());
+        // Also with quotas off now: the file may hold ids from before.
+        reclaim.start()?;
+        Ok(Self {
             backing,
             snapshots,
             quota,
-            pending: Mutex::new(()),
-        };
-        driver.retry_pending(Instant::now())?;
-        Ok(driver)
+            pending,
+            reclaim,
+        })
     }
 
     /// The quota mode in use.
@@ -160,60 +162,44 @@ impl BtrfsDriver {
         Ok(out)
     }
 
-    fn pending_path(&self) -> PathBuf {
-        self.home.join(PENDING_FILE)
+    /// Subvolume ids of removed snapshots whose qgroups are still to be
+    /// destroyed (the background thread does it).
+    pub fn pending_qgroups(&self) -> Result<Vec<u64>> {
+        self.pending.ids()
     }
 
-    fn read_pending(&self) -> Result<Vec<u64>> {
-        let path = self.pending_path();
-        match fs::read_to_string(&path) {
-            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(Error::io("read", path, e)),
-        }
+    /// Destroys pending qgroups in the foreground, waiting for btrfs'
+    /// cleaner until `deadline`; returns the subvolume ids still pending.
+    pub fn finish_pending(&self, deadline: Instant) -> Result<Vec<u64>> {
+        self.pending.finish(deadline)
     }
 
-    fn write_pending(&self, ids: &[u64]) -> Result<()> {
-        let path = self.pending_path();
-        if ids.is_empty() {
-            return match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(Error::io("remove", path, e))
-                }
-                _ => Ok(()),
-            };
-        }
-        let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, text).ctx("write", &tmp)?;
-        fs::rename(&tmp, &path).ctx("rename", &path)
-    }
-
-    /// Destroys the qgroups of `ids` (plus earlier leftovers), waiting for
-    /// btrfs' cleaner until `deadline`; those still busy are kept in the
-    /// pending file for the next remove, open or close.
-    fn destroy_qgroups(&self, ids: &[u64], deadline: Instant) -> Result<()> {
-        if self.quota == QuotaMode::Off {
-            return Ok(());
-        }
-        let _guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let mut todo = self.read_pending()?;
-        todo.extend_from_slice(ids);
-        todo.dedup();
-        let dir = self.fs_dir()?;
-        let mut left = Vec::new();
-        for id in todo {
-            if !quota::destroy(&dir, &self.backing.root, id, deadline)? {
-                tracing::warn!(qgroup = %format!("0/{id}"), "btrfs has not dropped the subvolume yet; qgroup kept for later");
-                left.push(id);
+    /// Deletes subvolume `sv` at `path` with those nested in it, their
+    /// qgroup ids recorded first for the reclaim thread.
+    fn delete_subvolume(&self, path: &Path, sv: Subvolume) -> Result<()> {
+        let ids = self.nested_subvolumes(sv.id())?;
+        let nested = ids.len() > 1;
+        let delete = move || {
+            if nested {
+                // Nested subvolumes are unlinked from their parent directory,
+                // which must be writable; the snapshot is going away anyway.
+                sv.set_ro(false)
+                    .map_err(|e| BtrfsError::util("clear read-only", path, e))?;
             }
+            sv.delete(DeleteFlags::RECURSIVE)
+                .map_err(|e| BtrfsError::util("delete subvolume", path, e).into())
+        };
+        if self.quota == QuotaMode::Off {
+            return delete();
         }
-        self.write_pending(&left)
+        self.pending.record_then(&ids, delete)?;
+        self.reclaim.poke();
+        Ok(())
     }
+}
 
-    fn retry_pending(&self, deadline: Instant) -> Result<()> {
-        self.destroy_qgroups(&[], deadline)
-    }
+fn qgroup_names(ids: Vec<u64>) -> Vec<String> {
+    ids.into_iter().map(|id| format!("qgroup 0/{id}")).collect()
 }
 
 impl Driver for BtrfsDriver {
@@ -258,17 +244,10 @@ impl Driver for BtrfsDriver {
     fn remove(&self, id: SnapshotId) -> Result<()> {
         let path = self.subvolume_path(id);
         if fs::symlink_metadata(&path).is_err() {
-            return self.retry_pending(Instant::now());
+            return Ok(());
         }
         let sv = Subvolume::get(path.as_path()).map_err(|e| BtrfsError::util("open", &path, e))?;
-        let ids = self.nested_subvolumes(sv.id())?;
-        // Nested subvolumes are unlinked from their parent directory, which
-        // must be writable; the snapshot is going away anyway.
-        sv.set_ro(false)
-            .map_err(|e| BtrfsError::util("clear read-only", &path, e))?;
-        sv.delete(DeleteFlags::RECURSIVE)
-            .map_err(|e| BtrfsError::util("delete subvolume", &path, e))?;
-        self.destroy_qgroups(&ids, Instant::now() + quota::REMOVE_WAIT)
+        self.delete_subvolume(&path, sv)
     }
 
     fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {
@@ -320,7 +299,7 @@ impl Driver for BtrfsDriver {
                 },
             ),
         ];
-        if let Ok(p) = self.read_pending() {
+        if let Ok(p) = self.pending.ids() {
             if !p.is_empty() {
                 lines.push(("qgroups awaiting cleanup".to_owned(), format!("{p:?}")));
             }
@@ -328,9 +307,27 @@ impl Driver for BtrfsDriver {
         lines
     }
 
+    /// Stops the reclaim thread (it holds the filesystem open during a
+    /// pass), finishes what it can in the foreground, then unmounts; the
+    /// thread starts again when the backing stays.
     fn release(&self) -> Result<()> {
-        self.retry_pending(Instant::now() + quota::DROP_WAIT)?;
-        self.backing.release()
+        self.reclaim.stop();
+        let released = self
+            .pending
+            .finish(Instant::now() + quota::DROP_WAIT)
+            .and_then(|_| self.backing.release());
+        if released.is_err() {
+            self.reclaim.start()?;
+        }
+        released
+    }
+
+    fn pending_reclaim(&self) -> Result<Vec<String>> {
+        Ok(qgroup_names(self.pending.ids()?))
+    }
+
+    fn finish_reclaim(&self, deadline: Instant) -> Result<Vec<String>> {
+        Ok(qgroup_names(self.pending.finish(deadline)?))
     }
 
     fn backing_files(&self) -> Vec<strata_driver_api::BackingFile> {

@@ -8,7 +8,9 @@
 //! - prepare with a parent: writable snapshot of the parent's subvolume;
 //!   without: a new empty subvolume (root mode 0755);
 //! - view: read-only snapshot; commit: the read-only flag (O(1));
-//! - remove: deletes nested subvolumes too, then each one's qgroup;
+//! - remove: records the qgroup ids of the subvolume and those nested in it
+//!   ([`pending`]), deletes them, and returns; a background thread destroys
+//!   the qgroups once btrfs' cleaner has dropped the subvolumes;
 //! - mounts: `btrfs` on the backing device with `subvolid=<n>` (`ro` unless
 //!   active), so a caller can mount it anywhere, in any mount namespace that
 //!   sees the device;
@@ -25,7 +27,9 @@ pub mod backing;
 pub mod config;
 mod driver;
 pub mod error;
+pub mod pending;
 pub mod quota;
+mod reclaim;
 pub mod sys;
 
 pub use config::{BtrfsConfig, QuotaSetting};

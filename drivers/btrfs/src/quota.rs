@@ -3,17 +3,13 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::QuotaSetting;
 use crate::error::BtrfsError;
 use crate::sys::{self, QgroupInfo};
 
-/// How long `remove` waits for btrfs' cleaner before leaving a qgroup in
-/// the pending file: short, so `strata rm` never stalls behind the cleaner.
-pub const REMOVE_WAIT: Duration = Duration::from_secs(2);
-
-/// How long `close` waits for the cleaner to let go of pending qgroups.
+/// How long `release` waits for the cleaner to let go of pending qgroups.
 pub const DROP_WAIT: Duration = Duration::from_secs(20);
 
 /// Which accounting the filesystem runs.
@@ -114,37 +110,20 @@ pub fn limit(dir: &File, root: &Path, subvolid: u64, bytes: u64) -> Result<(), B
     })
 }
 
-/// Destroys `0/<subvolid>` of a deleted subvolume. btrfs refuses (`EBUSY`)
-/// until its cleaner has dropped the subvolume, so this commits and retries
-/// until `deadline`. Returns whether the qgroup is gone.
-pub fn destroy(
-    dir: &File,
-    root: &Path,
-    subvolid: u64,
-    deadline: Instant,
-) -> Result<bool, BtrfsError> {
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match sys::qgroup_destroy(dir, subvolid) {
-            Ok(()) => return Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                if Instant::now() >= deadline {
-                    return Ok(false);
-                }
-                // Committing wakes the cleaner that drops deleted subvolumes.
-                let _ = sys::sync(dir);
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(200));
-            }
-            Err(e) => {
-                return Err(BtrfsError::Qgroup {
-                    op: "destroy",
-                    subvolid,
-                    path: root.to_owned(),
-                    source: e,
-                })
-            }
-        }
+/// Destroys `0/<subvolid>` of a deleted subvolume, one attempt. btrfs
+/// refuses (`EBUSY`) until its cleaner has dropped the subvolume and a
+/// commit has accounted it; returns whether the qgroup is gone (newer
+/// kernels remove it themselves when dropping the subvolume).
+pub fn try_destroy(dir: &File, root: &Path, subvolid: u64) -> Result<bool, BtrfsError> {
+    match sys::qgroup_destroy(dir, subvolid) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+        Err(e) => Err(BtrfsError::Qgroup {
+            op: "destroy",
+            subvolid,
+            path: root.to_owned(),
+            source: e,
+        }),
     }
 }

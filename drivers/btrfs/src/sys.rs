@@ -20,6 +20,7 @@ pub const QUOTA_CTL_ENABLE_SIMPLE: u64 = 4;
 
 const ROOT_TREE_OBJECTID: u64 = 1;
 const QUOTA_TREE_OBJECTID: u64 = 8;
+const ROOT_BACKREF_KEY: u32 = 144;
 const ROOT_REF_KEY: u32 = 156;
 const QGROUP_STATUS_KEY: u32 = 240;
 const QGROUP_INFO_KEY: u32 = 242;
@@ -302,6 +303,20 @@ pub fn child_subvolumes(dir: &File, subvolid: u64) -> io::Result<Vec<u64>> {
         0..=u64::MAX,
     )?;
     Ok(items.into_iter().map(|(o, _)| o).collect())
+}
+
+/// Whether subvolume `subvolid` is still linked into a directory (has a
+/// `ROOT_BACKREF` item in the root tree): deleting a subvolume unlinks it at
+/// once, long before btrfs' cleaner drops its tree.
+pub fn subvolume_linked(dir: &File, subvolid: u64) -> io::Result<bool> {
+    let items = tree_search(
+        dir,
+        ROOT_TREE_OBJECTID,
+        subvolid,
+        ROOT_BACKREF_KEY,
+        0..=u64::MAX,
+    )?;
+    Ok(!items.is_empty())
 }
 
 /// `BTRFS_INODE_ITEM_KEY`.

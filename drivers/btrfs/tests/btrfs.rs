@@ -7,9 +7,9 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use strata_btrfs::{sys, BtrfsDriver, QuotaMode};
+use strata_btrfs::{pending, sys, BtrfsDriver, QuotaMode};
 use strata_driver_api::mount::{mount_all, run, unmount};
 use strata_driver_api::testing::{require_program, require_root, ScratchDir};
 use strata_driver_api::{CreateOptions, Driver, DriverConfig, Kind, SnapshotId, Target};
@@ -232,7 +232,11 @@ fn our_subvolumes(s: &Setup) -> Vec<String> {
 }
 
 fn qgroups(s: &Setup) -> Vec<u64> {
-    let dir = File::open(s.driver.fs_root()).expect("open fs root");
+    qgroups_of(s.driver.fs_root())
+}
+
+fn qgroups_of(fs_root: &Path) -> Vec<u64> {
+    let dir = File::open(fs_root).expect("open fs root");
     sys::level0_qgroups(&dir)
         .expect("list qgroups")
         .into_iter()
@@ -297,8 +301,94 @@ fn removing_everything_leaves_nothing(test: &str, quota: &str) {
         s.driver.remove(SnapshotId(id)).expect("remove");
     }
     assert_eq!(our_subvolumes(&s), Vec::<String>::new());
+    // The qgroups go in the background once btrfs' cleaner lets them.
+    let left = s
+        .driver
+        .finish_pending(Instant::now() + Duration::from_secs(60))
+        .expect("finish pending qgroups");
+    assert_eq!(left, Vec::<u64>::new(), "qgroups still pending");
     assert_eq!(qgroups(&s), Vec::<u64>::new());
     assert!(s.driver.stored_ids().expect("ids").is_empty());
+}
+
+/// What a SIGKILL inside `remove` leaves (ids recorded; one subvolume
+/// deleted, the other not yet) is finished by the next open's background
+/// thread: the deleted one's qgroup goes, the live one's stays.
+#[test]
+fn pending_qgroups_survive_a_crash_and_the_next_open_reclaims_them() {
+    let test = "pending_qgroups_after_crash";
+    if !require_root(test) || !require_program(test, "mkfs.btrfs") {
+        return;
+    }
+    let scratch = ScratchDir::new("btrfs-pending-crash");
+    let home = scratch.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir home");
+    let options: BTreeMap<String, String> = [("btrfs.size", "2G"), ("btrfs.quota", "qgroups")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let open = || {
+        BtrfsDriver::open(&DriverConfig {
+            home: &home,
+            options: &options,
+        })
+        .expect("open btrfs driver")
+    };
+    let first = open();
+    let none = CreateOptions::default();
+    let base = [SnapshotId(1)];
+    first
+        .create(target(1, Kind::Active, &[]), &none)
+        .expect("base");
+    std::fs::write(first.subvolume_path(SnapshotId(1)).join("f"), b"x").expect("write");
+    first
+        .commit(target(1, Kind::Committed, &[]))
+        .expect("commit");
+    for id in [2, 3] {
+        first
+            .create(target(id, Kind::Active, &base), &none)
+            .expect("create");
+    }
+    let gone = first.subvolume_id(SnapshotId(2)).expect("id of 2");
+    let live = first.subvolume_id(SnapshotId(3)).expect("id of 3");
+    let gone_path = first.subvolume_path(SnapshotId(2));
+    let fs_root = first.fs_root().to_owned();
+    // The process dies: its thread stops, the backing stays mounted.
+    drop(first);
+    std::fs::write(
+        home.join(pending::PENDING_FILE),
+        format!("{gone}\n{live}\n"),
+    )
+    .expect("write pending ids");
+    run(Command::new("btrfs")
+        .args(["subvolume", "delete"])
+        .arg(&gone_path))
+    .expect("delete subvolume 2");
+
+    let second = open();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending = second.pending_qgroups().expect("pending ids");
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reopened driver left {pending:?} pending"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = qgroups_of(&fs_root);
+    assert!(!left.contains(&gone), "qgroup 0/{gone} kept: {left:?}");
+    assert!(
+        left.contains(&live),
+        "qgroup 0/{live} of a live subvolume destroyed"
+    );
+    assert_eq!(
+        second.stored_ids().expect("ids"),
+        vec![SnapshotId(1), SnapshotId(3)]
+    );
+    second.release().expect("release");
 }
 
 #[test]
