@@ -124,13 +124,21 @@ impl Via {
 /// into (`target/debug/strata` → `target/ctrd-snapshotter`), else
 /// `target/ctrd-snapshotter` under the current directory.
 pub fn find_ctrd_snapshotter(strata_bin: &Path) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = strata_bin
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("ctrd-snapshotter"))
+        .into_iter()
+        .chain([PathBuf::from("target/ctrd-snapshotter")])
+        .collect();
     locate_ctrd_snapshotter(
         std::env::var_os(CTRD_SNAPSHOTTER_ENV).map(PathBuf::from),
-        strata_bin,
+        &candidates,
     )
 }
 
-fn locate_ctrd_snapshotter(named: Option<PathBuf>, strata_bin: &Path) -> Result<PathBuf> {
+/// `named` if given (it must exist), else the first of `candidates` that does.
+fn locate_ctrd_snapshotter(named: Option<PathBuf>, candidates: &[PathBuf]) -> Result<PathBuf> {
     if let Some(path) = named {
         return if path.is_file() {
             Ok(path)
@@ -141,13 +149,6 @@ fn locate_ctrd_snapshotter(named: Option<PathBuf>, strata_bin: &Path) -> Result<
             ))
         };
     }
-    let candidates: Vec<PathBuf> = strata_bin
-        .parent()
-        .and_then(Path::parent)
-        .map(|target| target.join("ctrd-snapshotter"))
-        .into_iter()
-        .chain([PathBuf::from("target/ctrd-snapshotter")])
-        .collect();
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
@@ -561,24 +562,24 @@ mod tests {
     }
 
     #[test]
-    fn ctrd_snapshotter_is_found_beside_the_target_dir_or_named() {
+    fn ctrd_snapshotter_is_the_named_one_or_the_first_that_exists() {
         let scratch = ScratchDir::new("find-ctrd-snapshotter");
-        let target = scratch.path().join("target");
-        let strata = target.join("debug/strata");
-        let missing = locate_ctrd_snapshotter(None, &strata).unwrap_err();
+        let [first, second] = ["a", "b"].map(|n| scratch.path().join(n));
+        let candidates = [first.clone(), second.clone()];
+        let missing = locate_ctrd_snapshotter(None, &candidates).unwrap_err();
         assert!(
             format!("{missing}").contains("scripts/build-ctrd-snapshotter.sh"),
             "{missing}"
         );
-        std::fs::create_dir_all(&target).unwrap();
-        let built = target.join("ctrd-snapshotter");
-        std::fs::write(&built, "").unwrap();
-        assert_eq!(locate_ctrd_snapshotter(None, &strata).unwrap(), built);
+        std::fs::write(&second, "").unwrap();
+        assert_eq!(locate_ctrd_snapshotter(None, &candidates).unwrap(), second);
+        std::fs::write(&first, "").unwrap();
+        assert_eq!(locate_ctrd_snapshotter(None, &candidates).unwrap(), first);
         let named = scratch.path().join("elsewhere");
-        assert!(locate_ctrd_snapshotter(Some(named.clone()), &strata).is_err());
+        assert!(locate_ctrd_snapshotter(Some(named.clone()), &candidates).is_err());
         std::fs::write(&named, "").unwrap();
         assert_eq!(
-            locate_ctrd_snapshotter(Some(named.clone()), &strata).unwrap(),
+            locate_ctrd_snapshotter(Some(named.clone()), &candidates).unwrap(),
             named
         );
     }
