@@ -9,15 +9,24 @@
 //! driver the host supports and collects [`report::Results`], which
 //! [`report`] writes as JSON and markdown and [`plot`] draws.
 //!
+//! [`deep`], [`density`], [`concurrency`] and [`scale`] add the costs of
+//! many layers, many containers, many callers and many snapshots;
+//! [`sections`] reports them.
+//!
 //! Every driver in [`crate::drivers::DRIVER_NAMES`] takes part; one that
 //! cannot be opened on this host is skipped with the reason.
 
+pub mod concurrency;
 pub mod containerd;
+pub mod deep;
+pub mod density;
 pub mod plan;
 pub mod plot;
 pub mod report;
 pub mod rig;
 pub mod runner;
+pub mod scale;
+pub mod sections;
 pub mod stats;
 pub mod workdir;
 pub mod workloads;

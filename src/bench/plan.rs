@@ -47,6 +47,21 @@ pub struct Plan {
     pub read_size: u64,
     /// Read samples per depth.
     pub read_samples: usize,
+    /// Scale: counts of existing committed snapshots at which the snapshot
+    /// operations are timed, ascending.
+    pub scale_counts: Vec<usize>,
+    /// Scale: samples of each operation at each count.
+    pub scale_samples: usize,
+    /// Concurrency: Prepare calls sent at once through the socket.
+    pub concurrent_prepares: usize,
+    /// Deep stack: mount and lookup samples per depth.
+    pub lookup_samples: usize,
+    /// Density: containers of one image reading the same file.
+    pub density_containers: usize,
+    /// Density: size of the file they read (bytes).
+    pub density_file_size: u64,
+    /// Steps to run (names from [`super::runner::step_names`]); all when empty.
+    pub only: Vec<String>,
 }
 
 impl Plan {
@@ -70,6 +85,13 @@ impl Plan {
             usage_samples: 10,
             read_size: 16 * MIB,
             read_samples: 2,
+            scale_counts: vec![10, 1_000],
+            scale_samples: 10,
+            concurrent_prepares: 20,
+            lookup_samples: 5,
+            density_containers: 5,
+            density_file_size: 64 * MIB,
+            only: Vec::new(),
         }
     }
 
@@ -89,6 +111,12 @@ impl Plan {
             // vfs copies it into each of the 500 layers: 16 GiB.
             read_size: 32 * MIB,
             read_samples: 5,
+            scale_counts: vec![10, 1_000, 10_000],
+            scale_samples: 20,
+            concurrent_prepares: 100,
+            lookup_samples: 20,
+            density_containers: 20,
+            density_file_size: 256 * MIB,
             ..Self::quick()
         }
     }
@@ -132,6 +160,11 @@ impl Plan {
         } else {
             self.create_samples
         }
+    }
+
+    /// Whether step `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == name)
     }
 
     /// The deepest layer stack needed.

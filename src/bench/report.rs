@@ -122,6 +122,15 @@ pub struct Case {
     /// Files in the container (usage).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<usize>,
+    /// Committed snapshots already in the store (scale).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing: Option<usize>,
+    /// Calls sent at once (concurrency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent: Option<usize>,
+    /// Containers sharing one image (density).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers: Option<usize>,
 }
 
 impl Case {
@@ -247,6 +256,7 @@ impl Results {
         self.latency_table(&mut md, "Remove latency (the committed layer)", "remove");
         self.latency_table(&mut md, "Usage latency", "usage");
         self.read_table(&mut md);
+        super::sections::markdown(self, &mut md);
         self.errors_list(&mut md);
         md
     }

@@ -210,8 +210,9 @@ pub fn select_targets(wanted: &[String]) -> Vec<BenchTarget> {
 
 /// A driver on its own backing filesystem with its own snapshot store.
 pub struct Rig {
-    /// The snapshotter over the driver (dropped first, before the backing).
-    pub snapshots: Snapshots<Box<dyn Driver>>,
+    /// The snapshotter over the driver (dropped first, before the backing);
+    /// shared so that a server can answer for it over a socket.
+    pub snapshots: Arc<Snapshots<Box<dyn Driver>>>,
     /// What runs here.
     pub target: BenchTarget,
     /// The driver's status lines, for the report.
@@ -233,7 +234,7 @@ impl Rig {
         let driver = open_driver(&target.driver, &home, &target.options)
             .with_context(|| format!("opening driver {} on {}", target.driver, home.display()))?;
         let db = crate::db::Database::open(&backing.scratch.path().join("metadata.db"))?;
-        let snapshots = Snapshots::open(driver, Arc::new(db))?;
+        let snapshots = Arc::new(Snapshots::open(driver, Arc::new(db))?);
         let status = snapshots.driver().status();
         Ok(Self {
             snapshots,

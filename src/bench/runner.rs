@@ -14,9 +14,35 @@ use super::plan::Plan;
 use super::report::{Case, HostInfo, Results, TargetResult};
 use super::rig::{Backing, BenchTarget, Rig};
 use super::workloads::{self, OwnBytes, Volume, WriteSample};
+use super::{concurrency, deep, density, scale};
 use super::{human_bytes, Result};
 use crate::interrupt;
+use anyhow::Context;
 use strata_driver_api::SnapshotKey;
+
+/// Steps of each target, in the order they run.
+const STEP_FNS: [(&str, Step); 8] = [
+    ("copy-up", copy_up_step),
+    ("create", create_step),
+    ("commit/remove", commit_remove_step),
+    ("usage", usage_step),
+    ("read", read_step),
+    ("deep-stack", deep_step),
+    ("density", density_step),
+    ("concurrency", concurrency_step),
+];
+
+/// The scale step's name: it runs after the other steps, on a rig of its own.
+const SCALE: &str = "scale";
+
+/// Names of the steps in the order they run, for `--only`.
+pub fn step_names() -> Vec<&'static str> {
+    STEP_FNS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain([SCALE])
+        .collect()
+}
 
 /// Samples to take for each workload, for sizing the progress bar.
 pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
@@ -32,13 +58,20 @@ pub fn planned_steps(plan: &Plan, targets: &[BenchTarget]) -> u64 {
         .map(|&s| plan.create_samples_for(s))
         .sum::<usize>()
         + plan.depths.len() * plan.create_samples;
-    let per_target = copy
-        + plan.max_depth()
-        + create
-        + plan.commit_samples
-        + plan.usage_samples
-        + 2 * plan.read_samples;
-    (backings.len() * copy + targets.len() * per_target) as u64
+    let on = |step: &str| usize::from(plan.runs(step));
+    let per_target = on("copy-up") * copy
+        + (on("create") | on("read") | on("deep-stack")) * plan.max_depth()
+        + on("create") * create
+        + on("commit/remove") * plan.commit_samples
+        + on("usage") * plan.usage_samples
+        + on("read") * 2 * plan.read_samples
+        + on("deep-stack") * 2 * plan.lookup_samples
+        + on("concurrency")
+        + on("density") * plan.density_containers
+        + on("scale")
+            * (plan.scale_counts.iter().max().copied().unwrap_or(0)
+                + plan.scale_counts.len() * plan.scale_samples);
+    (on("copy-up") * backings.len() * copy + targets.len() * per_target) as u64
 }
 
 /// Runs everything; `progress` advances by one per sample or layer built.
@@ -54,9 +87,10 @@ pub fn run(plan: &Plan, targets: &[BenchTarget], progress: &ProgressBar) -> Resu
         plan: plan.clone(),
         targets: Vec::new(),
     };
+    // The volume baselines are the copy-up step's reference.
     let mut backings: Vec<Backing> = targets
         .iter()
-        .filter(|t| t.unavailable().is_none())
+        .filter(|t| plan.runs("copy-up") && t.unavailable().is_none())
         .map(|t| t.backing)
         .collect();
     backings.sort();
@@ -215,6 +249,10 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
         .collect();
     sizes.sort();
     sizes.dedup();
+    if !plan.runs("copy-up") && !plan.runs("create") {
+        // The other steps need only a small image (density builds its own).
+        sizes.truncate(1);
+    }
     let t = Instant::now();
     for size in sizes {
         if interrupt::requested().is_some() {
@@ -237,13 +275,6 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
     result
         .wall_s
         .insert("images".into(), t.elapsed().as_secs_f64());
-    let steps: [(&str, Step); 5] = [
-        ("copy-up", copy_up_step),
-        ("create", create_step),
-        ("commit/remove", commit_remove_step),
-        ("usage", usage_step),
-        ("read", read_step),
-    ];
     let mut ctx = StepContext {
         plan,
         rig: &rig,
@@ -251,7 +282,7 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
         stack: Vec::new(),
         progress,
     };
-    for (name, step) in steps {
+    for (name, step) in STEP_FNS.into_iter().filter(|(n, _)| plan.runs(n)) {
         if interrupt::requested().is_some() {
             break;
         }
@@ -271,6 +302,16 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
     result
         .wall_s
         .insert("cleanup".into(), t.elapsed().as_secs_f64());
+    if plan.runs(SCALE) {
+        progress.set_message(format!("{}: {SCALE}", target.label));
+        let t = Instant::now();
+        if let Err(e) = scale_step(plan, target, progress, &mut result) {
+            result.errors.push(format!("{SCALE}: {e:#}"));
+        }
+        result
+            .wall_s
+            .insert(SCALE.into(), t.elapsed().as_secs_f64());
+    }
     result
 }
 
@@ -384,9 +425,7 @@ fn usage_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()
 }
 
 fn read_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
-    if ctx.stack.is_empty() {
-        anyhow::bail!("no layer stack (its build failed)");
-    }
+    ensure_stack(ctx)?;
     let deep = ctx
         .plan
         .depths
@@ -411,4 +450,98 @@ fn read_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// Builds the layer stack when the create step (which builds it) did not
+/// run; fails when it ran and its build failed.
+fn ensure_stack(ctx: &mut StepContext<'_>) -> Result<()> {
+    if ctx.stack.is_empty() && !ctx.plan.runs("create") {
+        let progress = ctx.progress;
+        ctx.stack = ctx
+            .rig
+            .layer_stack(ctx.plan.max_depth(), ctx.plan.read_size, || progress.inc(1))?;
+    }
+    if ctx.stack.is_empty() {
+        anyhow::bail!("no layer stack (its build failed)");
+    }
+    Ok(())
+}
+
+fn deep_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    ensure_stack(ctx)?;
+    for depth in [1, ctx.plan.max_depth()] {
+        let case = |metric: &str| Case {
+            layers: Some(depth),
+            ..Case::new(deep::WORKLOAD, metric)
+        };
+        for _ in 0..ctx.plan.lookup_samples {
+            let s = deep::mount_and_lookup(ctx.rig, &ctx.stack[depth - 1])?;
+            result.push(&case("mount"), "ns", s.mount_ns);
+            result.push(&case("lookup"), "ns", s.lookup_ns);
+            ctx.progress.inc(1);
+        }
+    }
+    Ok(())
+}
+
+fn density_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    let (size, n) = (ctx.plan.density_file_size, ctx.plan.density_containers);
+    let built;
+    let image = match ctx.images.get(&size) {
+        Some(image) => image,
+        None => {
+            built = ctx.rig.file_image(size)?;
+            &built
+        }
+    };
+    let s = density::measure(ctx.rig, image, n)?;
+    let case = |metric: &str| Case {
+        containers: Some(n),
+        file_size: Some(size),
+        ..Case::new(density::WORKLOAD, metric)
+    };
+    result.push(
+        &case("cgroup_ratio"),
+        "ratio",
+        s.cgroup_bytes as f64 / size as f64,
+    );
+    result.push(
+        &case("host_ratio"),
+        "ratio",
+        s.host_delta_bytes as f64 / size as f64,
+    );
+    ctx.progress.inc(n as u64);
+    Ok(())
+}
+
+fn concurrency_step(ctx: &mut StepContext<'_>, result: &mut TargetResult) -> Result<()> {
+    let n = ctx.plan.concurrent_prepares;
+    let calls = concurrency::burst(ctx.rig, ctx.small_image()?, n)?;
+    let summary = concurrency::summarise(&calls).context("no concurrent call returned")?;
+    let case = |metric: &str| Case {
+        concurrent: Some(n),
+        ..Case::new(concurrency::WORKLOAD, metric)
+    };
+    for c in &calls {
+        result.push(&case("latency"), "ns", c.latency_ns());
+    }
+    result.push(&case("spread"), "ns", summary.spread_ns);
+    result.push(&case("makespan"), "ns", summary.makespan_ns);
+    ctx.progress.inc(1);
+    Ok(())
+}
+
+/// On a fresh rig, made once the main one is gone: what the other steps
+/// left behind (btrfs' cleaner dropping their subvolumes, dirty data)
+/// slowed the first samples 3-5x.
+fn scale_step(
+    plan: &Plan,
+    target: &BenchTarget,
+    progress: &ProgressBar,
+    result: &mut TargetResult,
+) -> Result<()> {
+    let rig = Rig::new(target)?;
+    scale::run(&rig, &plan.scale_counts, plan.scale_samples, result, || {
+        progress.inc(1)
+    })
 }

@@ -48,12 +48,22 @@ pub fn space_needed<'a>(plan: &Plan, drivers: impl IntoIterator<Item = &'a str>)
         .collect();
     sizes.sort();
     sizes.dedup();
-    let copies = if drivers.into_iter().any(|d| WHOLE_COPY_DRIVERS.contains(&d)) {
+    let whole_copies = drivers.into_iter().any(|d| WHOLE_COPY_DRIVERS.contains(&d));
+    let copies = if whole_copies {
         plan.max_depth() as u64
     } else {
         1
     };
-    2 * sizes.iter().sum::<u64>() + copies * plan.read_size + GIB
+    // The density step's image, plus one copy per container on vfs.
+    let density_copies = if whole_copies {
+        1 + plan.density_containers as u64
+    } else {
+        1
+    };
+    2 * sizes.iter().sum::<u64>()
+        + copies * plan.read_size
+        + density_copies * plan.density_file_size
+        + GIB
 }
 
 /// Errors of preparing the work dir.
@@ -223,9 +233,10 @@ mod tests {
     fn space_needed_counts_a_whole_copy_stack_per_layer() {
         let plan = Plan::full();
         let layers = plan.max_depth() as u64 * plan.read_size;
+        let containers = plan.density_containers as u64 * plan.density_file_size;
         assert_eq!(
             space_needed(&plan, ["btrfs", "vfs"]),
-            space_needed(&plan, ["btrfs"]) - plan.read_size + layers
+            space_needed(&plan, ["btrfs"]) - plan.read_size + layers + containers
         );
     }
 

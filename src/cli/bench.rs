@@ -10,12 +10,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use strata::bench::workdir::{default_work_dir, WorkDir};
 use strata::bench::{containerd, plan::Plan, plot, rig, runner};
 
-/// Runs the benchmarks into `out`, with scratch filesystems in `work_dir`
-/// (default: under the store `root` if it exists, else /var/tmp).
+/// Runs the benchmarks into `out` (only the steps in `only`, when given),
+/// with scratch filesystems in `work_dir` (default: under the store `root`
+/// if it exists, else /var/tmp).
 pub fn run(
     drivers: &[String],
     quick: bool,
     out: &Path,
+    only: &[String],
     work_dir: Option<&Path>,
     root: &Path,
 ) -> Result<()> {
@@ -30,8 +32,13 @@ pub fn run(
             known.join(", ")
         );
     }
+    let steps = runner::step_names();
+    if let Some(unknown) = only.iter().find(|s| !steps.contains(&s.as_str())) {
+        bail!("no benchmark step {unknown:?}; known: {}", steps.join(", "));
+    }
     std::fs::create_dir_all(out).with_context(|| format!("mkdir {}", out.display()))?;
-    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let mut plan = if quick { Plan::quick() } else { Plan::full() };
+    plan.only = only.to_vec();
     let work = WorkDir::prepare(
         &work_dir.map_or_else(|| default_work_dir(Some(root)), Path::to_path_buf),
         &plan,

@@ -380,6 +380,11 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         /// writes containerd-direct.json and containerd-direct.md.
         #[arg(long, requires = "containerd")]
         direct: bool,
+        /// Run only these steps, comma-separated: copy-up, create,
+        /// commit/remove, usage, read, deep-stack, density, concurrency,
+        /// scale (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// List every snapshot in the store (image layers, containers, and those
     /// a runtime made through `strata serve`): key, kind, parent, owner,
@@ -644,6 +649,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
             work_dir,
             containerd,
             direct,
+            only,
         } => {
             if *containerd {
                 bench::run_containerd(
@@ -655,7 +661,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     &cli.root,
                 )
             } else {
-                bench::run(drivers, *quick, out, work_dir.as_deref(), &cli.root)
+                bench::run(drivers, *quick, out, only, work_dir.as_deref(), &cli.root)
             }
         }
         Command::Check {

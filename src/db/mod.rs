@@ -21,6 +21,15 @@ use rusqlite::{ffi, Connection, OpenFlags, OptionalExtension, TransactionBehavio
 /// How long a writer waits for another process's write transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The table of snapshot records, whose `parent` field is indexed.
+const SNAPSHOTS: &str = "snapshots";
+
+/// The `parent` field of a record as SQL (NULL when the value is not JSON),
+/// the expression the `snapshot_parents` index is built on: a query must
+/// use it verbatim to use the index.
+const PARENT_FIELD: &str = "(CASE WHEN json_valid(CAST(value AS TEXT)) \
+     THEN json_extract(CAST(value AS TEXT), '$.parent') END)";
+
 /// A failure of the metadata database, with the database file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -131,6 +140,13 @@ impl Database {
             ) WITHOUT ROWID;",
         )
         .map_err(sqlite("create tables in"))?;
+        // Removing a snapshot counts its children: without this index that
+        // decoded every record (a store of 10,000 snapshots took ~10x longer).
+        conn.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS snapshot_parents ON records {PARENT_FIELD} \
+             WHERE tbl = '{SNAPSHOTS}';"
+        ))
+        .map_err(sqlite("create indexes in"))?;
         for side in ["-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();
             p.push(side);
@@ -260,6 +276,17 @@ impl Txn<'_> {
             .map_err(self.err("scan"))
     }
 
+    /// How many records of the `snapshots` table name `parent` as their
+    /// JSON `parent` field (by index, without reading the others).
+    pub fn count_snapshot_children(&self, parent: &str) -> DbResult<u64> {
+        self.tx
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM records WHERE tbl = '{SNAPSHOTS}' AND {PARENT_FIELD} = ?1"
+            ))
+            .and_then(|mut s| s.query_row([parent], |row| row.get(0)))
+            .map_err(self.err("count children in"))
+    }
+
     /// The JSON record at `key`, decoded.
     pub fn get_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -338,5 +365,34 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn snapshot_children_are_counted_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("meta.db")).unwrap();
+        db.write(|t| {
+            t.put(SNAPSHOTS, "base", br#"{"id":1,"parent":null}"#)?;
+            t.put(SNAPSHOTS, "a", br#"{"id":2,"parent":"base"}"#)?;
+            t.put(SNAPSHOTS, "b", br#"{"id":3,"parent":"base"}"#)?;
+            t.put(SNAPSHOTS, "c", br#"{"id":4,"parent":"a"}"#)?;
+            t.put(SNAPSHOTS, "torn", b"{not json")?;
+            t.put("images", "x", br#"{"parent":"base"}"#)
+        })
+        .unwrap();
+        let count = |p: &str| db.read(|t| t.count_snapshot_children(p)).unwrap();
+        assert_eq!((count("base"), count("a"), count("c")), (2, 1, 0));
+        let conn = db.connection();
+        let plan: String = conn
+            .query_row(
+                &format!(
+                    "EXPLAIN QUERY PLAN SELECT count(*) FROM records \
+                     WHERE tbl = '{SNAPSHOTS}' AND {PARENT_FIELD} = 'base'"
+                ),
+                [],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("snapshot_parents"), "{plan}");
     }
 }

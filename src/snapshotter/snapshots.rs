@@ -518,11 +518,7 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
                 Some(r) if is_ready(&r) => r,
                 _ => return Err(Error::NotFound(key.to_string())),
             };
-            let children = t
-                .scan_json::<Record>(SNAPSHOTS)?
-                .iter()
-                .filter(|(_, r)| r.parent.as_ref() == Some(key))
-                .count();
+            let children = t.count_snapshot_children(key.as_str())?;
             if children > 0 {
                 return Err(Error::FailedPrecondition(format!(
                     "cannot remove snapshot {key}: {children} snapshot(s) are based on it"
