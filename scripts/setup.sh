@@ -20,7 +20,10 @@ packages=(btrfs-progs xfsprogs e2fsprogs util-linux libbtrfsutil-dev busybox-sta
 if [ "${1:-}" = "--tests" ]; then
     packages+=(qemu-system-x86 containerd runc python3-pip udev  # udev: vng's guest finds its script ports
                time  # GNU time: peak memory of strata in the hostile-archive tests
-               dmsetup)  # test cleanup removes the thin pools a devmapper store keeps
+               dmsetup  # test cleanup removes the thin pools a devmapper store keeps
+               # Go and containerd's source: scripts/build-ctrd-snapshotter.sh
+               # builds containerd's snapshotters served directly (bench --containerd --direct)
+               golang-go golang-github-containerd-containerd-dev)
 fi
 
 missing=()

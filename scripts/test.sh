@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --tests
+# containerd's own snapshotters served directly, for tests/bench_containerd.rs.
+scripts/build-ctrd-snapshotter.sh
 export STRATA_TEST_STRICT=${STRATA_TEST_STRICT:-1}
 # The interrupt loop (tests/crash.rs): 200 SIGKILLs and 200 SIGINTs at
 # random moments per host driver, on top of the 31 failpoint kills.

@@ -18,7 +18,10 @@
 #   --bench        run the devmapper benchmarks instead of the tests (not
 #                  part of CI): `strata bench --drivers devmapper --quick`,
 #                  `strata bench --containerd --drivers devmapper --quick`
-#                  (against containerd's own devmapper snapshotter) and
+#                  (against containerd's own devmapper snapshotter through
+#                  a containerd daemon), the same with --direct (that
+#                  snapshotter served directly by target/ctrd-snapshotter,
+#                  built by scripts/build-ctrd-snapshotter.sh) and
 #                  every criterion bench with STRATA_BENCH_DEVMAPPER=1,
 #                  on an ext4 scratch disk (virtio, so fsync reaches a
 #                  real file on the host); outputs land in target/vm-bench
@@ -35,7 +38,7 @@
 #   STRATA_VM_CLI (the strata binary the tests run in the guest, bound over
 #     target/debug/strata; default that debug build),
 #   STRATA_VM_BENCH (--bench: which parts to run, of "strata containerd
-#     criterion"; default all three; without criterion no bench is built).
+#     direct criterion"; default all four; without criterion no bench is built).
 # Every other STRATA_* variable of the caller (STRATA_CRASH_KILLS, ...) is
 # passed into the guest.
 set -euo pipefail
@@ -49,7 +52,7 @@ default_suites="-p strata-devmapper;
   --test size_limits --test layer_sizing -- --include-ignored devmapper;
   -p strata --test size_limits -- --include-ignored project_quotas"
 suites=${STRATA_VM_SUITES:-$default_suites}
-bench_parts=" ${STRATA_VM_BENCH:-strata containerd criterion} "
+bench_parts=" ${STRATA_VM_BENCH:-strata containerd direct criterion} "
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf 'vm-test: %s\n' "$*" >&2; }
@@ -224,6 +227,7 @@ write_guest_script() {
 # Prints the bench executables (release profile) and builds the CLI.
 build_benches() {
     (cd "$repo" && cargo build --release --quiet --bin strata >&2)
+    [[ $bench_parts != *" direct "* ]] || "$repo/scripts/build-ctrd-snapshotter.sh" >&2
     [[ $bench_parts == *" criterion "* ]] || return 0
     (cd "$repo" && cargo bench --no-run --message-format=json) | executables bench
 }
@@ -257,6 +261,10 @@ write_guest_bench_script() {
         if [[ $bench_parts == *" containerd "* ]]; then
             echo 'echo "vm-bench: strata bench --containerd --drivers devmapper --quick"'
             echo "/tmp/strata-cli bench --containerd --drivers devmapper --quick --out '$results/containerd' 2>&1 || status=1"
+        fi
+        if [[ $bench_parts == *" direct "* ]]; then
+            echo 'echo "vm-bench: strata bench --containerd --direct --drivers devmapper --quick"'
+            echo "STRATA_CTRD_SNAPSHOTTER='$repo/target/ctrd-snapshotter' /tmp/strata-cli bench --containerd --direct --drivers devmapper --quick --out '$results/containerd' 2>&1 || status=1"
         fi
         local bin
         for bin in $runs; do

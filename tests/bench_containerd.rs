@@ -1,16 +1,20 @@
 //! Smoke test of `strata bench --containerd`: one sample a side of every row
-//! against a private containerd, for each pair this host can run; checks the
-//! section and the JSON are written with sane (positive, finite) figures.
-//! Timings themselves are not judged.
+//! against containerd's snapshotters, both through a private containerd and
+//! served directly by ctrd-snapshotter (scripts/build-ctrd-snapshotter.sh),
+//! for each pair this host can run; checks the section and the JSON are
+//! written with sane (positive, finite) figures. Timings themselves are not
+//! judged.
 
 mod containerd_support;
 
 use std::path::Path;
 
 use containerd_support::prerequisites;
-use strata::bench::containerd::{run, select_pairs, PairResult, Summary, VsPlan};
+use strata::bench::containerd::{
+    find_ctrd_snapshotter, run, select_pairs, PairResult, Summary, Via, VsPlan,
+};
 use strata::bench::{KIB, MIB};
-use strata_driver_api::testing::{skip, ScratchDir};
+use strata_driver_api::testing::{require_root, skip, ScratchDir};
 
 const ROWS: [&str; 6] = [
     "prepare",
@@ -51,15 +55,44 @@ fn check_pair(p: &PairResult) {
     }
 }
 
-fn smoke(pair: &str) {
-    let test = format!("bench_containerd_{pair}");
-    if !prerequisites(&test) {
-        return;
+/// How the test reaches containerd's side; None (after a visible skip)
+/// when this host cannot.
+fn via(test: &str, direct: bool, strata: &Path) -> Option<Via> {
+    if !direct {
+        return prerequisites(test).then_some(Via::Daemon);
     }
-    let scratch = ScratchDir::new(&format!("vs-ctrd-{pair}"));
+    if !require_root(test) {
+        return None;
+    }
+    match find_ctrd_snapshotter(strata) {
+        Ok(binary) => Some(Via::Direct { binary }),
+        Err(e) => {
+            skip(test, &format!("{e:#}"));
+            None
+        }
+    }
+}
+
+fn smoke(pair: &str, direct: bool) {
+    let test = format!(
+        "bench_containerd_{}{pair}",
+        if direct { "direct_" } else { "" }
+    );
     let bin = Path::new(env!("CARGO_BIN_EXE_strata"));
+    let Some(via) = via(&test, direct, bin) else {
+        return;
+    };
+    let scratch = ScratchDir::new(&format!("vs-ctrd-{pair}"));
     let work = scratch.path().join("work");
-    let results = run(&tiny_plan(), &select_pairs(&[pair.to_owned()]), bin, &work);
+    let results = run(
+        &tiny_plan(),
+        &select_pairs(&[pair.to_owned()]),
+        &via,
+        bin,
+        &work,
+    );
+    assert_eq!(results.via, via);
+    assert!(results.containerd_version.is_some(), "{results:?}");
     let [p] = results.pairs.as_slice() else {
         panic!("expected one pair: {results:?}");
     };
@@ -74,8 +107,13 @@ fn smoke(pair: &str) {
         md.starts_with("## Against containerd's own snapshotters"),
         "{md}"
     );
+    let served = if direct {
+        "served directly"
+    } else {
+        "through containerd's daemon"
+    };
     let heading = format!(
-        "### {pair}: containerd `{}` vs strata `{}`",
+        "### {pair}: containerd `{}` {served} vs strata `{}`",
         p.pair.containerd, p.pair.strata
     );
     assert!(md.contains(&heading), "{md}");
@@ -89,10 +127,20 @@ fn smoke(pair: &str) {
     ] {
         assert!(md.contains(name), "no row {name:?} in\n{md}");
     }
+    let json_name = if direct {
+        "containerd-direct.json"
+    } else {
+        "containerd.json"
+    };
+    assert_eq!(md_path, scratch.path().join(json_name).with_extension("md"));
     let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(scratch.path().join("containerd.json")).expect("read json"),
+        &std::fs::read_to_string(scratch.path().join(json_name)).expect("read json"),
     )
-    .expect("containerd.json parses");
+    .expect("the JSON parses");
+    assert_eq!(
+        json["via"]["kind"],
+        if direct { "direct" } else { "daemon" }
+    );
     let rows = json["pairs"][0]["rows"].as_array().expect("rows in json");
     assert_eq!(rows.len(), ROWS.len());
     assert!(
@@ -105,16 +153,26 @@ fn smoke(pair: &str) {
 
 #[test]
 fn bench_containerd_btrfs() {
-    smoke("btrfs");
+    smoke("btrfs", false);
 }
 
 #[test]
 fn bench_containerd_overlay() {
-    smoke("overlay");
+    smoke("overlay", false);
 }
 
 /// Needs device-mapper (the VM tier): skips visibly elsewhere.
 #[test]
 fn bench_containerd_devmapper() {
-    smoke("devmapper");
+    smoke("devmapper", false);
+}
+
+#[test]
+fn bench_containerd_direct_btrfs() {
+    smoke("btrfs", true);
+}
+
+#[test]
+fn bench_containerd_direct_overlay() {
+    smoke("overlay", true);
 }

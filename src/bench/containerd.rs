@@ -1,16 +1,22 @@
-//! Strata against containerd's own snapshotters, side by side in one run:
-//! a private containerd (its snapshots service, so its metadata store too,
-//! as every containerd client sees it) and `strata serve`, both driven by
-//! the same client ([`GrpcSnapshotter`]) over their sockets, samples
-//! interleaved. Pairs: containerd `btrfs` vs strata `btrfs` (each on its own
-//! fresh loop btrfs), containerd `overlayfs` vs strata `overlay2` (both on
-//! the host filesystem) and containerd `devmapper` vs strata `devmapper`
-//! (each on its own thin pool on loop files; needs device-mapper, so in
-//! practice the VM of `scripts/vm-test.sh --bench`).
+//! Strata against containerd's own snapshotters, side by side in one run,
+//! both driven by the same client ([`GrpcSnapshotter`]) over their sockets,
+//! samples interleaved. containerd's side is reached one of two ways
+//! ([`Via`]): through a private containerd daemon (its snapshots service, so
+//! its metadata store too, as every containerd client sees it; Remove there
+//! is a metadata transaction and the backend's deletion is left to its
+//! garbage collector), or served directly by `ctrd-snapshotter`
+//! (contrib/bench/ctrd-snapshotter: containerd's snapshotter package behind
+//! containerd's snapshots gRPC service, as a proxy plug-in serves one; every
+//! call does the backend's work). Pairs: containerd `btrfs` vs strata
+//! `btrfs` (each on its own fresh loop btrfs), containerd `overlayfs` vs
+//! strata `overlay2` (both on the host filesystem) and containerd
+//! `devmapper` vs strata `devmapper` (each on its own thin pool on loop
+//! files; needs device-mapper, so in practice the VM of
+//! `scripts/vm-test.sh --bench`).
 //!
 //! [`run`] measures, [`VsResults::write`] writes `containerd.json` and
-//! `containerd.md`. Where to look: `daemon` starts the servers, `measure`
-//! times the rows.
+//! `containerd.md` (`containerd-direct.*` when served directly). Where to
+//! look: `daemon` starts the servers, `measure` times the rows.
 
 mod daemon;
 mod markdown;
@@ -29,7 +35,8 @@ use crate::drivers::kernel_has_fs;
 use crate::serve::GrpcSnapshotter;
 use crate::snapshotter::SnapshotterExt;
 use daemon::{
-    containerd_version, start_containerd, start_strata, ContainerdDirs, Daemon, ThinPool,
+    containerd_version, direct_version, start_containerd, start_direct, start_strata,
+    ContainerdDirs, Daemon, ThinPool,
 };
 use measure::Side;
 use strata_driver_api::scratch::ScratchDir;
@@ -72,6 +79,85 @@ impl VsPlan {
             ..Self::full()
         }
     }
+}
+
+/// Environment variable naming the `ctrd-snapshotter` executable.
+pub const CTRD_SNAPSHOTTER_ENV: &str = "STRATA_CTRD_SNAPSHOTTER";
+
+/// How containerd's snapshotter is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Via {
+    /// A private containerd daemon's snapshots service: its metadata store
+    /// in between, Remove a metadata transaction, the backend's deletion
+    /// left to its garbage collector.
+    Daemon,
+    /// containerd's snapshotter package served directly by this
+    /// `ctrd-snapshotter` executable, as a proxy plug-in is: every call does
+    /// the backend's work, Remove deletes for real.
+    Direct {
+        /// The executable.
+        binary: PathBuf,
+    },
+}
+
+impl Via {
+    /// How the report names containerd's side of a pair.
+    pub fn describe(&self, snapshotter: &str) -> String {
+        match self {
+            Via::Daemon => format!("containerd `{snapshotter}` through containerd's daemon"),
+            Via::Direct { .. } => format!("containerd `{snapshotter}` served directly"),
+        }
+    }
+
+    /// Stem of the output files: `containerd` or `containerd-direct`.
+    pub fn file_stem(&self) -> &'static str {
+        match self {
+            Via::Daemon => "containerd",
+            Via::Direct { .. } => "containerd-direct",
+        }
+    }
+}
+
+/// The `ctrd-snapshotter` executable: `$STRATA_CTRD_SNAPSHOTTER`, else
+/// `ctrd-snapshotter` in the cargo target directory `strata_bin` was built
+/// into (`target/debug/strata` → `target/ctrd-snapshotter`), else
+/// `target/ctrd-snapshotter` under the current directory.
+pub fn find_ctrd_snapshotter(strata_bin: &Path) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = strata_bin
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("ctrd-snapshotter"))
+        .into_iter()
+        .chain([PathBuf::from("target/ctrd-snapshotter")])
+        .collect();
+    locate_ctrd_snapshotter(
+        std::env::var_os(CTRD_SNAPSHOTTER_ENV).map(PathBuf::from),
+        &candidates,
+    )
+}
+
+/// `named` if given (it must exist), else the first of `candidates` that does.
+fn locate_ctrd_snapshotter(named: Option<PathBuf>, candidates: &[PathBuf]) -> Result<PathBuf> {
+    if let Some(path) = named {
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(anyhow!(
+                "{CTRD_SNAPSHOTTER_ENV}={} is not a file",
+                path.display()
+            ))
+        };
+    }
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    Err(anyhow!(
+        "no ctrd-snapshotter (looked at {}): build it with \
+         scripts/build-ctrd-snapshotter.sh, or name it in {CTRD_SNAPSHOTTER_ENV}",
+        looked.join(", ")
+    ))
 }
 
 /// One comparison: a containerd snapshotter and the Strata driver it is set against.
@@ -235,7 +321,10 @@ impl PairResult {
 pub struct VsResults {
     /// The host.
     pub host: HostInfo,
-    /// `containerd --version`'s version.
+    /// How containerd's side was reached.
+    pub via: Via,
+    /// The containerd version of that side: `containerd --version`'s, or
+    /// the one `ctrd-snapshotter` was built from.
     pub containerd_version: Option<String>,
     /// `debug` or `release`: how the strata running the run was built (the
     /// CLI serves with its own executable).
@@ -272,8 +361,8 @@ fn run_dir() -> ScratchDir {
     ScratchDir::new_in(Path::new("/run"), "bench")
 }
 
-/// containerd with its root on a fresh backing of the pair's kind.
-fn containerd_server(pair: &Pair, work_dir: &Path) -> Result<Server> {
+/// containerd's side, its root on a fresh backing of the pair's kind.
+fn containerd_server(pair: &Pair, via: &Via, work_dir: &Path) -> Result<Server> {
     let backing = pair
         .backing
         .make_in(work_dir, &format!("vs-ctrd-{}", pair.label))?;
@@ -282,11 +371,37 @@ fn containerd_server(pair: &Pair, work_dir: &Path) -> Result<Server> {
         _ => None,
     };
     let run = run_dir();
-    let dirs = ContainerdDirs {
-        root: backing.path.join("containerd"),
-        run: run.path().to_path_buf(),
+    let root = backing.path.join("containerd");
+    let (daemon, client) = match via {
+        Via::Daemon => through_daemon(pair, root, run.path(), pool.as_ref())?,
+        Via::Direct { binary } => {
+            let daemon = start_direct(binary, pair.containerd, &root, run.path(), pool.as_ref())?;
+            let client = GrpcSnapshotter::connect(&run.path().join("ctrd.sock"))?;
+            (daemon, client)
+        }
     };
-    let daemon = start_containerd(&dirs, pool.as_ref())?;
+    Ok(Server {
+        client,
+        _daemon: daemon,
+        _run: run,
+        _pool: pool,
+        backing,
+    })
+}
+
+/// A private containerd with `root`, and a client of its snapshots service
+/// naming the pair's snapshotter, checked usable.
+fn through_daemon(
+    pair: &Pair,
+    root: PathBuf,
+    run: &Path,
+    pool: Option<&ThinPool>,
+) -> Result<(Daemon, GrpcSnapshotter)> {
+    let dirs = ContainerdDirs {
+        root,
+        run: run.to_path_buf(),
+    };
+    let daemon = start_containerd(&dirs, pool)?;
     let namespace = format!("strata-bench-{}", std::process::id());
     let client = GrpcSnapshotter::connect_containerd(&dirs.socket(), pair.containerd, &namespace)?;
     // A snapshotter plug-in that failed to load answers every call with an error.
@@ -297,13 +412,7 @@ fn containerd_server(pair: &Pair, work_dir: &Path) -> Result<Server> {
             daemon.log_lines_with(&format!("snapshotter.v1.{}", pair.containerd))
         )
     })?;
-    Ok(Server {
-        client,
-        _daemon: daemon,
-        _run: run,
-        _pool: pool,
-        backing,
-    })
+    Ok((daemon, client))
 }
 
 /// `strata serve` over a fresh store on a fresh backing of the pair's kind.
@@ -328,14 +437,31 @@ fn strata_server(pair: &Pair, strata_bin: &Path, work_dir: &Path) -> Result<Serv
     })
 }
 
-/// Runs `plan` over `pairs`; `strata_bin` is the `strata` executable to serve
-/// with; loop files and scratch filesystems go under `work_dir`. A pair that cannot run is skipped with the reason; one that fails
-/// keeps the rows it measured and the error.
-pub fn run(plan: &VsPlan, pairs: &[Pair], strata_bin: &Path, work_dir: &Path) -> VsResults {
+/// Runs `plan` over `pairs`, containerd's side reached `via`; `strata_bin`
+/// is the `strata` executable to serve with; loop files and scratch
+/// filesystems go under `work_dir`. A pair that cannot run is skipped with
+/// the reason; one that fails keeps the rows it measured and the error.
+pub fn run(
+    plan: &VsPlan,
+    pairs: &[Pair],
+    via: &Via,
+    strata_bin: &Path,
+    work_dir: &Path,
+) -> VsResults {
     let started = std::time::Instant::now();
-    let containerd_version = containerd_version();
+    let (containerd_version, missing) = match via {
+        Via::Daemon => (
+            containerd_version(),
+            "containerd is not installed (or does not run)".to_owned(),
+        ),
+        Via::Direct { binary } => (
+            direct_version(binary),
+            format!("{} does not run", binary.display()),
+        ),
+    };
     let mut results = VsResults {
         host: HostInfo::current(),
+        via: via.clone(),
         containerd_version: containerd_version.clone(),
         strata_build: if cfg!(debug_assertions) {
             "debug"
@@ -354,14 +480,14 @@ pub fn run(plan: &VsPlan, pairs: &[Pair], strata_bin: &Path, work_dir: &Path) ->
             rows: Vec::new(),
         };
         let unavailable = match &containerd_version {
-            None => Some("containerd is not installed (or does not run)".to_owned()),
+            None => Some(missing.clone()),
             Some(_) => pair.unavailable(),
         };
         if let Some(reason) = unavailable {
             eprintln!("bench: skipping {}: {reason}", pair.label);
             result.skipped = Some(reason);
         } else {
-            run_pair(plan, pair, strata_bin, work_dir, &mut result);
+            run_pair(plan, pair, via, strata_bin, work_dir, &mut result);
         }
         results.pairs.push(result);
     }
@@ -372,16 +498,19 @@ pub fn run(plan: &VsPlan, pairs: &[Pair], strata_bin: &Path, work_dir: &Path) ->
 fn run_pair(
     plan: &VsPlan,
     pair: &Pair,
+    via: &Via,
     strata_bin: &Path,
     work_dir: &Path,
     result: &mut PairResult,
 ) {
     eprintln!(
-        "bench: containerd {} vs strata {} ({} samples)",
-        pair.containerd, pair.strata, plan.samples
+        "bench: {} vs strata {} ({} samples)",
+        via.describe(pair.containerd),
+        pair.strata,
+        plan.samples
     );
-    let servers = containerd_server(pair, work_dir)
-        .context("starting containerd")
+    let servers = containerd_server(pair, via, work_dir)
+        .with_context(|| format!("starting {}", via.describe(pair.containerd)))
         .and_then(|c| {
             Ok((
                 c,
@@ -430,6 +559,40 @@ mod tests {
             ["overlay", "devmapper"]
         );
         assert!(labels(&["vfs"]).is_empty());
+    }
+
+    #[test]
+    fn ctrd_snapshotter_is_the_named_one_or_the_first_that_exists() {
+        let scratch = ScratchDir::new("find-ctrd-snapshotter");
+        let [first, second] = ["a", "b"].map(|n| scratch.path().join(n));
+        let candidates = [first.clone(), second.clone()];
+        let missing = locate_ctrd_snapshotter(None, &candidates).unwrap_err();
+        assert!(
+            format!("{missing}").contains("scripts/build-ctrd-snapshotter.sh"),
+            "{missing}"
+        );
+        std::fs::write(&second, "").unwrap();
+        assert_eq!(locate_ctrd_snapshotter(None, &candidates).unwrap(), second);
+        std::fs::write(&first, "").unwrap();
+        assert_eq!(locate_ctrd_snapshotter(None, &candidates).unwrap(), first);
+        let named = scratch.path().join("elsewhere");
+        assert!(locate_ctrd_snapshotter(Some(named.clone()), &candidates).is_err());
+        std::fs::write(&named, "").unwrap();
+        assert_eq!(
+            locate_ctrd_snapshotter(Some(named.clone()), &candidates).unwrap(),
+            named
+        );
+    }
+
+    #[test]
+    fn each_way_names_its_side_and_files() {
+        let direct = Via::Direct {
+            binary: "/x".into(),
+        };
+        assert_eq!(direct.file_stem(), "containerd-direct");
+        assert_eq!(Via::Daemon.file_stem(), "containerd");
+        assert!(direct.describe("btrfs").contains("served directly"));
+        assert!(Via::Daemon.describe("btrfs").contains("daemon"));
     }
 
     #[test]

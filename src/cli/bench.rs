@@ -73,10 +73,12 @@ pub fn run(
     Ok(())
 }
 
-/// Runs Strata's servers against containerd's own snapshotters into `out`.
+/// Runs Strata's servers against containerd's own snapshotters into `out`,
+/// those served `direct`ly by ctrd-snapshotter or through containerd's daemon.
 pub fn run_containerd(
     pairs: &[String],
     quick: bool,
+    direct: bool,
     out: &Path,
     work_dir: Option<&Path>,
     root: &Path,
@@ -98,8 +100,15 @@ pub fn run_containerd(
         containerd::VsPlan::full()
     };
     let strata = std::env::current_exe().context("finding the strata executable")?;
+    let via = if direct {
+        containerd::Via::Direct {
+            binary: containerd::find_ctrd_snapshotter(&strata)?,
+        }
+    } else {
+        containerd::Via::Daemon
+    };
     let work_dir = work_dir.map_or_else(|| default_work_dir(Some(root)), Path::to_path_buf);
-    let results = containerd::run(&plan, &selected, &strata, &work_dir);
+    let results = containerd::run(&plan, &selected, &via, &strata, &work_dir);
     let md = results.write(out)?;
     print!("{}", results.markdown());
     println!("{}", md.display());

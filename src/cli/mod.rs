@@ -348,7 +348,7 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
     /// volume writes, create, commit, remove, usage, reads); writes
     /// results.json, report.md and plots. Needs root.
     #[command(
-        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out bench-out --work-dir /srv/scratch\n  strata bench --containerd --drivers btrfs,overlay --quick"
+        after_help = "Examples:\n  strata bench --quick\n  strata bench --drivers btrfs,overlay2 --out bench-out --work-dir /srv/scratch\n  strata bench --containerd --drivers btrfs,overlay --quick\n  strata bench --containerd --direct --drivers btrfs,overlay   # needs scripts/build-ctrd-snapshotter.sh"
     )]
     Bench {
         /// Targets to run, comma-separated (driver names or labels such as
@@ -373,6 +373,13 @@ Template fields: ID, Names, Image, ImageID, CreatedAt, RunningFor, Mounts.")]
         /// containerd.json and containerd.md.
         #[arg(long)]
         containerd: bool,
+        /// With --containerd: serve containerd's snapshotters directly
+        /// (target/ctrd-snapshotter, built by
+        /// scripts/build-ctrd-snapshotter.sh, or $STRATA_CTRD_SNAPSHOTTER)
+        /// instead of through a containerd daemon and its metadata store;
+        /// writes containerd-direct.json and containerd-direct.md.
+        #[arg(long, requires = "containerd")]
+        direct: bool,
         /// Run only these steps, comma-separated: copy-up, create,
         /// commit/remove, usage, read, deep-stack, density, concurrency,
         /// scale (default: all).
@@ -641,10 +648,18 @@ fn dispatch(cli: &Cli) -> Result<()> {
             out,
             work_dir,
             containerd,
+            direct,
             only,
         } => {
             if *containerd {
-                bench::run_containerd(drivers, *quick, out, work_dir.as_deref(), &cli.root)
+                bench::run_containerd(
+                    drivers,
+                    *quick,
+                    *direct,
+                    out,
+                    work_dir.as_deref(),
+                    &cli.root,
+                )
             } else {
                 bench::run(drivers, *quick, out, only, work_dir.as_deref(), &cli.root)
             }

@@ -1,8 +1,9 @@
-//! The two servers of a pair, each a child process on its own socket: a
-//! private containerd (own config, root, state and sockets; CRI off) whose
-//! snapshots service fronts its built-in snapshotters, and `strata serve`
-//! over a fresh store. Also the thin pool containerd's devmapper plug-in
-//! needs, made with dmsetup on loop files.
+//! The two servers of a pair, each a child process on its own socket: on
+//! containerd's side either a private containerd (own config, root, state
+//! and sockets; CRI off) whose snapshots service fronts its built-in
+//! snapshotters, or `ctrd-snapshotter` serving one of them directly; on
+//! Strata's, `strata serve` over a fresh store. Also the thin pool
+//! containerd's devmapper snapshotter needs, made with dmsetup on loop files.
 
 use std::fs::File;
 use std::os::unix::net::UnixStream;
@@ -17,6 +18,10 @@ use crate::bench::{Result, GIB, KIB, MIB};
 
 /// How long a server may take to listen on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Size of each thin device containerd's devmapper snapshotter makes
+/// (`base_image_size`), on both ways of reaching it.
+const BASE_IMAGE_SIZE: &str = "10GB";
 
 /// How long a server may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -181,12 +186,48 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             r#"
 [plugins."io.containerd.snapshotter.v1.devmapper"]
   pool_name = "{name}"
-  base_image_size = "10GB"
+  base_image_size = "{BASE_IMAGE_SIZE}"
 "#,
             name = pool.name
         );
     }
     text
+}
+
+/// `ctrd-snapshotter --version`: the containerd version it was built from.
+pub fn direct_version(bin: &Path) -> Option<String> {
+    let out = Command::new(bin).arg("-version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// Starts `bin` (contrib/bench/ctrd-snapshotter) serving containerd's
+/// `snapshotter` package with its data in `root`, on `run_dir/ctrd.sock`;
+/// devmapper's on `pool` with the daemon side's base image size.
+pub fn start_direct(
+    bin: &Path,
+    snapshotter: &str,
+    root: &Path,
+    run_dir: &Path,
+    pool: Option<&ThinPool>,
+) -> Result<Daemon> {
+    let socket = run_dir.join("ctrd.sock");
+    let mut cmd = Command::new(bin);
+    cmd.args(["-snapshotter", snapshotter])
+        .arg("-root")
+        .arg(root)
+        .arg("-socket")
+        .arg(&socket);
+    if let Some(pool) = pool {
+        cmd.args(["-pool", &pool.name, "-base-size", BASE_IMAGE_SIZE]);
+    }
+    without_udev(&mut cmd);
+    Daemon::spawn(
+        &format!("ctrd-snapshotter ({snapshotter})"),
+        &mut cmd,
+        &run_dir.join("ctrd-snapshotter.log"),
+        &socket,
+    )
 }
 
 /// `strata --root ROOT --driver DRIVER init`, then `strata --root ROOT serve`

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{PairResult, VsResults};
+use super::{PairResult, Via, VsResults};
 use crate::bench::human_bytes;
 use crate::bench::report::{ci_text, ratio_text};
 use crate::bench::rig::{Backing, LOOP_SIZE};
@@ -21,6 +21,24 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// What containerd's side of every pair is, for the section's preamble.
+fn containerd_side(via: &Via) -> &'static str {
+    match via {
+        Via::Daemon => {
+            "containerd's snapshots service through a private containerd daemon (its metadata \
+             store in between, as every containerd client sees it; its Remove is a metadata \
+             transaction and leaves the backend's deletion to its garbage collector)"
+        }
+        Via::Direct { .. } => {
+            "containerd's own snapshotter package served directly by `ctrd-snapshotter` \
+             (containerd's snapshots gRPC service over the snapshotter, as a proxy plug-in \
+             serves one and as the issue measured; no metadata store in between, every call \
+             does the backend's work and Remove deletes for real; overlayfs removes \
+             synchronously)"
+        }
+    }
+}
+
 impl VsResults {
     /// The markdown section.
     pub fn markdown(&self) -> String {
@@ -32,16 +50,16 @@ impl VsResults {
             md,
             "containerd {version}, strata {} build, kernel {}, {} CPUs, {} run, {:.0} s. \
              Both servers are driven by \
-             the same client (Strata's `GrpcSnapshotter`) over their sockets: containerd's \
-             snapshots service (through its metadata store, as every containerd client sees it; \
-             its Remove leaves the backend's deletion to its garbage collector) and `strata serve`. \
-             Samples alternate between the two. Latencies in ms; ratio = strata median ÷ \
-             containerd median (below 1: Strata is faster), with its 95% bootstrap interval. {}\n",
+             the same client (Strata's `GrpcSnapshotter`) over their sockets: {} and \
+             `strata serve`. Samples alternate between the two. Latencies in ms; ratio = \
+             strata median ÷ containerd median (below 1: Strata is faster), with its 95% \
+             bootstrap interval. {}\n",
             self.strata_build,
             h.kernel,
             h.cpus,
             self.plan.name,
             h.duration_s,
+            containerd_side(&self.via),
             crate::bench::stats::NOISE_RULE
         );
         for p in &self.pairs {
@@ -54,8 +72,10 @@ impl VsResults {
         let pair = &p.pair;
         let _ = writeln!(
             md,
-            "### {}: containerd `{}` vs strata `{}`\n",
-            pair.label, pair.containerd, pair.strata
+            "### {}: {} vs strata `{}`\n",
+            pair.label,
+            self.via.describe(pair.containerd),
+            pair.strata
         );
         if let Some(reason) = &p.skipped {
             let _ = writeln!(md, "Skipped: {}\n", reason.lines().next().unwrap_or(""));
@@ -115,14 +135,15 @@ impl VsResults {
         md.push('\n');
     }
 
-    /// Writes `containerd.json` (every sample) and `containerd.md` into `dir`;
-    /// returns the markdown's path.
+    /// Writes `STEM.json` (every sample) and `STEM.md` into `dir`, STEM
+    /// being [`Via::file_stem`]; returns the markdown's path.
     pub fn write(&self, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
-        let json = dir.join("containerd.json");
+        let stem = self.via.file_stem();
+        let json = dir.join(format!("{stem}.json"));
         std::fs::write(&json, serde_json::to_string_pretty(self)?)
             .with_context(|| format!("write {}", json.display()))?;
-        let md = dir.join("containerd.md");
+        let md = dir.join(format!("{stem}.md"));
         std::fs::write(&md, self.markdown()).with_context(|| format!("write {}", md.display()))?;
         Ok(md)
     }
