@@ -49,7 +49,7 @@ tmpfs_size=${STRATA_VM_TMPFS:-2G}
 default_suites="-p strata-devmapper;
   -p strata --test conformance --test serve_conformance --test crash --test concurrency --test shared_store --test interrupt --test hygiene
   --test data_integrity --test archive_bombs --test export_race --test backing --test hostile_store
-  --test size_limits --test layer_sizing -- --include-ignored devmapper;
+  --test size_limits --test layer_sizing --test bench_containerd -- --include-ignored devmapper;
   -p strata --test size_limits -- --include-ignored project_quotas"
 suites=${STRATA_VM_SUITES:-$default_suites}
 bench_parts=" ${STRATA_VM_BENCH:-strata containerd direct criterion} "
