@@ -12,7 +12,7 @@ mod common;
 
 use std::cell::RefCell;
 
-use strata::bench::report::TargetResult;
+use strata::bench::results::TargetResult;
 use strata::bench::rig::Rig;
 use strata::bench::scale;
 

@@ -3,7 +3,7 @@
 //! device or mkfs): they produce figures, and the figures are sane. No
 //! timing is asserted.
 
-use strata::bench::report::TargetResult;
+use strata::bench::results::TargetResult;
 use strata::bench::rig::{select_targets, Rig};
 use strata::bench::{concurrency, deep, density, scale, MIB};
 use strata_driver_api::testing::{require_root, skip};

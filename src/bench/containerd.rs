@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use serde::Serialize;
 
-use super::report::HostInfo;
+use super::results::HostInfo;
 use super::rig::{fs_type_name, Backing, BackingFs};
 use super::stats::{median, p95, Comparison};
 use super::{Result, GIB, MIB};

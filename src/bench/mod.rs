@@ -6,7 +6,7 @@
 //! is one driver on its own freshly made backing filesystem, with images
 //! built directly through the snapshotter. [`workloads`] times one sample of
 //! each workload on a rig; [`runner`] runs a [`plan::Plan`] over every
-//! driver the host supports and collects [`report::Results`], which
+//! driver the host supports and collects [`results::Results`], which
 //! [`report`] writes as JSON and markdown and [`plot`] draws.
 //!
 //! [`deep`], [`density`], [`concurrency`] and [`scale`] add the costs of
@@ -16,6 +16,7 @@
 //! Every driver in [`crate::drivers::DRIVER_NAMES`] takes part; one that
 //! cannot be opened on this host is skipped with the reason.
 
+pub mod cells;
 pub mod concurrency;
 pub mod containerd;
 pub mod deep;
@@ -23,6 +24,7 @@ pub mod density;
 pub mod plan;
 pub mod plot;
 pub mod report;
+pub mod results;
 pub mod rig;
 pub mod runner;
 pub mod scale;

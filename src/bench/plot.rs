@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::report::{Case, Results};
+use super::results::{Case, Results};
 use super::stats::median;
 use super::{Result, GIB, KIB};
 
@@ -342,7 +342,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, plot: &Plot) -> Result
 mod tests {
     use super::*;
     use crate::bench::plan::Plan;
-    use crate::bench::report::{HostInfo, TargetResult};
+    use crate::bench::results::{HostInfo, TargetResult};
 
     #[test]
     fn known_targets_have_distinct_fixed_colours() {

@@ -1,224 +1,21 @@
-//! Results of a run, written as `results.json` (every sample) and
-//! `report.md` (n, medians, p95, ratios to the volume baseline with their
-//! bootstrap intervals, copy-up amplification).
-//!
-//! Sections added elsewhere render their comparison rows with
-//! [`comparison_cells`] under [`COMPARISON_HEADER`] and rank them with
-//! [`ranks`], so every ratio in the report follows one rule
-//! ([`super::stats::NOISE_RULE`]).
+//! `report.md`: n, medians, p95, ratios to the volume baseline with their
+//! bootstrap intervals, copy-up amplification, then the sections of the
+//! other steps ([`super::sections`]), all from one [`Results`].
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use serde::Serialize;
 
-use super::plan::Plan;
-use super::rig::{Backing, BackingInfo};
-use super::runner::{AMPLIFICATION, AMPLIFICATION_USAGE};
+use super::cells::{
+    ci_text, comparison_cells, ms, ranks, ratio_text, summary_cells, COMPARISON_ALIGN,
+    COMPARISON_HEADER,
+};
+use super::results::{Case, Results, TargetResult, AMPLIFICATION, AMPLIFICATION_USAGE};
 use super::stats::{median, p95, Comparison, Summary, NOISE_RULE};
 use super::{human_bytes, Result, GIB, KIB};
 
-/// Everything a run measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct Results {
-    /// The host.
-    pub host: HostInfo,
-    /// What was measured.
-    pub plan: Plan,
-    /// One entry per driver target, and one `volume-<backing>` per backing.
-    pub targets: Vec<TargetResult>,
-}
-
-/// The host a run happened on.
-#[derive(Debug, Clone, Serialize)]
-pub struct HostInfo {
-    /// `uname -r`.
-    pub kernel: String,
-    /// Online CPUs.
-    pub cpus: usize,
-    /// The work dir, where host-backed homes and loop files live.
-    pub work_dir: String,
-    /// Its filesystem.
-    pub work_fs: String,
-    /// Start, seconds since the epoch.
-    pub started: u64,
-    /// Wall time of the run, seconds.
-    pub duration_s: f64,
-}
-
-impl HostInfo {
-    /// Describes this host now.
-    pub fn current() -> Self {
-        Self {
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default(),
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            work_dir: String::new(),
-            work_fs: String::new(),
-            started: strata_driver_api::now_ns() / 1_000_000_000,
-            duration_s: 0.0,
-        }
-    }
-
-    /// This description with the work dir `dir` and its filesystem.
-    pub fn in_work_dir(self, dir: &Path) -> Self {
-        Self {
-            work_dir: dir.display().to_string(),
-            work_fs: super::rig::fs_type_name(dir),
-            ..self
-        }
-    }
-}
-
-/// Results of one target (a driver on a backing, or a volume baseline).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TargetResult {
-    /// `btrfs`, `overlay2-xfs`, `volume-host`, ...
-    pub label: String,
-    /// Driver name (`volume` for a baseline).
-    pub driver: String,
-    /// The backing kind asked for.
-    pub backing_kind: Option<Backing>,
-    /// The backing as made.
-    pub backing: Option<BackingInfo>,
-    /// Driver options.
-    pub options: BTreeMap<String, String>,
-    /// The driver's status lines.
-    pub status: Vec<(String, String)>,
-    /// Why it did not run, if it did not.
-    pub skipped: Option<String>,
-    /// Every measured series.
-    pub series: Vec<Series>,
-    /// Workloads that failed, with the error.
-    pub errors: Vec<String>,
-    /// Wall time of each step (image builds, workloads, cleanup), seconds.
-    pub wall_s: BTreeMap<String, f64>,
-}
-
-/// What one series measures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Case {
-    /// `copy_up`, `volume`, `create`, `commit`, `remove`, `usage`, `read`.
-    pub workload: String,
-    /// `open`, `write`, `total`, `second`, `amplification`, `latency`, `throughput`.
-    pub metric: String,
-    /// Size of the file written to (copy-up, volume).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file_size: Option<u64>,
-    /// Size of the first write (copy-up, volume).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub write_size: Option<u64>,
-    /// Size of a one-layer image (create).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image_size: Option<u64>,
-    /// Layers of the image (create, read).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub layers: Option<usize>,
-    /// Files in the container (usage).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub files: Option<usize>,
-    /// Committed snapshots already in the store (scale).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub existing: Option<usize>,
-    /// Calls sent at once (concurrency).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub concurrent: Option<usize>,
-    /// Containers sharing one image (density).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub containers: Option<usize>,
-}
-
-impl Case {
-    /// A case of `workload` measuring `metric`.
-    pub fn new(workload: &str, metric: &str) -> Self {
-        Self {
-            workload: workload.into(),
-            metric: metric.into(),
-            ..Self::default()
-        }
-    }
-}
-
-/// The samples of one case.
-#[derive(Debug, Clone, Serialize)]
-pub struct Series {
-    /// What was measured.
-    #[serde(flatten)]
-    pub case: Case,
-    /// `ns`, `bytes/s` or `ratio`.
-    pub unit: &'static str,
-    /// Every sample, in order.
-    pub samples: Vec<f64>,
-}
-
-impl TargetResult {
-    /// Appends `sample` to the series of `case`, creating it.
-    pub fn push(&mut self, case: &Case, unit: &'static str, sample: f64) {
-        match self.series.iter_mut().find(|s| s.case == *case) {
-            Some(s) => s.samples.push(sample),
-            None => self.series.push(Series {
-                case: case.clone(),
-                unit,
-                samples: vec![sample],
-            }),
-        }
-    }
-
-    /// The samples of the series matching `case`.
-    pub fn samples(&self, case: &Case) -> &[f64] {
-        self.series
-            .iter()
-            .find(|s| s.case == *case)
-            .map_or(&[], |s| &s.samples)
-    }
-
-    /// Whether this is a volume baseline.
-    pub fn is_volume(&self) -> bool {
-        self.driver == "volume"
-    }
-}
-
 impl Results {
-    /// The volume baseline measured on `backing`.
-    pub fn volume(&self, backing: Option<Backing>) -> Option<&TargetResult> {
-        self.targets
-            .iter()
-            .find(|t| t.is_volume() && t.backing_kind == backing)
-    }
-
-    /// Driver targets that ran.
-    pub fn drivers(&self) -> impl Iterator<Item = &TargetResult> {
-        self.targets
-            .iter()
-            .filter(|t| !t.is_volume() && t.skipped.is_none())
-    }
-
-    /// Median of `case` on `target` divided by the median of the same
-    /// volume case on the same backing.
-    pub fn ratio_to_volume(&self, target: &TargetResult, case: &Case) -> Option<f64> {
-        self.compare_to_volume(target, case).map(|c| c.ratio.ratio)
-    }
-
-    /// `case` on `target` against the same volume case on the same backing.
-    pub fn compare_to_volume(&self, target: &TargetResult, case: &Case) -> Option<Comparison> {
-        let mut vcase = case.clone();
-        vcase.workload = "volume".into();
-        let volume = self.volume(target.backing_kind)?;
-        Comparison::new(target.samples(case), volume.samples(&vcase))
-    }
-
-    /// Writes `results.json` into `dir`.
-    pub fn write_json(&self, dir: &Path) -> Result<()> {
-        let path = dir.join("results.json");
-        let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))
-    }
-
     /// Writes `report.md` into `dir`.
     pub fn write_markdown(&self, dir: &Path) -> Result<()> {
         let path = dir.join("report.md");
@@ -447,73 +244,6 @@ impl Results {
     }
 }
 
-/// Columns [`comparison_cells`] fills, for a markdown table header.
-pub const COMPARISON_HEADER: &str =
-    "n | median | p95 | baseline n | baseline median | baseline p95 | ratio | 95% CI | rank";
-/// The alignment row under [`COMPARISON_HEADER`].
-pub const COMPARISON_ALIGN: &str = "---|---|---|---|---|---|---|---|---";
-
-/// The cells of a comparison row under [`COMPARISON_HEADER`] (no outer
-/// pipes); `value` formats a median or p95 (e.g. [`ms`]), `rank` comes from
-/// [`ranks`].
-pub fn comparison_cells(
-    c: &Comparison,
-    rank: Option<usize>,
-    value: fn(Option<f64>) -> String,
-) -> String {
-    format!(
-        "{} | {} | {} | {} | {}",
-        summary_cells(Some(&c.subject), value),
-        summary_cells(Some(&c.baseline), value),
-        ratio_text(c),
-        ci_text(c),
-        rank.map_or_else(|| "-".into(), |r| r.to_string()),
-    )
-}
-
-/// `n | median | p95` of a summary, `0 | - | -` without one.
-pub fn summary_cells(s: Option<&Summary>, value: fn(Option<f64>) -> String) -> String {
-    match s {
-        Some(s) => format!(
-            "{} | {} | {}",
-            s.n,
-            value(Some(s.median)),
-            value(Some(s.p95))
-        ),
-        None => "0 | - | -".into(),
-    }
-}
-
-/// `0.89×`, or `≈ (noisy) 1.02×` for a row [`super::stats::is_noisy`] flags.
-pub fn ratio_text(c: &Comparison) -> String {
-    if c.noisy {
-        format!("≈ (noisy) {}", ratio(Some(c.ratio.ratio)))
-    } else {
-        ratio(Some(c.ratio.ratio))
-    }
-}
-
-/// The ratio's 95% interval, `0.81–0.95×`.
-pub fn ci_text(c: &Comparison) -> String {
-    format!("{:.2}–{:.2}×", c.ratio.lo, c.ratio.hi)
-}
-
-/// Rank of each comparison by ratio, lowest first (1-based); noisy rows
-/// and missing ones get none and take no place.
-pub fn ranks(comparisons: &[Option<Comparison>]) -> Vec<Option<usize>> {
-    let mut ranked: Vec<(usize, f64)> = comparisons
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| c.filter(|c| !c.noisy).map(|c| (i, c.ratio.ratio)))
-        .collect();
-    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let mut out = vec![None; comparisons.len()];
-    for (place, (i, _)) in ranked.into_iter().enumerate() {
-        out[i] = Some(place + 1);
-    }
-    out
-}
-
 /// The amplification cell of a copy-up row: the median over the samples,
 /// marked `(usage)` when counted from the driver's usage growth.
 fn amplification(t: &TargetResult, case: &Case) -> String {
@@ -530,30 +260,12 @@ fn amplification(t: &TargetResult, case: &Case) -> String {
     }
 }
 
-/// Nanoseconds as milliseconds with sensible precision.
-pub fn ms(ns: Option<f64>) -> String {
-    match ns {
-        None => "-".into(),
-        Some(ns) => {
-            let ms = ns / 1e6;
-            if ms >= 100.0 {
-                format!("{ms:.0}")
-            } else if ms >= 1.0 {
-                format!("{ms:.2}")
-            } else {
-                format!("{ms:.3}")
-            }
-        }
-    }
-}
-
-fn ratio(r: Option<f64>) -> String {
-    r.map_or_else(|| "-".into(), |r| format!("{r:.2}×"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::plan::Plan;
+    use crate::bench::results::HostInfo;
+    use crate::bench::rig::Backing;
 
     fn target(
         label: &str,
@@ -626,49 +338,5 @@ mod tests {
             md.contains("| overlay2-xfs | - | - | 1 | 8.00 | 8.00 | 1 | 4.00 | 4.00 | ≈ (noisy) 2.00× | 2.00–2.00× | - |"),
             "a one-sample baseline is flagged and not ranked: {md}"
         );
-    }
-
-    fn comparison(ratio: f64, noisy: bool) -> Option<Comparison> {
-        let s = Summary {
-            n: 20,
-            median: ratio,
-            p95: ratio,
-        };
-        Some(Comparison {
-            subject: s,
-            baseline: Summary {
-                median: 1.0,
-                p95: 1.0,
-                ..s
-            },
-            ratio: super::super::stats::RatioCi {
-                ratio,
-                lo: ratio,
-                hi: ratio,
-            },
-            noisy,
-        })
-    }
-
-    #[test]
-    fn ranks_skip_noisy_and_missing_rows() {
-        let rows = [
-            comparison(3.0, false),
-            comparison(0.5, true),
-            None,
-            comparison(0.8, false),
-        ];
-        assert_eq!(ranks(&rows), vec![Some(2), None, None, Some(1)]);
-    }
-
-    #[test]
-    fn comparison_cells_show_n_median_p95_ratio_and_interval() {
-        let c = comparison(2.0, false).unwrap();
-        assert_eq!(
-            comparison_cells(&c, Some(1), ms),
-            "20 | 0.000 | 0.000 | 20 | 0.000 | 0.000 | 2.00× | 2.00–2.00× | 1"
-        );
-        let noisy = comparison(1.1, true).unwrap();
-        assert!(comparison_cells(&noisy, None, ms).ends_with("≈ (noisy) 1.10× | 1.10–1.10× | -"));
     }
 }

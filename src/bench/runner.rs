@@ -11,7 +11,7 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 
 use super::plan::Plan;
-use super::report::{Case, HostInfo, Results, TargetResult};
+use super::results::{Case, HostInfo, Results, TargetResult, AMPLIFICATION, AMPLIFICATION_USAGE};
 use super::rig::{Backing, BenchTarget, Rig};
 use super::workloads::{self, OwnBytes, Volume, WriteSample};
 use super::{concurrency, deep, density, scale};
@@ -154,11 +154,6 @@ fn record(result: &mut TargetResult, case: &Case, s: &WriteSample, write_size: u
         bytes / write_size as f64,
     );
 }
-
-/// Metric of the amplification counted from unshared extents (FIEMAP).
-pub const AMPLIFICATION: &str = "amplification";
-/// Metric of the amplification counted from the driver's usage growth.
-pub const AMPLIFICATION_USAGE: &str = "amplification_usage";
 
 /// `Err(Interrupted)` once a stop was requested: a step's sample loop ends.
 fn stop_point() -> Result<()> {

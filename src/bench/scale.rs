@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use strata_driver_api::{Labels, SnapshotKey};
 
-use super::report::{Case, TargetResult};
+use super::results::{Case, TargetResult};
 use super::rig::{sync_fs, Rig};
 use super::stats::{median, p95};
 use super::Result;

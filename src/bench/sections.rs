@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{Case, Results, TargetResult};
+use super::results::{Case, Results, TargetResult};
 use super::stats::{median, p95, percentile};
 use super::{concurrency, deep, density, human_bytes, scale, GIB, KIB};
 
@@ -244,7 +244,7 @@ fn density_table(results: &Results, md: &mut String) {
 mod tests {
     use super::*;
     use crate::bench::plan::Plan;
-    use crate::bench::report::HostInfo;
+    use crate::bench::results::HostInfo;
 
     #[test]
     fn sections_show_each_workloads_figures() {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{PairResult, Via, VsResults};
+use crate::bench::cells::{ci_text, ratio_text};
 use crate::bench::human_bytes;
-use crate::bench::report::{ci_text, ratio_text};
 use crate::bench::rig::{Backing, LOOP_SIZE};
 use crate::bench::Result;
 
