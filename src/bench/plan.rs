@@ -171,6 +171,20 @@ impl Plan {
     pub fn max_depth(&self) -> usize {
         self.depths.iter().copied().max().unwrap_or(1)
     }
+
+    /// Every one-layer image size the run builds (copy-up files and create
+    /// images), smallest first, each once.
+    pub fn all_image_sizes(&self) -> Vec<u64> {
+        let mut sizes: Vec<u64> = self
+            .file_sizes
+            .iter()
+            .chain(&self.image_sizes)
+            .copied()
+            .collect();
+        sizes.sort();
+        sizes.dedup();
+        sizes
+    }
 }
 
 #[cfg(test)]

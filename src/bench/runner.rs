@@ -236,14 +236,7 @@ pub fn run_target(plan: &Plan, target: &BenchTarget, progress: &ProgressBar) -> 
     result.backing = Some(rig.backing.info.clone());
     result.status = rig.status.clone();
     let mut images = BTreeMap::new();
-    let mut sizes: Vec<u64> = plan
-        .file_sizes
-        .iter()
-        .chain(&plan.image_sizes)
-        .copied()
-        .collect();
-    sizes.sort();
-    sizes.dedup();
+    let mut sizes = plan.all_image_sizes();
     if !plan.runs("copy-up") && !plan.runs("create") {
         // The other steps need only a small image (density builds its own).
         sizes.truncate(1);

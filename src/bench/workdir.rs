@@ -40,14 +40,7 @@ pub const WHOLE_COPY_DRIVERS: &[&str] = &["vfs"];
 /// GiB for filesystem metadata, the usage workload and slack. Loop files
 /// are sparse, so their apparent size does not count.
 pub fn space_needed<'a>(plan: &Plan, drivers: impl IntoIterator<Item = &'a str>) -> u64 {
-    let mut sizes: Vec<u64> = plan
-        .file_sizes
-        .iter()
-        .chain(&plan.image_sizes)
-        .copied()
-        .collect();
-    sizes.sort();
-    sizes.dedup();
+    let sizes = plan.all_image_sizes();
     let whole_copies = drivers.into_iter().any(|d| WHOLE_COPY_DRIVERS.contains(&d));
     let copies = if whole_copies {
         plan.max_depth() as u64

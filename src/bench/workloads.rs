@@ -252,6 +252,14 @@ pub fn usage_container<'r>(
 ) -> Result<super::rig::Container<'r>> {
     let c = rig.container(Some(image))?;
     let root = c.root()?.to_path_buf();
+    write_small_files(&root, files)?;
+    super::rig::sync_fs(&root)?;
+    Ok(c)
+}
+
+/// Writes `files` 100-byte files under `root`, 1,000 a directory
+/// (`dir-N/f-M`): the tree whose usage is timed.
+pub fn write_small_files(root: &Path, files: usize) -> Result<()> {
     for dir in 0..files.div_ceil(1000) {
         let d = root.join(format!("dir-{dir}"));
         std::fs::create_dir(&d).with_context(|| format!("mkdir {}", d.display()))?;
@@ -260,8 +268,7 @@ pub fn usage_container<'r>(
                 .with_context(|| format!("write in {}", d.display()))?;
         }
     }
-    super::rig::sync_fs(&root)?;
-    Ok(c)
+    Ok(())
 }
 
 /// Usage latency: one `usage` call on `key`.

@@ -10,7 +10,8 @@ use strata_driver_api::mount::{mount_all, unmount};
 use strata_driver_api::{Labels, SnapshotKey};
 
 use super::{RowResult, VsPlan};
-use crate::bench::rig::{pattern, sync_fs, write_file};
+use crate::bench::rig::{sync_fs, write_file};
+use crate::bench::workloads::write_small_files;
 use crate::bench::{human_bytes, Result};
 use crate::snapshotter::Snapshotter;
 
@@ -97,15 +98,7 @@ fn layer(side: &Side<'_>, name: &str, size: u64) -> Result<SnapshotKey> {
 fn many_files(side: &Side<'_>, parent: &SnapshotKey, files: usize) -> Result<SnapshotKey> {
     let active = key("usage".to_owned());
     prepare_filled(side, &active, Some(parent), |root| {
-        for dir in 0..files.div_ceil(1000) {
-            let d = root.join(format!("dir-{dir}"));
-            std::fs::create_dir(&d).with_context(|| format!("mkdir {}", d.display()))?;
-            for i in 0..1000.min(files - dir * 1000) {
-                std::fs::write(d.join(format!("f-{i}")), &pattern()[..100])
-                    .with_context(|| format!("write in {}", d.display()))?;
-            }
-        }
-        Ok(())
+        write_small_files(root, files)
     })?;
     Ok(active)
 }
