@@ -13,7 +13,7 @@ use strata_driver_api::{
 
 use crate::config::{Config, Fs};
 use crate::error::{DmError, Result};
-use crate::pool::{thin_mapped_sectors, Pool};
+use crate::pool::{thin_mapped_sectors, Pool, PoolStatus};
 use crate::state::{DevState, DeviceRecord, Records};
 use crate::sys::Dm;
 use crate::units::{self, thin_dev_id, Sectors, ThinDevId};
@@ -299,8 +299,9 @@ impl Inner {
     }
 
     /// Refuses to create when the pool is below its free-space floor,
-    /// growing a loop pool first when it passed the autoextend threshold.
-    fn check_space(&self) -> Result<()> {
+    /// growing a loop pool first when it passed the autoextend threshold;
+    /// returns the pool's status after that.
+    fn check_space(&self) -> Result<PoolStatus> {
         let mut status = self.pool.status(&self.dm)?;
         if status.out_of_data_space && status.data.0 < status.data.1 {
             // Blocks were freed since the pool ran out: a resume lets it
@@ -327,12 +328,12 @@ impl Inner {
                 min_pct: self.cfg.min_free_space,
             });
         }
-        Ok(())
+        Ok(status)
     }
 
     fn create(&self, target: Target<'_>, options: &CreateOptions) -> Result<()> {
         let thin = thin_id(target.id)?;
-        self.check_space()?;
+        let pool_status = self.check_space()?;
         let (origin, origin_size, origin_mapped) = match target.parent() {
             Some(p) => {
                 let parent = self.record(p)?;
@@ -359,8 +360,7 @@ impl Inner {
             Some(limit) => limit.max(origin_size),
             None => {
                 let mapped = origin_mapped.map_or(origin_size, units::bytes);
-                let status = self.pool.status(&self.dm)?;
-                let pool_bytes = status.data.1.saturating_mul(self.pool.block_bytes());
+                let pool_bytes = pool_status.data.1.saturating_mul(self.pool.block_bytes());
                 options
                     .size_for_room(
                         origin_size,
