@@ -57,7 +57,15 @@ fn check_reports_and_repair_finishes_pending_btrfs_reclaim() {
     let root = scratch.path().join("store");
     strata_ok(
         &root,
-        &["--driver", "btrfs", "init", "--opt", "btrfs.size=1G"],
+        &[
+            "--driver",
+            "btrfs",
+            "init",
+            "--opt",
+            "btrfs.size=1G",
+            "--opt",
+            "btrfs.qgroup_cleanup=strata",
+        ],
     );
     let home = root.join("btrfs");
     // As removes leave them: ids of deleted subvolumes (whose qgroups do

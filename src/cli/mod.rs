@@ -86,6 +86,8 @@ Options (--opt KEY=VALUE), per driver, with their defaults:
   btrfs.size=SIZE            loop file size when the root is not on btrfs
                              [80% of the root filesystem's free space, 128M..100G]
   btrfs.quota=on|simple|qgroups|off   quotas for sizes and usage [on]
+  btrfs.qgroup_cleanup=auto|kernel|strata  who destroys a removed subvolume's
+                             qgroup [auto: the kernel from Linux 6.10, else strata]
   blockfile.fs=ext4|xfs      filesystem of each image file [xfs; ext4 below 300M]
   blockfile.size=SIZE        apparent size of a base image file (sparse) [10G];
                              grown to fit a layer being applied

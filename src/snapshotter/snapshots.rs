@@ -4,6 +4,9 @@
 //! `Removing`) naming the session that runs it, so an operation whose
 //! process died is found by the next one and [`Snapshots::repair`] can
 //! finish or undo it, while operations of live processes are left alone.
+//! The last record of a commit or a remove is written without an fsync
+//! ([`Database::write_unsynced`]): if a power loss drops it, the durable
+//! intent is still there and repair finishes the operation the same way.
 //!
 //! Each check-then-act (the key is free, the parent is committed, nothing
 //! is based on the snapshot being removed) happens inside one write
@@ -151,6 +154,16 @@ impl<D: Driver> Snapshots<D> {
     fn write<T>(&self, f: impl Fn(&Txn<'_>) -> Result<T>) -> Result<T> {
         match self.db.write(&f) {
             Err(e) if e.is_out_of_space() && self.release_reserve() => self.db.write(&f),
+            other => other,
+        }
+    }
+
+    /// [`Snapshots::write`] unsynced ([`Database::write_unsynced`]): for the
+    /// last record of a commit or remove, which repair redoes when a power
+    /// loss drops it.
+    fn write_unsynced<T>(&self, f: impl Fn(&Txn<'_>) -> Result<T>) -> Result<T> {
+        match self.db.write_unsynced(&f) {
+            Err(e) if e.is_out_of_space() && self.release_reserve() => self.db.write_unsynced(&f),
             other => other,
         }
     }
@@ -502,14 +515,12 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
             parents: &parents,
         })?;
         failpoint("snapshots.commit.stored");
-        self.put(
-            name,
-            &Record {
-                state: State::Ready,
-                owner: None,
-                ..committed
-            },
-        )
+        let ready = Record {
+            state: State::Ready,
+            owner: None,
+            ..committed
+        };
+        self.write_unsynced(|t| Ok(t.put_json(SNAPSHOTS, name.as_str(), &ready)?))
     }
 
     fn remove(&self, key: &SnapshotKey) -> Result<()> {
@@ -532,7 +543,7 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
         failpoint("snapshots.remove.recorded");
         self.driver.remove(record.id)?;
         failpoint("snapshots.remove.stored");
-        self.delete(key)
+        self.write_unsynced(|t| Ok(t.remove(SNAPSHOTS, key.as_str()).map(drop)?))
     }
 
     fn mounts(&self, key: &SnapshotKey) -> Result<Vec<Mount>> {

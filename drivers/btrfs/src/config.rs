@@ -24,6 +24,24 @@ pub struct BtrfsConfig {
     pub size: Option<u64>,
     /// `btrfs.quota`: quotas for sizes and walk-free usage. Default on.
     pub quota: QuotaSetting,
+    /// `btrfs.qgroup_cleanup`: who destroys a removed subvolume's qgroup.
+    #[serde(alias = "qgroup-cleanup")]
+    pub qgroup_cleanup: CleanupSetting,
+}
+
+/// Values of `btrfs.qgroup_cleanup`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupSetting {
+    /// `auto`: the kernel where it does it (Linux 6.10 and later), else Strata.
+    #[default]
+    Auto,
+    /// `kernel`: btrfs' cleaner removes the qgroup when it drops the
+    /// subvolume; remove records nothing.
+    Kernel,
+    /// `strata`: remove records the qgroup ids durably and a background
+    /// thread destroys them.
+    Strata,
 }
 
 /// Values of `btrfs.quota`.
@@ -49,6 +67,7 @@ impl Default for BtrfsConfig {
         Self {
             size: None,
             quota: QuotaSetting::On,
+            qgroup_cleanup: CleanupSetting::Auto,
         }
     }
 }
@@ -105,6 +124,11 @@ mod tests {
         assert_eq!((e.key.as_str(), e.value.as_str()), ("btrfs.size", "1M"));
         let cfg = BtrfsConfig::from_options(&opts(&[("btrfs.quota", "squota")])).expect("valid");
         assert_eq!(cfg.quota, QuotaSetting::Simple);
+        let cfg =
+            BtrfsConfig::from_options(&opts(&[("btrfs.qgroup_cleanup", "strata")])).expect("valid");
+        assert_eq!(cfg.qgroup_cleanup, CleanupSetting::Strata);
+        assert_eq!(BtrfsConfig::default().qgroup_cleanup, CleanupSetting::Auto);
+        assert!(BtrfsConfig::from_options(&opts(&[("btrfs.qgroup_cleanup", "soon")])).is_err());
     }
 
     #[test]

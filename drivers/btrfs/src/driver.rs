@@ -15,7 +15,7 @@ use crate::backing::Backing;
 use crate::config::BtrfsConfig;
 use crate::error::{BtrfsError, DRIVER};
 use crate::pending::Pending;
-use crate::quota::{self, QuotaMode};
+use crate::quota::{self, Cleanup, QuotaMode};
 use crate::reclaim::Reclaimer;
 use crate::sys;
 
@@ -28,7 +28,10 @@ pub struct BtrfsDriver {
     backing: Backing,
     snapshots: PathBuf,
     quota: QuotaMode,
-    /// Qgroups of removed subvolumes still to destroy.
+    /// Who destroys the qgroups of removed subvolumes.
+    cleanup: Cleanup,
+    /// Qgroups of removed subvolumes still to destroy (with
+    /// [`Cleanup::Strata`], and ids left by earlier processes).
     pending: Pending,
     /// Destroys them in the background.
     reclaim: Reclaimer,
@@ -47,6 +50,10 @@ impl BtrfsDriver {
         let quota = sys::open_dir(&backing.root)
             .ctx("open", &backing.root)
             .and_then(|dir| Ok(quota::open(&dir, &backing.root, options.quota)?))?;
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cleanup = Cleanup::resolve(options.qgroup_cleanup, &release);
         let pending = Pending::new(cfg.home, &backing.root);
         let reclaim = Reclaimer::new(pending.clone());
         // Also with quotas off now: the file may hold ids from before.
@@ -55,6 +62,7 @@ impl BtrfsDriver {
             backing,
             snapshots,
             quota,
+            cleanup,
             pending,
             reclaim,
         })
@@ -162,20 +170,60 @@ impl BtrfsDriver {
         Ok(out)
     }
 
+    /// Who destroys the qgroups of removed subvolumes.
+    pub fn qgroup_cleanup(&self) -> Cleanup {
+        self.cleanup
+    }
+
     /// Subvolume ids of removed snapshots whose qgroups are still to be
-    /// destroyed (the background thread does it).
+    /// destroyed: the recorded ones, and with [`Cleanup::Kernel`] those a
+    /// scan finds unlinked (being dropped, or left by the kernel).
     pub fn pending_qgroups(&self) -> Result<Vec<u64>> {
-        self.pending.ids()
+        let mut ids = self.pending.ids()?;
+        if self.cleanup == Cleanup::Kernel && self.quota != QuotaMode::Off {
+            ids.extend(quota::stale(&self.fs_dir()?, &self.backing.root)?);
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Ok(ids)
     }
 
     /// Destroys pending qgroups in the foreground, waiting for btrfs'
     /// cleaner until `deadline`; returns the subvolume ids still pending.
     pub fn finish_pending(&self, deadline: Instant) -> Result<Vec<u64>> {
-        self.pending.finish(deadline)
+        let left = self.pending.finish(deadline)?;
+        if self.cleanup == Cleanup::Strata || self.quota == QuotaMode::Off {
+            return Ok(left);
+        }
+        self.finish_stale(deadline)
+    }
+
+    /// Waits until `deadline` for btrfs' cleaner to drop the unlinked
+    /// subvolumes, destroying each qgroup it leaves behind; returns the ids
+    /// still there.
+    fn finish_stale(&self, deadline: Instant) -> Result<Vec<u64>> {
+        let dir = self.fs_dir()?;
+        let root = &self.backing.root;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            sys::sync(&dir).ctx("commit the transaction of", root)?;
+            let mut left = Vec::new();
+            for id in quota::stale(&dir, root)? {
+                if !quota::try_destroy(&dir, root, id)? {
+                    left.push(id);
+                }
+            }
+            if left.is_empty() || Instant::now() >= deadline {
+                return Ok(left);
+            }
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Deletes subvolume `sv` at `path` with those nested in it, their
-    /// qgroup ids recorded first for the reclaim thread.
+    /// qgroup ids recorded first for the reclaim thread unless the kernel
+    /// removes the qgroups itself.
     fn delete_subvolume(&self, path: &Path, sv: Subvolume) -> Result<()> {
         let ids = self.nested_subvolumes(sv.id())?;
         let nested = ids.len() > 1;
@@ -189,7 +237,7 @@ impl BtrfsDriver {
             sv.delete(DeleteFlags::RECURSIVE)
                 .map_err(|e| BtrfsError::util("delete subvolume", path, e).into())
         };
-        if self.quota == QuotaMode::Off {
+        if self.quota == QuotaMode::Off || self.cleanup == Cleanup::Kernel {
             return delete();
         }
         self.pending.record_then(&ids, delete)?;
@@ -299,6 +347,12 @@ impl Driver for BtrfsDriver {
                 },
             ),
         ];
+        if self.quota != QuotaMode::Off {
+            lines.push((
+                "qgroup cleanup".to_owned(),
+                self.cleanup.describe().to_owned(),
+            ));
+        }
         if let Ok(p) = self.pending.ids() {
             if !p.is_empty() {
                 lines.push(("qgroups awaiting cleanup".to_owned(), format!("{p:?}")));
@@ -323,11 +377,11 @@ impl Driver for BtrfsDriver {
     }
 
     fn pending_reclaim(&self) -> Result<Vec<String>> {
-        Ok(qgroup_names(self.pending.ids()?))
+        Ok(qgroup_names(self.pending_qgroups()?))
     }
 
     fn finish_reclaim(&self, deadline: Instant) -> Result<Vec<String>> {
-        Ok(qgroup_names(self.pending.finish(deadline)?))
+        Ok(qgroup_names(self.finish_pending(deadline)?))
     }
 
     fn backing_files(&self) -> Vec<strata_driver_api::BackingFile> {

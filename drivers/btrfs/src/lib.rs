@@ -8,9 +8,11 @@
 //! - prepare with a parent: writable snapshot of the parent's subvolume;
 //!   without: a new empty subvolume (root mode 0755);
 //! - view: read-only snapshot; commit: the read-only flag (O(1));
-//! - remove: records the qgroup ids of the subvolume and those nested in it
-//!   ([`pending`]), deletes them, and returns; a background thread destroys
-//!   the qgroups once btrfs' cleaner has dropped the subvolumes;
+//! - remove: deletes the subvolume and those nested in it, and returns.
+//!   Their qgroups go once btrfs' cleaner has dropped the subvolumes: Linux
+//!   6.10 and later remove them then; on older kernels remove records the ids
+//!   durably first ([`pending`]) and a background thread destroys them
+//!   (`btrfs.qgroup_cleanup`, [`quota::Cleanup`]);
 //! - mounts: `btrfs` on the backing device with `subvolid=<n>` (`ro` unless
 //!   active), so a caller can mount it anywhere, in any mount namespace that
 //!   sees the device;
@@ -32,7 +34,7 @@ pub mod quota;
 mod reclaim;
 pub mod sys;
 
-pub use config::{BtrfsConfig, QuotaSetting};
+pub use config::{BtrfsConfig, CleanupSetting, QuotaSetting};
 pub use driver::{home_is_btrfs, supported, BtrfsDriver, SNAPSHOTS_DIR};
 pub use error::BtrfsError;
 pub use quota::QuotaMode;

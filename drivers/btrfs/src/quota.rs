@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::QuotaSetting;
+use crate::config::{CleanupSetting, QuotaSetting};
 use crate::error::BtrfsError;
 use crate::sys::{self, QgroupInfo};
 
@@ -32,6 +32,74 @@ impl QuotaMode {
             QuotaMode::Full => "qgroups: exclusive bytes of qgroup 0/<subvolid>",
         }
     }
+}
+
+/// Who destroys the qgroup of a removed subvolume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// btrfs' cleaner, when it has dropped the subvolume (Linux 6.10 and
+    /// later): remove records nothing. A qgroup the kernel could not remove
+    /// (simple quotas still charging it for extents shared elsewhere) is
+    /// found by a scan ([`stale`]).
+    Kernel,
+    /// Strata: remove records the ids durably first and a background thread
+    /// destroys them ([`crate::pending`]).
+    Strata,
+}
+
+/// First kernel release whose cleaner removes a dropped subvolume's
+/// level-0 qgroup itself.
+pub const KERNEL_CLEANUP_SINCE: (u32, u32) = (6, 10);
+
+impl Cleanup {
+    /// What `setting` means on a kernel of `release` (`uname -r`).
+    pub fn resolve(setting: CleanupSetting, release: &str) -> Self {
+        match setting {
+            CleanupSetting::Kernel => Cleanup::Kernel,
+            CleanupSetting::Strata => Cleanup::Strata,
+            CleanupSetting::Auto if kernel_version(release) >= Some(KERNEL_CLEANUP_SINCE) => {
+                Cleanup::Kernel
+            }
+            CleanupSetting::Auto => Cleanup::Strata,
+        }
+    }
+
+    /// For `strata info`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Cleanup::Kernel => "by the kernel when it drops the subvolume",
+            Cleanup::Strata => "by strata's background thread (ids recorded at remove)",
+        }
+    }
+}
+
+/// Major and minor of a kernel release such as `6.18.44-fc-v1147`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Level-0 qgroups whose subvolume is no longer linked: being dropped by
+/// btrfs' cleaner, or dropped with the qgroup left behind. (The top level
+/// `0/5` and any id below the first subvolume's are not considered.)
+pub fn stale(dir: &File, root: &Path) -> Result<Vec<u64>, BtrfsError> {
+    let err = |op, source| BtrfsError::Qgroup {
+        op,
+        subvolid: 0,
+        path: root.to_owned(),
+        source,
+    };
+    let mut out = Vec::new();
+    for id in sys::level0_qgroups(dir).map_err(|e| err("list", e))? {
+        if id >= sys::FIRST_SUBVOLUME_ID
+            && !sys::subvolume_linked(dir, id).map_err(|e| err("look up", e))?
+        {
+            out.push(id);
+        }
+    }
+    Ok(out)
 }
 
 /// Turns quotas on as `setting` asks unless the filesystem already has them
@@ -125,5 +193,29 @@ pub fn try_destroy(dir: &File, root: &Path, subvolid: u64) -> Result<bool, Btrfs
             path: root.to_owned(),
             source: e,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_cleanup_follows_the_kernel_release() {
+        let auto = CleanupSetting::Auto;
+        assert_eq!(Cleanup::resolve(auto, "6.18.44-fc-v1147"), Cleanup::Kernel);
+        assert_eq!(Cleanup::resolve(auto, "6.10.0"), Cleanup::Kernel);
+        assert_eq!(Cleanup::resolve(auto, "7.0-rc1"), Cleanup::Kernel);
+        assert_eq!(Cleanup::resolve(auto, "6.9.12-arch1"), Cleanup::Strata);
+        assert_eq!(Cleanup::resolve(auto, "6.1.0-57-amd64"), Cleanup::Strata);
+        assert_eq!(Cleanup::resolve(auto, "weird"), Cleanup::Strata);
+        assert_eq!(
+            Cleanup::resolve(CleanupSetting::Strata, "6.18.0"),
+            Cleanup::Strata
+        );
+        assert_eq!(
+            Cleanup::resolve(CleanupSetting::Kernel, "6.1.0"),
+            Cleanup::Kernel
+        );
     }
 }

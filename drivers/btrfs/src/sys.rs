@@ -305,6 +305,10 @@ pub fn child_subvolumes(dir: &File, subvolid: u64) -> io::Result<Vec<u64>> {
     Ok(items.into_iter().map(|(o, _)| o).collect())
 }
 
+/// `BTRFS_FIRST_FREE_OBJECTID` as a tree id: the first subvolume's id (the
+/// top level is 5).
+pub const FIRST_SUBVOLUME_ID: u64 = 256;
+
 /// Whether subvolume `subvolid` is still linked into a directory (has a
 /// `ROOT_BACKREF` item in the root tree): deleting a subvolume unlinks it at
 /// once, long before btrfs' cleaner drops its tree.

@@ -254,8 +254,22 @@ fn removing_everything_leaves_no_subvolume_or_qgroup_qgroups() {
     removing_everything_leaves_nothing("remove_all_qgroups", "qgroups");
 }
 
+/// Strata's own cleanup (recorded ids, background thread), as on kernels
+/// before 6.10.
+#[test]
+fn removing_everything_leaves_no_subvolume_or_qgroup_strata_cleanup() {
+    removing_everything_leaves_nothing_with("remove_all_strata", "on", "strata");
+}
+
 fn removing_everything_leaves_nothing(test: &str, quota: &str) {
-    let Some(s) = setup(test, &[("btrfs.quota", quota)]) else {
+    removing_everything_leaves_nothing_with(test, quota, "auto");
+}
+
+fn removing_everything_leaves_nothing_with(test: &str, quota: &str, cleanup: &str) {
+    let Some(s) = setup(
+        test,
+        &[("btrfs.quota", quota), ("btrfs.qgroup_cleanup", cleanup)],
+    ) else {
         return;
     };
     let none = CreateOptions::default();
@@ -311,6 +325,60 @@ fn removing_everything_leaves_nothing(test: &str, quota: &str) {
     assert!(s.driver.stored_ids().expect("ids").is_empty());
 }
 
+/// With the kernel removing qgroups, remove records nothing. A qgroup the
+/// kernel cannot remove (simple quotas still charge a dropped subvolume for
+/// an extent reflinked into another) is found by the scan, and destroyed by
+/// `finish_pending` once nothing holds the extent; a live subvolume's
+/// qgroup stays.
+#[test]
+fn kernel_cleanup_records_nothing_and_the_scan_finds_what_is_left() {
+    let Some(s) = setup(
+        "kernel_cleanup",
+        &[
+            ("btrfs.quota", "simple"),
+            ("btrfs.qgroup_cleanup", "kernel"),
+        ],
+    ) else {
+        return;
+    };
+    let none = CreateOptions::default();
+    for id in [1, 2] {
+        s.driver
+            .create(target(id, Kind::Active, &[]), &none)
+            .expect("create");
+    }
+    let gone = s.driver.subvolume_id(SnapshotId(1)).expect("id of 1");
+    let live = s.driver.subvolume_id(SnapshotId(2)).expect("id of 2");
+    let original = s.driver.subvolume_path(SnapshotId(1)).join("f");
+    let copy = s.driver.subvolume_path(SnapshotId(2)).join("f");
+    write_pattern(&original, 1 << 20);
+    run(Command::new("cp")
+        .arg("--reflink=always")
+        .arg(&original)
+        .arg(&copy))
+    .expect("reflink into the other subvolume");
+    s.driver.remove(SnapshotId(1)).expect("remove");
+    let home = s.scratch.path().join("home");
+    assert!(
+        !home.join(pending::PENDING_FILE).exists(),
+        "remove recorded ids though the kernel cleans up"
+    );
+    let held = s
+        .driver
+        .finish_pending(Instant::now() + Duration::from_secs(3))
+        .expect("finish while the extent is shared");
+    assert_eq!(held, vec![gone], "the charged qgroup should stay");
+    let pending = s.driver.pending_qgroups().expect("pending");
+    assert_eq!(pending, vec![gone], "the scan: {pending:?}");
+    std::fs::remove_file(&copy).expect("drop the last reference");
+    let left = s
+        .driver
+        .finish_pending(Instant::now() + Duration::from_secs(60))
+        .expect("finish");
+    assert_eq!(left, Vec::<u64>::new(), "qgroups still pending");
+    assert_eq!(qgroups(&s), vec![live]);
+}
+
 /// What a SIGKILL inside `remove` leaves (ids recorded; one subvolume
 /// deleted, the other not yet) is finished by the next open's background
 /// thread: the deleted one's qgroup goes, the live one's stays.
@@ -323,10 +391,14 @@ fn pending_qgroups_survive_a_crash_and_the_next_open_reclaims_them() {
     let scratch = ScratchDir::new("btrfs-pending-crash");
     let home = scratch.path().join("home");
     std::fs::create_dir(&home).expect("mkdir home");
-    let options: BTreeMap<String, String> = [("btrfs.size", "2G"), ("btrfs.quota", "qgroups")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let options: BTreeMap<String, String> = [
+        ("btrfs.size", "2G"),
+        ("btrfs.quota", "qgroups"),
+        ("btrfs.qgroup_cleanup", "strata"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     let open = || {
         BtrfsDriver::open(&DriverConfig {
             home: &home,
