@@ -1,5 +1,5 @@
-//! What filesystem a path lives on, and how many inodes a filesystem
-//! image or device uses.
+//! What filesystem a path lives on, how many inodes a filesystem image or
+//! device uses, and making a filesystem's writes durable.
 
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
@@ -39,6 +39,15 @@ pub fn kernel_has_fs(name: &str) -> std::io::Result<bool> {
 pub fn fs_capacity(path: &Path) -> Result<u64> {
     let st = nix::sys::statvfs::statvfs(path).ctx("statfs", path)?;
     Ok(st.blocks().saturating_mul(st.fragment_size()))
+}
+
+/// Writes everything written to the filesystem holding `path` to its disk
+/// (`syncfs`), reporting a failed writeback. Drivers call it on commit, so
+/// a committed layer's files never sit only in the page cache while its
+/// record says committed (a power loss would leave them empty).
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    let dir = std::fs::File::open(path).ctx("open", path)?;
+    nix::unistd::syncfs(&dir).ctx("syncfs", path)
 }
 
 /// Inodes in use in the ext4 or xfs filesystem on `source`, an image file

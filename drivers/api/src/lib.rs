@@ -32,5 +32,5 @@ pub mod testing;
 pub mod xattr;
 
 pub use failpoint::failpoint;
-pub use fsinfo::{fs_capacity, fs_type_name, kernel_has_fs, used_inodes};
+pub use fsinfo::{fs_capacity, fs_type_name, kernel_has_fs, sync_filesystem, used_inodes};
 pub use options::{parse_options, OptionError};

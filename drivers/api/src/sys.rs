@@ -348,3 +348,83 @@ pub fn set_xattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `struct fiemap_extent` (linux/fiemap.h).
+#[cfg(feature = "testing")]
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct FiemapExtent {
+    fe_logical: u64,
+    fe_physical: u64,
+    fe_length: u64,
+    fe_reserved64: [u64; 2],
+    fe_flags: u32,
+    fe_reserved: [u32; 3],
+}
+
+/// `struct fiemap` (linux/fiemap.h) with room for [`FIEMAP_BATCH`] extents.
+#[cfg(feature = "testing")]
+#[repr(C)]
+struct FiemapBuf {
+    fm_start: u64,
+    fm_length: u64,
+    fm_flags: u32,
+    fm_mapped_extents: u32,
+    fm_extent_count: u32,
+    fm_reserved: u32,
+    extents: [FiemapExtent; FIEMAP_BATCH],
+}
+
+/// Extents fetched per FIEMAP call.
+#[cfg(feature = "testing")]
+const FIEMAP_BATCH: usize = 64;
+/// `FIEMAP_EXTENT_LAST`.
+#[cfg(feature = "testing")]
+const FIEMAP_EXTENT_LAST: u32 = 0x1;
+/// `FIEMAP_EXTENT_DELALLOC`: dirty data not yet given blocks on disk.
+#[cfg(feature = "testing")]
+const FIEMAP_EXTENT_DELALLOC: u32 = 0x4;
+/// `FS_IOC_FIEMAP` = `_IOWR('f', 11, struct fiemap)` (the 32-byte header).
+#[cfg(feature = "testing")]
+const FS_IOC_FIEMAP: libc::c_ulong = nix::request_code_readwrite!(b'f', 11, 32) as libc::c_ulong;
+
+/// Bytes of `file` in delayed-allocation extents: written to the page cache
+/// and not yet to the disk. Maps without `FIEMAP_FLAG_SYNC`, so nothing is
+/// flushed by asking.
+#[cfg(feature = "testing")]
+pub fn delalloc_bytes(file: &File) -> io::Result<u64> {
+    let mut bytes = 0;
+    let mut start = 0u64;
+    loop {
+        let mut buf = FiemapBuf {
+            fm_start: start,
+            fm_length: u64::MAX - start,
+            fm_flags: 0,
+            fm_mapped_extents: 0,
+            fm_extent_count: FIEMAP_BATCH as u32,
+            fm_reserved: 0,
+            extents: [FiemapExtent::default(); FIEMAP_BATCH],
+        };
+        // SAFETY: `buf` is a live, aligned `struct fiemap` with room for
+        // `fm_extent_count` extents after its header, all the kernel
+        // writes; the descriptor is open while `file` is borrowed.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, &mut buf) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mapped = (buf.fm_mapped_extents as usize).min(FIEMAP_BATCH);
+        for e in &buf.extents[..mapped] {
+            if e.fe_flags & FIEMAP_EXTENT_DELALLOC != 0 {
+                bytes += e.fe_length;
+            }
+        }
+        match buf.extents[..mapped].last() {
+            Some(last) if last.fe_flags & FIEMAP_EXTENT_LAST == 0 => {
+                start = last.fe_logical + last.fe_length;
+            }
+            _ => return Ok(bytes),
+        }
+    }
+}
+#[cfg(feature = "testing")]
+const _: () = assert!(std::mem::size_of::<FiemapExtent>() == 56);

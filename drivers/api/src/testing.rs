@@ -49,3 +49,9 @@ pub fn require_program(test: &str, program: &str) -> bool {
 }
 
 pub use crate::scratch::{loops_below, LoopFs, ScratchDir};
+
+/// Bytes of the file at `path` written to the page cache but not yet to
+/// its disk (delayed-allocation extents; reading does not flush them).
+pub fn unwritten_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    crate::sys::delalloc_bytes(&std::fs::File::open(path)?)
+}

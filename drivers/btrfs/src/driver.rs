@@ -281,8 +281,11 @@ impl Driver for BtrfsDriver {
         Ok(())
     }
 
+    /// Writes the subvolume's data to disk (a snapshot of it would flush
+    /// it, setting the flag does not), then sets the read-only flag.
     fn commit(&self, target: Target<'_>) -> Result<()> {
         let path = self.subvolume_path(target.id);
+        strata_driver_api::sync_filesystem(&path)?;
         let sv = Subvolume::get(path.as_path()).map_err(|e| BtrfsError::util("open", &path, e))?;
         sv.set_ro(true)
             .map_err(|e| BtrfsError::util("set read-only", &path, e))?;

@@ -223,8 +223,10 @@ impl Driver for Overlay2Driver {
     }
 
     fn commit(&self, target: Target<'_>) -> Result<()> {
-        // The upper directory is already the layer; nothing moves on disk.
-        self.require(target.id)
+        // The upper directory is already the layer; nothing moves on disk,
+        // but what was written to it must reach the disk.
+        self.require(target.id)?;
+        strata_driver_api::sync_filesystem(&self.layout.fs(target.id))
     }
 
     fn remove(&self, id: SnapshotId) -> Result<()> {

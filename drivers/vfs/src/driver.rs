@@ -121,6 +121,7 @@ impl Driver for VfsDriver {
     }
 
     fn commit(&self, target: Target<'_>) -> Result<()> {
+        strata_driver_api::sync_filesystem(&self.snapshot_dir(target.id))?;
         self.mark_read_only(target.id)
     }
 
