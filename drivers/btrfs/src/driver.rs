@@ -204,8 +204,7 @@ impl BtrfsDriver {
     fn finish_stale(&self, deadline: Instant) -> Result<Vec<u64>> {
         let dir = self.fs_dir()?;
         let root = &self.backing.root;
-        let mut pause = std::time::Duration::from_millis(5);
-        loop {
+        crate::pending::until_none_left(deadline, || {
             sys::sync(&dir).ctx("commit the transaction of", root)?;
             let mut left = Vec::new();
             for id in quota::stale(&dir, root)? {
@@ -213,12 +212,8 @@ impl BtrfsDriver {
                     left.push(id);
                 }
             }
-            if left.is_empty() || Instant::now() >= deadline {
-                return Ok(left);
-            }
-            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
-            pause = (pause * 2).min(std::time::Duration::from_millis(200));
-        }
+            Ok(left)
+        })
     }
 
     /// Deletes subvolume `sv` at `path` with those nested in it, their

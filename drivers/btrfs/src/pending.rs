@@ -125,15 +125,7 @@ impl Pending {
 
     /// Passes until none is left or `deadline`; returns the ids left.
     pub fn finish(&self, deadline: Instant) -> Result<Vec<u64>> {
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let left = self.pass(true, true)?.left;
-            if left.is_empty() || Instant::now() >= deadline {
-                return Ok(left);
-            }
-            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
-            pause = (pause * 2).min(Duration::from_millis(200));
-        }
+        until_none_left(deadline, || Ok(self.pass(true, true)?.left))
     }
 
     fn subvolume(&self, id: u64) -> PathBuf {
@@ -182,5 +174,23 @@ impl Pending {
         File::open(home)
             .and_then(|d| d.sync_all())
             .ctx("fsync", home)
+    }
+}
+
+/// Runs `pass` (which returns the ids still left) until it leaves none or
+/// `deadline` passes, pausing 5 ms, then twice as long each time up to
+/// 200 ms; returns the ids left by the last pass.
+pub fn until_none_left(
+    deadline: Instant,
+    mut pass: impl FnMut() -> Result<Vec<u64>>,
+) -> Result<Vec<u64>> {
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let left = pass()?;
+        if left.is_empty() || Instant::now() >= deadline {
+            return Ok(left);
+        }
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        pause = (pause * 2).min(Duration::from_millis(200));
     }
 }

@@ -5,6 +5,8 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
+use strata_driver_api::{Error, IoContext};
+
 use crate::config::{CleanupSetting, QuotaSetting};
 use crate::error::BtrfsError;
 use crate::sys::{self, QgroupInfo};
@@ -84,17 +86,12 @@ fn kernel_version(release: &str) -> Option<(u32, u32)> {
 /// Level-0 qgroups whose subvolume is no longer linked: being dropped by
 /// btrfs' cleaner, or dropped with the qgroup left behind. (The top level
 /// `0/5` and any id below the first subvolume's are not considered.)
-pub fn stale(dir: &File, root: &Path) -> Result<Vec<u64>, BtrfsError> {
-    let err = |op, source| BtrfsError::Qgroup {
-        op,
-        subvolid: 0,
-        path: root.to_owned(),
-        source,
-    };
+pub fn stale(dir: &File, root: &Path) -> strata_driver_api::Result<Vec<u64>> {
     let mut out = Vec::new();
-    for id in sys::level0_qgroups(dir).map_err(|e| err("list", e))? {
+    for id in sys::level0_qgroups(dir).ctx("list the qgroups of", root)? {
         if id >= sys::FIRST_SUBVOLUME_ID
-            && !sys::subvolume_linked(dir, id).map_err(|e| err("look up", e))?
+            && !sys::subvolume_linked(dir, id)
+                .map_err(|e| Error::io("look up", root.join(format!("<subvolume {id}>")), e))?
         {
             out.push(id);
         }
