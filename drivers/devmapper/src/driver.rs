@@ -15,7 +15,7 @@ use crate::config::{Config, Fs};
 use crate::error::{DmError, Result};
 use crate::pool::{thin_mapped_sectors, Pool, PoolStatus};
 use crate::state::{DevState, DeviceRecord, Records};
-use crate::sys::Dm;
+use crate::sys::{Dm, Presence};
 use crate::units::{self, thin_dev_id, Sectors, ThinDevId};
 
 /// Thin id of the base device every snapshot descends from.
@@ -184,16 +184,22 @@ impl Inner {
                 tracing::info!(device = %name, state = ?rec.state, "rolling back / finishing removal after a crash");
                 self.destroy(rec)
             }
-            DevState::Activating | DevState::Deactivating => {
-                self.dm.remove(&name, false)?;
+            DevState::Activating | DevState::Deactivating | DevState::Active => {
+                self.clear_dead(&name)?;
                 self.records.set(rec, DevState::Created)
             }
-            DevState::Active if !self.dm.is_live(&name)? => {
-                self.dm.remove(&name, false)?;
-                self.records.set(rec, DevState::Created)
-            }
-            DevState::Active | DevState::Created => Ok(()),
+            DevState::Created => self.clear_dead(&name),
         }
+    }
+
+    /// Removes device `name` if it exists without a live table: an
+    /// activation cut short by a crash.
+    fn clear_dead(&self, name: &str) -> Result<()> {
+        if self.dm.presence(name)? == Presence::Dead {
+            tracing::info!(device = %name, "removing a half set-up device after a crash");
+            self.dm.remove(name, false)?;
+        }
+        Ok(())
     }
 
     /// Removes the device-mapper device and the thin device of `rec`, then
@@ -396,7 +402,7 @@ impl Inner {
         }
         self.records.set(&mut rec, DevState::Created)?;
         failpoint("devmapper.create-after-created");
-        self.activate(&mut rec)?;
+        self.activate(&rec)?;
         Ok(())
     }
 
@@ -440,35 +446,37 @@ impl Inner {
         grown.and(removed)
     }
 
-    /// Makes the device of `rec` live (read-only when the record says so).
-    fn activate(&self, rec: &mut DeviceRecord) -> Result<PathBuf> {
+    /// Makes the device of `rec` live (read-only when the record says so),
+    /// or finds it live already.
+    ///
+    /// Whether a device is live is not recorded: device-mapper devices are
+    /// named after their snapshot, so the kernel answers, and they vanish
+    /// on reboot, when a record would be wrong. A device left half set up
+    /// by a crash, or live in the wrong mode, is made again.
+    fn activate(&self, rec: &DeviceRecord) -> Result<PathBuf> {
         let name = self.name(rec.id);
-        if rec.state == DevState::Active && self.dm.is_live(&name)? {
-            return self.dm.node(&name);
+        match self.dm.presence(&name)? {
+            Presence::Live { read_only } if read_only == rec.read_only => {
+                return self.dm.node(&name)
+            }
+            Presence::Missing => {}
+            Presence::Dead | Presence::Live { .. } => {
+                self.dm.remove(&name, false)?;
+            }
         }
-        self.records.set(rec, DevState::Activating)?;
-        self.dm.remove(&name, false)?;
         let dev = self.dm.create(
             &name,
             &self.thin_table(rec.thin_id, rec.size)?,
             rec.read_only,
         )?;
         failpoint("devmapper.activate-after-create");
-        self.records.set(rec, DevState::Active)?;
         Ok(dev)
     }
 
-    /// Removes the device of `rec` (the thin device stays).
-    /// A device still in use stays active (and recorded so).
-    fn deactivate(&self, rec: &mut DeviceRecord) -> Result<()> {
-        self.records.set(rec, DevState::Deactivating)?;
-        if let Err(e) = self.dm.remove(&self.name(rec.id), false) {
-            if let Err(r) = self.records.set(rec, DevState::Active) {
-                tracing::error!(device = %self.name(rec.id), error = %r, "could not record the device as active again");
-            }
-            return Err(e);
-        }
-        self.records.set(rec, DevState::Created)
+    /// Removes the device of `rec` (the thin device stays); fails, leaving
+    /// it live, while it is in use.
+    fn deactivate(&self, rec: &DeviceRecord) -> Result<()> {
+        self.dm.remove(&self.name(rec.id), false).map(drop)
     }
 
     fn commit(&self, target: Target<'_>) -> Result<()> {
@@ -476,21 +484,17 @@ impl Inner {
         if rec.read_only && rec.mapped_sectors.is_some() {
             return Ok(());
         }
-        let live = rec.state == DevState::Active && self.dm.is_live(&self.name(rec.id))?;
-        if !live {
-            self.activate(&mut rec)?;
-        }
+        let dev = self.activate(&rec)?;
         rec.mapped_sectors = Some(self.mapped(&self.name(rec.id))?);
-        let dev = self.dm.node(&self.name(rec.id))?;
         rec.inodes = Some(strata_driver_api::used_inodes(&dev)?);
-        self.deactivate(&mut rec)?;
+        self.deactivate(&rec)?;
         rec.read_only = true;
-        self.records.put(&rec)
+        self.records.set(&mut rec, DevState::Created)
     }
 
     fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {
-        let mut rec = self.record(target.id)?;
-        let dev = self.activate(&mut rec)?;
+        let rec = self.record(target.id)?;
+        let dev = self.activate(&rec)?;
         let mut options = Vec::new();
         if rec.read_only {
             options.push("ro".to_owned());
@@ -518,7 +522,7 @@ impl Inner {
     }
 
     /// Mapped sectors of `rec` now: recorded at commit, else from the live device.
-    fn mapped_of(&self, rec: &mut DeviceRecord) -> Result<Sectors> {
+    fn mapped_of(&self, rec: &DeviceRecord) -> Result<Sectors> {
         if let Some(m) = rec.mapped_sectors {
             return Ok(m);
         }
@@ -528,7 +532,7 @@ impl Inner {
 
     /// Inodes used in `rec`'s filesystem: recorded at commit, else from
     /// statfs or the superblock of the live device.
-    fn inodes_of(&self, rec: &mut DeviceRecord) -> Result<u64> {
+    fn inodes_of(&self, rec: &DeviceRecord) -> Result<u64> {
         if let Some(n) = rec.inodes {
             return Ok(n);
         }
@@ -537,13 +541,13 @@ impl Inner {
     }
 
     fn usage(&self, target: Target<'_>) -> Result<Usage> {
-        let mut rec = self.record(target.id)?;
-        let own = self.mapped_of(&mut rec)?;
-        let own_inodes = self.inodes_of(&mut rec)?;
+        let rec = self.record(target.id)?;
+        let own = self.mapped_of(&rec)?;
+        let own_inodes = self.inodes_of(&rec)?;
         let (parent, parent_inodes) = match target.parent() {
             Some(p) => {
-                let mut parent = self.record(p)?;
-                (self.mapped_of(&mut parent)?, self.inodes_of(&mut parent)?)
+                let parent = self.record(p)?;
+                (self.mapped_of(&parent)?, self.inodes_of(&parent)?)
             }
             None => (self.records.pool()?.base_mapped_sectors, 0),
         };
@@ -608,10 +612,8 @@ impl Inner {
     /// Deactivates every device of the store, then (for a pool the driver
     /// made) removes the pool and detaches its loop devices.
     fn release(&self) -> Result<()> {
-        for mut rec in self.records.all()? {
-            if rec.state == DevState::Active {
-                self.deactivate(&mut rec)?;
-            }
+        for rec in self.records.all()? {
+            self.deactivate(&rec)?;
         }
         self.dm.remove(&self.base_name(), false)?;
         self.pool.teardown(&self.dm)

@@ -14,18 +14,25 @@ use crate::units::{Sectors, ThinDevId};
 /// Where a thin device is in its life. Each state is recorded before the
 /// kernel step it names, so after a crash the record says what may be
 /// half-done.
+///
+/// Only the thin device's life in the pool metadata is recorded: whether
+/// its device-mapper device is live is the kernel's to say (the device is
+/// named after the snapshot and vanishes on reboot). `Activating`,
+/// `Active` and `Deactivating` are still read, from records written by
+/// earlier versions, and mean `Created` once the driver has opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DevState {
     /// `create_snap`/`create_thin` may or may not have happened.
     Creating,
-    /// The thin device exists in the pool; no device-mapper device.
+    /// The thin device exists in the pool; its device-mapper device may be
+    /// live or not.
     Created,
-    /// A device-mapper device may be half set up.
+    /// Earlier versions: a device-mapper device may be half set up.
     Activating,
-    /// The device-mapper device is live.
+    /// Earlier versions: the device-mapper device is live.
     Active,
-    /// The device-mapper device is being removed (commit, close).
+    /// Earlier versions: the device-mapper device is being removed.
     Deactivating,
     /// The device-mapper device and the thin device are being deleted.
     Removing,
