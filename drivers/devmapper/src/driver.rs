@@ -128,50 +128,71 @@ impl Inner {
         format!("{}-base", self.prefix)
     }
 
-    /// Runs one pool metadata step, then moves the transaction id on by one
-    /// in the kernel and in `pool.json`.
-    fn metadata_step(&self, step: impl FnOnce() -> Result<()>, point: &str) -> Result<()> {
-        let mut rec = self.records.pool()?;
-        step()?;
-        failpoint(point);
-        let old = rec.transaction_id;
-        self.pool.set_transaction_id(&self.dm, old, old + 1)?;
-        rec.transaction_id = old + 1;
-        self.records.put_pool(&rec)
+    /// The pool's transaction id in the kernel now.
+    fn kernel_transaction_id(&self) -> Result<u64> {
+        Ok(self.pool.status(&self.dm)?.transaction_id)
     }
 
-    /// Aligns the recorded and kernel transaction ids, then finishes or
-    /// rolls back each device record left half-way by a crash.
+    /// Runs one pool metadata step, then moves the pool's transaction id
+    /// from `from` (its value before the step) on by one; fails when the
+    /// pool is no longer at `from`. The new id lands in the pool metadata
+    /// with the step; the caller recorded it beforehand, in the record the
+    /// step belongs to, so nothing is written after the step.
+    fn metadata_step(
+        &self,
+        from: u64,
+        step: impl FnOnce() -> Result<()>,
+        point: &str,
+    ) -> Result<()> {
+        step()?;
+        failpoint(point);
+        self.pool.set_transaction_id(&self.dm, from, from + 1)
+    }
+
+    /// The highest transaction id the records say the pool reached:
+    /// `pool.json`'s, or a finished create's (a device record in `Created`
+    /// names the id its step moved the pool to).
+    fn recorded_transaction_id(&self, records: &[DeviceRecord]) -> Result<u64> {
+        let pool = self.records.pool()?.transaction_id;
+        Ok(records
+            .iter()
+            .filter(|r| r.state != DevState::Creating && r.state != DevState::Removing)
+            .filter_map(|r| r.transaction_id)
+            .fold(pool, u64::max))
+    }
+
+    /// Raises the kernel's transaction id to the recorded one when the pool
+    /// metadata is behind the records (it lost steps, e.g. on power loss),
+    /// then finishes or rolls back each device record left half-way by a
+    /// crash. A kernel id ahead of `pool.json` is the normal case (steps
+    /// record their id in device records) and writes nothing: an open with
+    /// nothing to reconcile must work on a full disk (for `check`).
     fn reconcile(&self) -> Result<()> {
-        let mut prec = self.records.pool()?;
-        let recorded = prec.transaction_id;
-        let kernel = self.pool.status(&self.dm)?.transaction_id;
-        if kernel > prec.transaction_id {
-            tracing::info!(pool = %self.pool.name, kernel, recorded = prec.transaction_id, "adopting the pool's newer transaction id");
-        } else if kernel < prec.transaction_id {
-            tracing::warn!(pool = %self.pool.name, kernel, recorded = prec.transaction_id, "pool metadata is behind the records");
-            self.pool
-                .set_transaction_id(&self.dm, kernel, prec.transaction_id)?;
+        let records = self.records.all()?;
+        let recorded = self.recorded_transaction_id(&records)?;
+        let kernel = self.kernel_transaction_id()?;
+        if kernel < recorded {
+            tracing::warn!(pool = %self.pool.name, kernel, recorded, "pool metadata is behind the records");
+            self.pool.set_transaction_id(&self.dm, kernel, recorded)?;
+            let mut prec = self.records.pool()?;
+            prec.transaction_id = recorded;
+            self.records.put_pool(&prec)?;
         }
-        prec.transaction_id = prec.transaction_id.max(kernel);
-        // Written only when something changed: an open with nothing to
-        // reconcile must work on a full disk (for `check`).
-        let mut dirty = prec.transaction_id != recorded;
+        let prec = self.records.pool()?;
         if prec.base_started && !prec.base_ready {
             self.dm.remove(&self.base_name(), false)?;
-            self.records.put_pool(&prec)?;
+            let from = self.kernel_transaction_id()?;
             self.metadata_step(
+                from,
                 || self.pool.delete(&self.dm, base_thin()?),
                 "devmapper.reconcile-base",
             )?;
-            prec = self.records.pool()?;
+            let mut prec = self.records.pool()?;
             prec.base_started = false;
-            dirty = true;
-        }
-        if dirty {
+            prec.transaction_id = from + 1;
             self.records.put_pool(&prec)?;
         }
-        for mut rec in self.records.all()? {
+        for mut rec in records {
             self.reconcile_one(&mut rec)?;
         }
         Ok(())
@@ -206,6 +227,8 @@ impl Inner {
     /// its record. A device still busy with deferred removal keeps its
     /// record in `Removing`, finished on the next open.
     fn destroy(&self, rec: &mut DeviceRecord) -> Result<()> {
+        let from = self.kernel_transaction_id()?;
+        rec.transaction_id = Some(from + 1);
         self.records.set(rec, DevState::Removing)?;
         if !self
             .dm
@@ -216,6 +239,7 @@ impl Inner {
         }
         failpoint("devmapper.remove-after-deactivate");
         self.metadata_step(
+            from,
             || self.pool.delete(&self.dm, rec.thin_id),
             "devmapper.remove-after-delete",
         )?;
@@ -240,7 +264,9 @@ impl Inner {
         let mut prec = self.records.pool()?;
         prec.base_started = true;
         self.records.put_pool(&prec)?;
+        let from = self.kernel_transaction_id()?;
         self.metadata_step(
+            from,
             || self.pool.create_thin(&self.dm, base_thin()?),
             "devmapper.base-after-create",
         )?;
@@ -257,6 +283,7 @@ impl Inner {
         let mut prec = self.records.pool()?;
         prec.base_ready = true;
         prec.base_mapped_sectors = mapped?;
+        prec.transaction_id = prec.transaction_id.max(from + 1);
         self.records.put_pool(&prec)
     }
 
@@ -386,6 +413,7 @@ impl Inner {
             read_only: target.kind != Kind::Active,
             mapped_sectors: None,
             inodes: None,
+            transaction_id: Some(pool_status.transaction_id + 1),
         };
         self.records.put(&rec)?;
         failpoint("devmapper.create-before-snap");
@@ -394,6 +422,7 @@ impl Inner {
             None => self.base_name(),
         };
         self.metadata_step(
+            pool_status.transaction_id,
             || self.snapshot(thin, origin, &origin_name),
             "devmapper.create-after-snap",
         )?;

@@ -1,6 +1,6 @@
 //! The driver's own crash-safe records in `<home>`: one JSON file per thin
 //! device (`devices/<id>.json`), written (fsync + rename) before each
-//! kernel step, and the pool's transaction id (`pool.json`).
+//! pool metadata step, and the pool-wide record (`pool.json`).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -59,12 +59,19 @@ pub struct DeviceRecord {
     /// written before inodes were counted).
     #[serde(default)]
     pub inodes: Option<u64>,
+    /// The pool's transaction id once this record's metadata step (create
+    /// or delete) is done, recorded before the step (absent in records
+    /// written before device records carried it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<u64>,
 }
 
 /// Pool-wide record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolRecord {
-    /// The pool transaction id after the last completed metadata step.
+    /// A transaction id the pool is known to have reached: written with the
+    /// base device's steps and when the driver raises a pool that lost
+    /// steps. Later steps record theirs in device records only.
     pub transaction_id: u64,
     /// Whether the base device exists and holds a filesystem.
     pub base_ready: bool,
@@ -200,6 +207,7 @@ mod tests {
             read_only: false,
             mapped_sectors: None,
             inodes: None,
+            transaction_id: Some(4),
         };
         records.put(&rec).expect("put");
         records.set(&mut rec, DevState::Created).expect("set");
