@@ -228,8 +228,7 @@ impl Inner {
     /// record in `Removing`, finished on the next open.
     fn destroy(&self, rec: &mut DeviceRecord) -> Result<()> {
         let from = self.kernel_transaction_id()?;
-        rec.transaction_id = Some(from + 1);
-        self.records.set(rec, DevState::Removing)?;
+        self.records.begin_remove(rec)?;
         if !self
             .dm
             .remove(&self.name(rec.id), self.cfg.deferred_remove)?
@@ -415,7 +414,7 @@ impl Inner {
             inodes: None,
             transaction_id: Some(pool_status.transaction_id + 1),
         };
-        self.records.put(&rec)?;
+        self.records.put_creating(&mut rec)?;
         failpoint("devmapper.create-before-snap");
         let origin_name = match target.parent() {
             Some(p) => self.name(p.0),
@@ -429,7 +428,7 @@ impl Inner {
         if size > origin_size {
             self.grow_fs(&rec)?;
         }
-        self.records.set(&mut rec, DevState::Created)?;
+        self.records.finish_create(&mut rec)?;
         failpoint("devmapper.create-after-created");
         self.activate(&rec)?;
         Ok(())

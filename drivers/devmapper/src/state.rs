@@ -1,6 +1,12 @@
 //! The driver's own crash-safe records in `<home>`: one JSON file per thin
-//! device (`devices/<id>.json`), written (fsync + rename) before each
-//! pool metadata step, and the pool-wide record (`pool.json`).
+//! device, written (fsync + rename) before each pool metadata step, and
+//! the pool-wide record (`pool.json`).
+//!
+//! A device record's name says where the thin device is in its life:
+//! `devices/<id>.creating` before its create step, `devices/<id>.json` once
+//! made, `devices/<id>.removing` before its delete step. Moving between
+//! them is a rename of a file whose content is durable already, so it
+//! costs one directory fsync instead of a rewrite.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -89,6 +95,29 @@ pub struct Records {
     pool: PathBuf,
 }
 
+/// Name ending of a made device's record.
+const MADE: &str = "json";
+/// Name ending of a record written before the create step.
+const CREATING: &str = "creating";
+/// Name ending of a record renamed before the delete step.
+const REMOVING: &str = "removing";
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| record_err(dir, e))
+}
+
+fn read_record(path: &Path) -> Result<Option<DeviceRecord>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| record_err(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(record_err(path, e)),
+    }
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| record_err(&tmp, e))?;
@@ -96,9 +125,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(|e| record_err(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| record_err(path, e))?;
     if let Some(parent) = path.parent() {
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| record_err(parent, e))?;
+        sync_dir(parent)?;
     }
     Ok(())
 }
@@ -114,62 +141,128 @@ impl Records {
         })
     }
 
-    fn path(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+    fn path(&self, id: u64, ending: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{ending}"))
     }
 
-    /// The record of snapshot `id`, if any.
+    /// The record of snapshot `id`, if any; its state is `Creating` or
+    /// `Removing` when its name says so.
     pub fn get(&self, id: u64) -> Result<Option<DeviceRecord>> {
-        let path = self.path(id);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| record_err(&path, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(record_err(&path, e)),
+        let named = [
+            (MADE, None),
+            (CREATING, Some(DevState::Creating)),
+            (REMOVING, Some(DevState::Removing)),
+        ];
+        for (ending, state) in named {
+            if let Some(mut rec) = read_record(&self.path(id, ending))? {
+                if let Some(state) = state {
+                    rec.state = state;
+                }
+                return Ok(Some(rec));
+            }
         }
+        Ok(None)
     }
 
-    /// Writes `rec` durably.
+    fn write(&self, rec: &DeviceRecord, path: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| record_err(path, e))?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Writes `rec` durably as `<id>.json`.
     pub fn put(&self, rec: &DeviceRecord) -> Result<()> {
-        let path = self.path(rec.id);
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| record_err(&path, e))?;
-        write_atomic(&path, &bytes)
+        self.write(rec, &self.path(rec.id, MADE))
     }
 
-    /// Sets the state of `rec` and writes it.
+    /// Sets the state of `rec` and writes it as `<id>.json`.
     pub fn set(&self, rec: &mut DeviceRecord, state: DevState) -> Result<()> {
         rec.state = state;
         self.put(rec)
     }
 
-    /// Deletes the record of `id` (missing is fine).
-    pub fn delete(&self, id: u64) -> Result<()> {
-        let path = self.path(id);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(record_err(&path, e)),
+    /// Writes `rec` durably as `<id>.creating`, in state `Creating`; its
+    /// content already says `Created`, for [`Records::finish_create`].
+    pub fn put_creating(&self, rec: &mut DeviceRecord) -> Result<()> {
+        let made = DeviceRecord {
+            state: DevState::Created,
+            ..rec.clone()
+        };
+        self.write(&made, &self.path(rec.id, CREATING))?;
+        rec.state = DevState::Creating;
+        Ok(())
+    }
+
+    /// Moves `rec` from `Creating` to `Created` durably: renames
+    /// `<id>.creating` to `<id>.json`.
+    pub fn finish_create(&self, rec: &mut DeviceRecord) -> Result<()> {
+        self.rename_durably(rec.id, CREATING, MADE)?;
+        rec.state = DevState::Created;
+        Ok(())
+    }
+
+    /// Moves `rec` to `Removing` durably: renames its record to
+    /// `<id>.removing` (written anew when it has no record file).
+    pub fn begin_remove(&self, rec: &mut DeviceRecord) -> Result<()> {
+        let to = self.path(rec.id, REMOVING);
+        let mut renamed = false;
+        for from in [MADE, CREATING].map(|ending| self.path(rec.id, ending)) {
+            match fs::rename(&from, &to) {
+                Ok(()) => {
+                    renamed = true;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(record_err(&from, e)),
+            }
         }
+        if renamed {
+            sync_dir(&self.dir)?;
+        } else if !to.exists() {
+            self.write(rec, &to)?;
+        }
+        rec.state = DevState::Removing;
+        Ok(())
+    }
+
+    fn rename_durably(&self, id: u64, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (self.path(id, from), self.path(id, to));
+        fs::rename(&from, &to).map_err(|e| record_err(&from, e))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes the record of `id`, whatever its name (missing is fine).
+    pub fn delete(&self, id: u64) -> Result<()> {
+        for ending in [REMOVING, MADE, CREATING] {
+            let path = self.path(id, ending);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(record_err(&path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Every device record.
     pub fn all(&self) -> Result<Vec<DeviceRecord>> {
-        let mut out = Vec::new();
+        let mut ids = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(|e| record_err(&self.dir, e))? {
             let entry = entry.map_err(|e| record_err(&self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = name
-                .strip_suffix(".json")
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if let Some(rec) = self.get(id)? {
-                out.push(rec);
-            }
+            let id = [MADE, CREATING, REMOVING].iter().find_map(|ending| {
+                name.strip_suffix(ending)?
+                    .strip_suffix('.')?
+                    .parse::<u64>()
+                    .ok()
+            });
+            ids.extend(id);
         }
-        out.sort_by_key(|r| r.id);
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.get(id)?);
+        }
         Ok(out)
     }
 
@@ -209,10 +302,16 @@ mod tests {
             inodes: None,
             transaction_id: Some(4),
         };
-        records.put(&rec).expect("put");
-        records.set(&mut rec, DevState::Created).expect("set");
+        records.put_creating(&mut rec).expect("put creating");
         assert_eq!(records.get(7).expect("get"), Some(rec.clone()));
-        assert_eq!(records.all().expect("all"), vec![rec]);
+        records.finish_create(&mut rec).expect("finish create");
+        assert_eq!(rec.state, DevState::Created);
+        assert_eq!(records.get(7).expect("get"), Some(rec.clone()));
+        records.set(&mut rec, DevState::Created).expect("set");
+        assert_eq!(records.all().expect("all"), vec![rec.clone()]);
+        records.begin_remove(&mut rec).expect("begin remove");
+        assert_eq!(records.get(7).expect("get"), Some(rec.clone()));
+        assert_eq!(records.all().expect("all"), vec![rec.clone()]);
         records.delete(7).expect("delete");
         records.delete(7).expect("delete twice");
         assert_eq!(records.get(7).expect("get"), None);
