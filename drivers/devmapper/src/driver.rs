@@ -192,13 +192,20 @@ impl Inner {
             prec.transaction_id = from + 1;
             self.records.put_pool(&prec)?;
         }
+        let present: std::collections::HashSet<String> = self.dm.list()?.into_iter().collect();
         for mut rec in records {
-            self.reconcile_one(&mut rec)?;
+            self.reconcile_one(&mut rec, &present)?;
         }
         Ok(())
     }
 
-    fn reconcile_one(&self, rec: &mut DeviceRecord) -> Result<()> {
+    /// Finishes or rolls back `rec`; `present` names every device-mapper
+    /// device there is (listed once: most records have none).
+    fn reconcile_one(
+        &self,
+        rec: &mut DeviceRecord,
+        present: &std::collections::HashSet<String>,
+    ) -> Result<()> {
         let name = self.name(rec.id);
         match rec.state {
             DevState::Creating | DevState::Removing => {
@@ -206,10 +213,13 @@ impl Inner {
                 self.destroy(rec)
             }
             DevState::Activating | DevState::Deactivating | DevState::Active => {
-                self.clear_dead(&name)?;
+                if present.contains(&name) {
+                    self.clear_dead(&name)?;
+                }
                 self.records.set(rec, DevState::Created)
             }
-            DevState::Created => self.clear_dead(&name),
+            DevState::Created if present.contains(&name) => self.clear_dead(&name),
+            DevState::Created => Ok(()),
         }
     }
 
