@@ -15,7 +15,7 @@ use crate::config::{Config, Fs};
 use crate::error::{DmError, Result};
 use crate::pool::{thin_mapped_sectors, Pool, PoolStatus};
 use crate::state::{DevState, DeviceRecord, Records};
-use crate::sys::Dm;
+use crate::sys::{Dm, Presence};
 use crate::units::{self, thin_dev_id, Sectors, ThinDevId};
 
 /// Thin id of the base device every snapshot descends from.
@@ -128,79 +128,117 @@ impl Inner {
         format!("{}-base", self.prefix)
     }
 
-    /// Runs one pool metadata step, then moves the transaction id on by one
-    /// in the kernel and in `pool.json`.
-    fn metadata_step(&self, step: impl FnOnce() -> Result<()>, point: &str) -> Result<()> {
-        let mut rec = self.records.pool()?;
-        step()?;
-        failpoint(point);
-        let old = rec.transaction_id;
-        self.pool.set_transaction_id(&self.dm, old, old + 1)?;
-        rec.transaction_id = old + 1;
-        self.records.put_pool(&rec)
+    /// The pool's transaction id in the kernel now.
+    fn kernel_transaction_id(&self) -> Result<u64> {
+        Ok(self.pool.status(&self.dm)?.transaction_id)
     }
 
-    /// Aligns the recorded and kernel transaction ids, then finishes or
-    /// rolls back each device record left half-way by a crash.
+    /// Runs one pool metadata step, then moves the pool's transaction id
+    /// from `from` (its value before the step) on by one; fails when the
+    /// pool is no longer at `from`. The new id lands in the pool metadata
+    /// with the step; the caller recorded it beforehand, in the record the
+    /// step belongs to, so nothing is written after the step.
+    fn metadata_step(
+        &self,
+        from: u64,
+        step: impl FnOnce() -> Result<()>,
+        point: &str,
+    ) -> Result<()> {
+        step()?;
+        failpoint(point);
+        self.pool.set_transaction_id(&self.dm, from, from + 1)
+    }
+
+    /// The highest transaction id the records say the pool reached:
+    /// `pool.json`'s, or a finished create's (a device record in `Created`
+    /// names the id its step moved the pool to).
+    fn recorded_transaction_id(&self, records: &[DeviceRecord]) -> Result<u64> {
+        let pool = self.records.pool()?.transaction_id;
+        Ok(records
+            .iter()
+            .filter(|r| r.state != DevState::Creating && r.state != DevState::Removing)
+            .filter_map(|r| r.transaction_id)
+            .fold(pool, u64::max))
+    }
+
+    /// Raises the kernel's transaction id to the recorded one when the pool
+    /// metadata is behind the records (it lost steps, e.g. on power loss),
+    /// then finishes or rolls back each device record left half-way by a
+    /// crash. A kernel id ahead of `pool.json` is the normal case (steps
+    /// record their id in device records) and writes nothing: an open with
+    /// nothing to reconcile must work on a full disk (for `check`).
     fn reconcile(&self) -> Result<()> {
-        let mut prec = self.records.pool()?;
-        let recorded = prec.transaction_id;
-        let kernel = self.pool.status(&self.dm)?.transaction_id;
-        if kernel > prec.transaction_id {
-            tracing::info!(pool = %self.pool.name, kernel, recorded = prec.transaction_id, "adopting the pool's newer transaction id");
-        } else if kernel < prec.transaction_id {
-            tracing::warn!(pool = %self.pool.name, kernel, recorded = prec.transaction_id, "pool metadata is behind the records");
-            self.pool
-                .set_transaction_id(&self.dm, kernel, prec.transaction_id)?;
+        let records = self.records.all()?;
+        let recorded = self.recorded_transaction_id(&records)?;
+        let kernel = self.kernel_transaction_id()?;
+        if kernel < recorded {
+            tracing::warn!(pool = %self.pool.name, kernel, recorded, "pool metadata is behind the records");
+            self.pool.set_transaction_id(&self.dm, kernel, recorded)?;
+            let mut prec = self.records.pool()?;
+            prec.transaction_id = recorded;
+            self.records.put_pool(&prec)?;
         }
-        prec.transaction_id = prec.transaction_id.max(kernel);
-        // Written only when something changed: an open with nothing to
-        // reconcile must work on a full disk (for `check`).
-        let mut dirty = prec.transaction_id != recorded;
+        let prec = self.records.pool()?;
         if prec.base_started && !prec.base_ready {
             self.dm.remove(&self.base_name(), false)?;
-            self.records.put_pool(&prec)?;
+            let from = self.kernel_transaction_id()?;
             self.metadata_step(
+                from,
                 || self.pool.delete(&self.dm, base_thin()?),
                 "devmapper.reconcile-base",
             )?;
-            prec = self.records.pool()?;
+            let mut prec = self.records.pool()?;
             prec.base_started = false;
-            dirty = true;
-        }
-        if dirty {
+            prec.transaction_id = from + 1;
             self.records.put_pool(&prec)?;
         }
-        for mut rec in self.records.all()? {
-            self.reconcile_one(&mut rec)?;
+        let present: std::collections::HashSet<String> = self.dm.list()?.into_iter().collect();
+        for mut rec in records {
+            self.reconcile_one(&mut rec, &present)?;
         }
         Ok(())
     }
 
-    fn reconcile_one(&self, rec: &mut DeviceRecord) -> Result<()> {
+    /// Finishes or rolls back `rec`; `present` names every device-mapper
+    /// device there is (listed once: most records have none).
+    fn reconcile_one(
+        &self,
+        rec: &mut DeviceRecord,
+        present: &std::collections::HashSet<String>,
+    ) -> Result<()> {
         let name = self.name(rec.id);
         match rec.state {
             DevState::Creating | DevState::Removing => {
                 tracing::info!(device = %name, state = ?rec.state, "rolling back / finishing removal after a crash");
                 self.destroy(rec)
             }
-            DevState::Activating | DevState::Deactivating => {
-                self.dm.remove(&name, false)?;
+            DevState::Activating | DevState::Deactivating | DevState::Active => {
+                if present.contains(&name) {
+                    self.clear_dead(&name)?;
+                }
                 self.records.set(rec, DevState::Created)
             }
-            DevState::Active if !self.dm.is_live(&name)? => {
-                self.dm.remove(&name, false)?;
-                self.records.set(rec, DevState::Created)
-            }
-            DevState::Active | DevState::Created => Ok(()),
+            DevState::Created if present.contains(&name) => self.clear_dead(&name),
+            DevState::Created => Ok(()),
         }
+    }
+
+    /// Removes device `name` if it exists without a live table: an
+    /// activation cut short by a crash.
+    fn clear_dead(&self, name: &str) -> Result<()> {
+        if self.dm.presence(name)? == Presence::Dead {
+            tracing::info!(device = %name, "removing a half set-up device after a crash");
+            self.dm.remove(name, false)?;
+        }
+        Ok(())
     }
 
     /// Removes the device-mapper device and the thin device of `rec`, then
     /// its record. A device still busy with deferred removal keeps its
     /// record in `Removing`, finished on the next open.
     fn destroy(&self, rec: &mut DeviceRecord) -> Result<()> {
-        self.records.set(rec, DevState::Removing)?;
+        let from = self.kernel_transaction_id()?;
+        self.records.begin_remove(rec)?;
         if !self
             .dm
             .remove(&self.name(rec.id), self.cfg.deferred_remove)?
@@ -210,6 +248,7 @@ impl Inner {
         }
         failpoint("devmapper.remove-after-deactivate");
         self.metadata_step(
+            from,
             || self.pool.delete(&self.dm, rec.thin_id),
             "devmapper.remove-after-delete",
         )?;
@@ -234,7 +273,9 @@ impl Inner {
         let mut prec = self.records.pool()?;
         prec.base_started = true;
         self.records.put_pool(&prec)?;
+        let from = self.kernel_transaction_id()?;
         self.metadata_step(
+            from,
             || self.pool.create_thin(&self.dm, base_thin()?),
             "devmapper.base-after-create",
         )?;
@@ -251,6 +292,7 @@ impl Inner {
         let mut prec = self.records.pool()?;
         prec.base_ready = true;
         prec.base_mapped_sectors = mapped?;
+        prec.transaction_id = prec.transaction_id.max(from + 1);
         self.records.put_pool(&prec)
     }
 
@@ -380,23 +422,25 @@ impl Inner {
             read_only: target.kind != Kind::Active,
             mapped_sectors: None,
             inodes: None,
+            transaction_id: Some(pool_status.transaction_id + 1),
         };
-        self.records.put(&rec)?;
+        self.records.put_creating(&mut rec)?;
         failpoint("devmapper.create-before-snap");
         let origin_name = match target.parent() {
             Some(p) => self.name(p.0),
             None => self.base_name(),
         };
         self.metadata_step(
+            pool_status.transaction_id,
             || self.snapshot(thin, origin, &origin_name),
             "devmapper.create-after-snap",
         )?;
         if size > origin_size {
             self.grow_fs(&rec)?;
         }
-        self.records.set(&mut rec, DevState::Created)?;
+        self.records.finish_create(&mut rec)?;
         failpoint("devmapper.create-after-created");
-        self.activate(&mut rec)?;
+        self.activate(&rec)?;
         Ok(())
     }
 
@@ -440,35 +484,37 @@ impl Inner {
         grown.and(removed)
     }
 
-    /// Makes the device of `rec` live (read-only when the record says so).
-    fn activate(&self, rec: &mut DeviceRecord) -> Result<PathBuf> {
+    /// Makes the device of `rec` live (read-only when the record says so),
+    /// or finds it live already.
+    ///
+    /// Whether a device is live is not recorded: device-mapper devices are
+    /// named after their snapshot, so the kernel answers, and they vanish
+    /// on reboot, when a record would be wrong. A device left half set up
+    /// by a crash, or live in the wrong mode, is made again.
+    fn activate(&self, rec: &DeviceRecord) -> Result<PathBuf> {
         let name = self.name(rec.id);
-        if rec.state == DevState::Active && self.dm.is_live(&name)? {
-            return self.dm.node(&name);
+        match self.dm.presence(&name)? {
+            Presence::Live { read_only } if read_only == rec.read_only => {
+                return self.dm.node(&name)
+            }
+            Presence::Missing => {}
+            Presence::Dead | Presence::Live { .. } => {
+                self.dm.remove(&name, false)?;
+            }
         }
-        self.records.set(rec, DevState::Activating)?;
-        self.dm.remove(&name, false)?;
         let dev = self.dm.create(
             &name,
             &self.thin_table(rec.thin_id, rec.size)?,
             rec.read_only,
         )?;
         failpoint("devmapper.activate-after-create");
-        self.records.set(rec, DevState::Active)?;
         Ok(dev)
     }
 
-    /// Removes the device of `rec` (the thin device stays).
-    /// A device still in use stays active (and recorded so).
-    fn deactivate(&self, rec: &mut DeviceRecord) -> Result<()> {
-        self.records.set(rec, DevState::Deactivating)?;
-        if let Err(e) = self.dm.remove(&self.name(rec.id), false) {
-            if let Err(r) = self.records.set(rec, DevState::Active) {
-                tracing::error!(device = %self.name(rec.id), error = %r, "could not record the device as active again");
-            }
-            return Err(e);
-        }
-        self.records.set(rec, DevState::Created)
+    /// Removes the device of `rec` (the thin device stays); fails, leaving
+    /// it live, while it is in use.
+    fn deactivate(&self, rec: &DeviceRecord) -> Result<()> {
+        self.dm.remove(&self.name(rec.id), false).map(drop)
     }
 
     fn commit(&self, target: Target<'_>) -> Result<()> {
@@ -476,21 +522,17 @@ impl Inner {
         if rec.read_only && rec.mapped_sectors.is_some() {
             return Ok(());
         }
-        let live = rec.state == DevState::Active && self.dm.is_live(&self.name(rec.id))?;
-        if !live {
-            self.activate(&mut rec)?;
-        }
+        let dev = self.activate(&rec)?;
         rec.mapped_sectors = Some(self.mapped(&self.name(rec.id))?);
-        let dev = self.dm.node(&self.name(rec.id))?;
         rec.inodes = Some(strata_driver_api::used_inodes(&dev)?);
-        self.deactivate(&mut rec)?;
+        self.deactivate(&rec)?;
         rec.read_only = true;
-        self.records.put(&rec)
+        self.records.set(&mut rec, DevState::Created)
     }
 
     fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {
-        let mut rec = self.record(target.id)?;
-        let dev = self.activate(&mut rec)?;
+        let rec = self.record(target.id)?;
+        let dev = self.activate(&rec)?;
         let mut options = Vec::new();
         if rec.read_only {
             options.push("ro".to_owned());
@@ -518,7 +560,7 @@ impl Inner {
     }
 
     /// Mapped sectors of `rec` now: recorded at commit, else from the live device.
-    fn mapped_of(&self, rec: &mut DeviceRecord) -> Result<Sectors> {
+    fn mapped_of(&self, rec: &DeviceRecord) -> Result<Sectors> {
         if let Some(m) = rec.mapped_sectors {
             return Ok(m);
         }
@@ -528,7 +570,7 @@ impl Inner {
 
     /// Inodes used in `rec`'s filesystem: recorded at commit, else from
     /// statfs or the superblock of the live device.
-    fn inodes_of(&self, rec: &mut DeviceRecord) -> Result<u64> {
+    fn inodes_of(&self, rec: &DeviceRecord) -> Result<u64> {
         if let Some(n) = rec.inodes {
             return Ok(n);
         }
@@ -537,13 +579,13 @@ impl Inner {
     }
 
     fn usage(&self, target: Target<'_>) -> Result<Usage> {
-        let mut rec = self.record(target.id)?;
-        let own = self.mapped_of(&mut rec)?;
-        let own_inodes = self.inodes_of(&mut rec)?;
+        let rec = self.record(target.id)?;
+        let own = self.mapped_of(&rec)?;
+        let own_inodes = self.inodes_of(&rec)?;
         let (parent, parent_inodes) = match target.parent() {
             Some(p) => {
-                let mut parent = self.record(p)?;
-                (self.mapped_of(&mut parent)?, self.inodes_of(&mut parent)?)
+                let parent = self.record(p)?;
+                (self.mapped_of(&parent)?, self.inodes_of(&parent)?)
             }
             None => (self.records.pool()?.base_mapped_sectors, 0),
         };
@@ -608,10 +650,8 @@ impl Inner {
     /// Deactivates every device of the store, then (for a pool the driver
     /// made) removes the pool and detaches its loop devices.
     fn release(&self) -> Result<()> {
-        for mut rec in self.records.all()? {
-            if rec.state == DevState::Active {
-                self.deactivate(&mut rec)?;
-            }
+        for rec in self.records.all()? {
+            self.deactivate(&rec)?;
         }
         self.dm.remove(&self.base_name(), false)?;
         self.pool.teardown(&self.dm)

@@ -20,6 +20,21 @@ pub const CONTROL: &str = "/dev/mapper/control";
 /// One target line: start sector, length in sectors, target type, parameters.
 pub type TableLine = (Sectors, Sectors, String, String);
 
+/// Whether a device-mapper device exists and is usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// No device of that name.
+    Missing,
+    /// The device exists without a live table (half set up, or suspended
+    /// before its first resume).
+    Dead,
+    /// The device has a live table.
+    Live {
+        /// The live table was loaded read-only.
+        read_only: bool,
+    },
+}
+
 /// A handle on the device-mapper control device.
 pub struct Dm {
     dm: DM,
@@ -59,9 +74,17 @@ impl Dm {
 
     /// Whether `n` exists and has a live table (is usable).
     pub fn is_live(&self, n: &str) -> Result<bool> {
+        Ok(matches!(self.presence(n)?, Presence::Live { .. }))
+    }
+
+    /// Whether `n` exists, and whether its live table is read-only.
+    pub fn presence(&self, n: &str) -> Result<Presence> {
         match self.dm.device_info(&DevId::Name(name(n)?)) {
-            Ok(info) => Ok(info.flags().contains(DmFlags::DM_ACTIVE_PRESENT)),
-            Err(e) if errno_of(&e) == Some(Errno::ENXIO) => Ok(false),
+            Ok(info) if info.flags().contains(DmFlags::DM_ACTIVE_PRESENT) => Ok(Presence::Live {
+                read_only: info.flags().contains(DmFlags::DM_READONLY),
+            }),
+            Ok(_) => Ok(Presence::Dead),
+            Err(e) if errno_of(&e) == Some(Errno::ENXIO) => Ok(Presence::Missing),
             Err(e) => Err(ioctl("info", n)(e)),
         }
     }
