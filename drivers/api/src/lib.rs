@@ -20,6 +20,10 @@ pub use error::{Error, IoContext, Result};
 pub use types::*;
 pub mod du;
 pub mod failpoint;
+/// FIEMAP: a file's extents, which are shared and which not yet on disk.
+pub mod fiemap {
+    pub use crate::sys::{fiemap, Extent};
+}
 mod fsinfo;
 pub mod mount;
 pub mod options;

@@ -349,8 +349,30 @@ pub fn set_xattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// `FIEMAP_FLAG_SYNC`: flush dirty data before mapping.
+const FIEMAP_FLAG_SYNC: u32 = 0x1;
+/// `FIEMAP_EXTENT_LAST`: the last extent of the file.
+const FIEMAP_EXTENT_LAST: u32 = 0x1;
+/// `FIEMAP_EXTENT_DELALLOC`: dirty data not yet given blocks on disk.
+const FIEMAP_EXTENT_DELALLOC: u32 = 0x4;
+/// `FIEMAP_EXTENT_SHARED`: the extent's blocks are shared with another file.
+const FIEMAP_EXTENT_SHARED: u32 = 0x2000;
+/// Extents fetched per ioctl call.
+const FIEMAP_BATCH: usize = 256;
+
+/// `struct fiemap` (linux/fiemap.h) without its flexible array.
+#[repr(C)]
+#[derive(Default)]
+struct FiemapHeader {
+    fm_start: u64,
+    fm_length: u64,
+    fm_flags: u32,
+    fm_mapped_extents: u32,
+    fm_extent_count: u32,
+    fm_reserved: u32,
+}
+
 /// `struct fiemap_extent` (linux/fiemap.h).
-#[cfg(feature = "testing")]
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
 struct FiemapExtent {
@@ -362,69 +384,82 @@ struct FiemapExtent {
     fe_reserved: [u32; 3],
 }
 
-/// `struct fiemap` (linux/fiemap.h) with room for [`FIEMAP_BATCH`] extents.
-#[cfg(feature = "testing")]
+/// A `struct fiemap` followed by room for [`FIEMAP_BATCH`] extents.
 #[repr(C)]
 struct FiemapBuf {
-    fm_start: u64,
-    fm_length: u64,
-    fm_flags: u32,
-    fm_mapped_extents: u32,
-    fm_extent_count: u32,
-    fm_reserved: u32,
+    header: FiemapHeader,
     extents: [FiemapExtent; FIEMAP_BATCH],
 }
 
-/// Extents fetched per FIEMAP call.
-#[cfg(feature = "testing")]
-const FIEMAP_BATCH: usize = 64;
-/// `FIEMAP_EXTENT_LAST`.
-#[cfg(feature = "testing")]
-const FIEMAP_EXTENT_LAST: u32 = 0x1;
-/// `FIEMAP_EXTENT_DELALLOC`: dirty data not yet given blocks on disk.
-#[cfg(feature = "testing")]
-const FIEMAP_EXTENT_DELALLOC: u32 = 0x4;
-/// `FS_IOC_FIEMAP` = `_IOWR('f', 11, struct fiemap)` (the 32-byte header).
-#[cfg(feature = "testing")]
-const FS_IOC_FIEMAP: libc::c_ulong = nix::request_code_readwrite!(b'f', 11, 32) as libc::c_ulong;
+/// `FS_IOC_FIEMAP` = `_IOWR('f', 11, struct fiemap)`.
+const FS_IOC_FIEMAP: libc::c_ulong =
+    nix::request_code_readwrite!(b'f', 11, std::mem::size_of::<FiemapHeader>()) as libc::c_ulong;
 
-/// Bytes of `file` in delayed-allocation extents: written to the page cache
-/// and not yet to the disk. Maps without `FIEMAP_FLAG_SYNC`, so nothing is
-/// flushed by asking.
-#[cfg(feature = "testing")]
-pub fn delalloc_bytes(file: &File) -> io::Result<u64> {
-    let mut bytes = 0;
+/// One mapped extent of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Offset in the file, bytes.
+    pub logical: u64,
+    /// Offset on the device, bytes.
+    pub physical: u64,
+    /// Length, bytes.
+    pub length: u64,
+    /// Whether the filesystem reports the blocks as shared with another file.
+    pub shared: bool,
+    /// Whether the data is in delayed allocation: written to the page cache,
+    /// not yet to the disk (only seen without `flush`).
+    pub delalloc: bool,
+}
+
+/// Every extent of `file`, after flushing its dirty pages when `flush`
+/// (`FIEMAP_FLAG_SYNC`); without it, nothing is written by asking.
+pub fn fiemap(file: &File, flush: bool) -> io::Result<Vec<Extent>> {
+    let mut out = Vec::new();
     let mut start = 0u64;
     loop {
         let mut buf = FiemapBuf {
-            fm_start: start,
-            fm_length: u64::MAX - start,
-            fm_flags: 0,
-            fm_mapped_extents: 0,
-            fm_extent_count: FIEMAP_BATCH as u32,
-            fm_reserved: 0,
+            header: FiemapHeader {
+                fm_start: start,
+                fm_length: u64::MAX - start,
+                fm_flags: if flush { FIEMAP_FLAG_SYNC } else { 0 },
+                fm_extent_count: FIEMAP_BATCH as u32,
+                ..FiemapHeader::default()
+            },
             extents: [FiemapExtent::default(); FIEMAP_BATCH],
         };
-        // SAFETY: `buf` is a live, aligned `struct fiemap` with room for
-        // `fm_extent_count` extents after its header, all the kernel
-        // writes; the descriptor is open while `file` is borrowed.
+        // SAFETY: `buf` is a live, properly aligned `struct fiemap` with room
+        // for `fm_extent_count` extents after the header, which is all the
+        // kernel writes; the descriptor is open while `file` is borrowed.
         let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, &mut buf) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mapped = (buf.fm_mapped_extents as usize).min(FIEMAP_BATCH);
-        for e in &buf.extents[..mapped] {
-            if e.fe_flags & FIEMAP_EXTENT_DELALLOC != 0 {
-                bytes += e.fe_length;
-            }
-        }
-        match buf.extents[..mapped].last() {
+        let mapped = (buf.header.fm_mapped_extents as usize).min(FIEMAP_BATCH);
+        let extents = &buf.extents[..mapped];
+        out.extend(extents.iter().map(|e| Extent {
+            logical: e.fe_logical,
+            physical: e.fe_physical,
+            length: e.fe_length,
+            shared: e.fe_flags & FIEMAP_EXTENT_SHARED != 0,
+            delalloc: e.fe_flags & FIEMAP_EXTENT_DELALLOC != 0,
+        }));
+        match extents.last() {
             Some(last) if last.fe_flags & FIEMAP_EXTENT_LAST == 0 => {
                 start = last.fe_logical + last.fe_length;
             }
-            _ => return Ok(bytes),
+            _ => return Ok(out),
         }
     }
 }
-#[cfg(feature = "testing")]
-const _: () = assert!(std::mem::size_of::<FiemapExtent>() == 56);
+
+#[cfg(test)]
+mod fiemap_tests {
+    use super::*;
+
+    #[test]
+    fn fiemap_header_matches_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<FiemapHeader>(), 32);
+        assert_eq!(std::mem::size_of::<FiemapExtent>(), 56);
+        assert_eq!(FS_IOC_FIEMAP, 0xC020_660B);
+    }
+}

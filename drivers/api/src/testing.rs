@@ -53,5 +53,10 @@ pub use crate::scratch::{loops_below, LoopFs, ScratchDir};
 /// Bytes of the file at `path` written to the page cache but not yet to
 /// its disk (delayed-allocation extents; reading does not flush them).
 pub fn unwritten_bytes(path: &std::path::Path) -> std::io::Result<u64> {
-    crate::sys::delalloc_bytes(&std::fs::File::open(path)?)
+    let extents = crate::sys::fiemap(&std::fs::File::open(path)?, false)?;
+    Ok(extents
+        .iter()
+        .filter(|e| e.delalloc)
+        .map(|e| e.length)
+        .sum())
 }
