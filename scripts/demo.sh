@@ -14,6 +14,8 @@ cleanup() {
     set +e
     for c in demo-a demo-b; do $strata --root "$root" rm --force "$c" >/dev/null 2>&1; done
     $strata --root "$root" rmi demo/busybox:latest >/dev/null 2>&1
+    # A demo stopped half-way must not leave the backing on the host either.
+    $strata --root "$root" release >/dev/null 2>&1
     rm -rf "$work"
 }
 trap cleanup EXIT
