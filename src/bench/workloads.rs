@@ -131,31 +131,20 @@ pub fn in_block_image(mounts: &[Mount]) -> bool {
 }
 
 /// Bytes of `path` in extents not shared with another file, by FIEMAP;
-/// None when the file lives in a block device image (`in_image`), when this
-/// build has no FIEMAP helper (it comes with the blockfile driver), or when
+/// None when the file lives in a block device image (`in_image`) or when
 /// the filesystem does not support FIEMAP.
 pub fn unshared_bytes(path: &Path, in_image: bool) -> Result<Option<u64>> {
     if in_image {
         return Ok(None);
     }
-    fiemap_unshared(path)
-}
-
-#[cfg(feature = "blockfile")]
-fn fiemap_unshared(path: &Path) -> Result<Option<u64>> {
     let f = File::open(path).with_context(|| format!("open {}", path.display()))?;
-    match strata_blockfile::fiemap(&f) {
+    match strata_driver_api::fiemap::fiemap(&f, true) {
         Ok(extents) => Ok(Some(
             extents.iter().filter(|e| !e.shared).map(|e| e.length).sum(),
         )),
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
         Err(e) => Err(e).with_context(|| format!("FIEMAP {}", path.display())),
     }
-}
-
-#[cfg(not(feature = "blockfile"))]
-fn fiemap_unshared(_path: &Path) -> Result<Option<u64>> {
-    Ok(None)
 }
 
 /// A plain directory on a backing filesystem, bind-mounted elsewhere as a
@@ -354,7 +343,6 @@ mod tests {
     /// A 1 MiB file reflinked on xfs, then 4 KiB of the clone rewritten:
     /// only that block is the clone's own (the old usage-growth figure
     /// would not tell a clone from a copy).
-    #[cfg(feature = "blockfile")]
     #[test]
     fn unshared_bytes_count_only_rewritten_blocks_of_a_reflink() {
         const TEST: &str = "unshared_bytes_count_only_rewritten_blocks_of_a_reflink";
