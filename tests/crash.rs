@@ -1,7 +1,7 @@
 //! The interrupt loop, per driver (devmapper in the VM tier): SIGKILL at
 //! every failpoint, then SIGINT and SIGKILL at random moments of import,
-//! load, create, mount, umount, commit, save, export, rm, rmi and untag
-//! (rmi of one of two tags). After each
+//! load, create, mount, umount, commit, save, export, rm, rmi, untag
+//! (rmi of one of two tags), tag, rename, system prune and release. After each
 //! signal, *ordinary commands first* (`images`, `ps`, then a container of
 //! every image, mounted, must show the image's content): they finish or
 //! undo what the interrupted process left. Then `check --data`, `check
@@ -42,6 +42,10 @@ enum Op {
     Load,
     Save,
     Export,
+    Tag,
+    Rename,
+    Prune,
+    Release,
 }
 
 const OPS: &[Op] = &[
@@ -57,6 +61,10 @@ const OPS: &[Op] = &[
     Op::Untag,
     Op::Commit,
     Op::Load,
+    Op::Tag,
+    Op::Rename,
+    Op::Prune,
+    Op::Release,
 ];
 
 /// Every failpoint with an operation that reaches it.
@@ -220,6 +228,27 @@ impl Harness {
                     None,
                 )
             }
+            Op::Tag => {
+                self.serial += 1;
+                let reference = format!("crash/tag-{}:latest", self.serial);
+                let motd = self.expected["base:latest"].clone();
+                (
+                    command(&root, &["tag", "base", &reference]),
+                    Some((reference, motd)),
+                )
+            }
+            Op::Rename => {
+                self.serial += 1;
+                let id = container(self, false);
+                let name = format!("renamed-{}", self.serial);
+                (command(&root, &["rename", &id, &name]), None)
+            }
+            Op::Prune => {
+                container(self, false);
+                container(self, false);
+                (command(&root, &["system", "prune"]), None)
+            }
+            Op::Release => (command(&root, &["release"]), None),
         }
     }
 
@@ -447,6 +476,10 @@ fn name(op: Op) -> &'static str {
         Op::Load => "load",
         Op::Save => "save",
         Op::Export => "export",
+        Op::Tag => "tag",
+        Op::Rename => "rename",
+        Op::Prune => "system prune",
+        Op::Release => "release",
     }
 }
 
