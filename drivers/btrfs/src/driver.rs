@@ -200,20 +200,34 @@ impl BtrfsDriver {
 
     /// Waits until `deadline` for btrfs' cleaner to drop the unlinked
     /// subvolumes, destroying each qgroup it leaves behind; returns the ids
-    /// still there.
+    /// still there. A qgroup the kernel refuses to destroy after the cleaner
+    /// has dropped its tree is still charged for extents shared elsewhere
+    /// (simple quotas): no wait helps it, so it is returned without one.
     fn finish_stale(&self, deadline: Instant) -> Result<Vec<u64>> {
         let dir = self.fs_dir()?;
         let root = &self.backing.root;
-        crate::pending::until_none_left(deadline, || {
+        let mut charged = Vec::new();
+        let mut left = crate::pending::until_none_left(deadline, || {
             sys::sync(&dir).ctx("commit the transaction of", root)?;
-            let mut left = Vec::new();
+            charged.clear();
+            let mut dropping = Vec::new();
             for id in quota::stale(&dir, root)? {
-                if !quota::try_destroy(&dir, root, id)? {
-                    left.push(id);
+                if quota::try_destroy(&dir, root, id)? {
+                    continue;
+                }
+                let tree = sys::subvolume_tree_exists(&dir, id)
+                    .map_err(|e| Error::io("look up", root.join(format!("<subvolume {id}>")), e))?;
+                if tree {
+                    dropping.push(id);
+                } else {
+                    charged.push(id);
                 }
             }
-            Ok(left)
-        })
+            Ok(dropping)
+        })?;
+        left.extend(charged);
+        left.sort_unstable();
+        Ok(left)
     }
 
     /// Deletes subvolume `sv` at `path` with those nested in it, their

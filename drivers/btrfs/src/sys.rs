@@ -20,6 +20,7 @@ pub const QUOTA_CTL_ENABLE_SIMPLE: u64 = 4;
 
 const ROOT_TREE_OBJECTID: u64 = 1;
 const QUOTA_TREE_OBJECTID: u64 = 8;
+const ROOT_ITEM_KEY: u32 = 132;
 const ROOT_BACKREF_KEY: u32 = 144;
 const ROOT_REF_KEY: u32 = 156;
 const QGROUP_STATUS_KEY: u32 = 240;
@@ -318,6 +319,19 @@ pub fn subvolume_linked(dir: &File, subvolid: u64) -> io::Result<bool> {
         ROOT_TREE_OBJECTID,
         subvolid,
         ROOT_BACKREF_KEY,
+        0..=u64::MAX,
+    )?;
+    Ok(!items.is_empty())
+}
+
+/// Whether subvolume `subvolid`'s tree still exists (has a `ROOT_ITEM` in
+/// the root tree): true while btrfs' cleaner has yet to drop a deleted one.
+pub fn subvolume_tree_exists(dir: &File, subvolid: u64) -> io::Result<bool> {
+    let items = tree_search(
+        dir,
+        ROOT_TREE_OBJECTID,
+        subvolid,
+        ROOT_ITEM_KEY,
         0..=u64::MAX,
     )?;
     Ok(!items.is_empty())
