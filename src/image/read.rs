@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
 use super::error::{ImageError, Result};
 use super::spec::{self, media, ConfigRootfs, Descriptor, DockerEntry, Index, Manifest};
-use super::verify::{into_image_error, read_verified, Section, Verify};
+use super::verify::{into_image_error, read_verified, Section, Verify, MAX_DOCUMENTS_TOTAL};
 use crate::archive::{detect_compression, escape_name, ApplyLimits, Compression, Guard};
 use crate::model::{chain_ids, ChainId, Digest, ImageId};
 
@@ -20,6 +21,8 @@ pub struct ImageArchive {
     file: Arc<File>,
     entries: HashMap<String, (u64, u64)>,
     images: Vec<ArchiveImage>,
+    /// Bytes of documents read so far (see [`MAX_DOCUMENTS_TOTAL`]).
+    documents: AtomicU64,
 }
 
 /// One image in an archive.
@@ -178,6 +181,7 @@ impl ImageArchive {
             file,
             entries,
             images: Vec::new(),
+            documents: AtomicU64::new(0),
         };
         archive.images = archive.parse_images()?;
         Ok(archive)
@@ -232,7 +236,27 @@ impl ImageArchive {
     }
 
     fn read_entry(&self, entry: &str, what: &str) -> Result<Vec<u8>> {
-        read_verified(self.section(entry, what)?, None, None, what)
+        let doc = read_verified(self.section(entry, what)?, None, None, what)?;
+        self.charge(&doc, what)?;
+        Ok(doc)
+    }
+
+    /// Counts a document read against [`MAX_DOCUMENTS_TOTAL`].
+    fn charge(&self, doc: &[u8], what: &str) -> Result<()> {
+        let total = self
+            .documents
+            .fetch_add(doc.len() as u64, Ordering::Relaxed)
+            + doc.len() as u64;
+        if total > MAX_DOCUMENTS_TOTAL {
+            return Err(ImageError::invalid(
+                what,
+                format!(
+                    "reading it makes {total} bytes of indexes, manifests and configs read from {}, over the limit of {MAX_DOCUMENTS_TOTAL} bytes for one archive",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn read_blob(&self, d: &Descriptor, what: &str) -> Result<Vec<u8>> {
@@ -240,7 +264,9 @@ impl ImageArchive {
         let what = format!("{what} {digest}");
         let entry = blob_entry(&digest);
         let section = self.section(&entry, &what)?;
-        read_verified(section, Some(digest), Some(d.size), &what)
+        let doc = read_verified(section, Some(digest), Some(d.size), &what)?;
+        self.charge(&doc, &what)?;
+        Ok(doc)
     }
 
     fn parse_images(&self) -> Result<Vec<ArchiveImage>> {
