@@ -85,10 +85,12 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<A
 struct Applier<'a> {
     root: BorrowedFd<'a>,
     opts: &'a ApplyOptions,
-    /// Paths created by this layer: an opaque marker or whiteout must not
-    /// delete them.
-    written: HashSet<RelPath>,
-    dir_times: Vec<(RelPath, TimeSpec)>,
+    /// Paths created by this layer, as [`RelPath::as_bytes`]: an opaque
+    /// marker or whiteout must not delete them. Kept joined, one allocation
+    /// per path: a component each would cost tens of times the name's bytes.
+    written: HashSet<Vec<u8>>,
+    /// Directories to stamp at the end, as [`RelPath::as_bytes`].
+    dir_times: Vec<(Vec<u8>, TimeSpec)>,
     stats: ApplyStats,
     /// Maps of sparse entries the guard turned into regular ones.
     sparse: std::rc::Rc<std::cell::RefCell<Shared>>,
@@ -179,7 +181,7 @@ impl Applier<'_> {
                 })
             }
         }
-        self.written.insert(path);
+        self.written.insert(path.as_bytes());
         Ok(())
     }
 
@@ -271,7 +273,7 @@ impl Applier<'_> {
                 .map_err(|e| ArchiveError::io("mkdir", io_path(path), e))?;
         }
         self.set_meta(parent, path, name, meta, false)?;
-        self.dir_times.push((path.clone(), meta.mtime));
+        self.dir_times.push((path.as_bytes(), meta.mtime));
         Ok(())
     }
 
@@ -462,14 +464,15 @@ impl Applier<'_> {
         for (k, v) in &meta.xattrs {
             sys::set_xattr(fd.as_fd(), k, v).map_err(|e| ArchiveError::io("setxattr", ".", e))?;
         }
-        self.dir_times.push((RelPath(Vec::new()), meta.mtime));
+        self.dir_times
+            .push((RelPath(Vec::new()).as_bytes(), meta.mtime));
         Ok(())
     }
 
     /// `.wh.NAME` in `dir`.
     fn whiteout(&mut self, dir: &RelPath, name: &[u8]) -> Result<()> {
         let victim = dir.join(name);
-        if self.written.contains(&victim) {
+        if self.written.contains(&victim.as_bytes()) {
             return Ok(());
         }
         if self.opts.overlay_whiteouts {
@@ -477,7 +480,7 @@ impl Applier<'_> {
             self.replace(&parent, &victim, name, false)?;
             nix::sys::stat::mknodat(parent.as_fd(), name, SFlag::S_IFCHR, Mode::empty(), 0)
                 .map_err(|e| ArchiveError::io("mknod whiteout", io_path(&victim), e))?;
-            self.written.insert(victim);
+            self.written.insert(victim.as_bytes());
             return Ok(());
         }
         let parent =
@@ -512,7 +515,7 @@ impl Applier<'_> {
             .map_err(|e| ArchiveError::io("read directory", io_path(dir), e))?;
         for (name, is_dir) in names {
             let child = dir.join(&name);
-            if self.written.contains(&child) {
+            if self.written.contains(&child.as_bytes()) {
                 continue;
             }
             remove_all_at(fd.as_fd(), &name, is_dir)
@@ -524,9 +527,10 @@ impl Applier<'_> {
     /// Sets directory mtimes, deepest last-written first, after all contents.
     fn finish_dir_times(&mut self) -> Result<()> {
         for (path, mtime) in self.dir_times.iter().rev() {
+            let shown = || PathBuf::from(escape_name(path));
             let fd = match sys::open_in_root(
                 self.root,
-                &path.as_bytes(),
+                path,
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
             ) {
                 Ok(fd) => fd,
@@ -539,10 +543,10 @@ impl Applier<'_> {
                 {
                     continue
                 }
-                Err(e) => return Err(ArchiveError::io("open directory", io_path(path), e)),
+                Err(e) => return Err(ArchiveError::io("open directory", shown(), e)),
             };
             nix::sys::stat::futimens(fd.as_fd(), mtime, mtime)
-                .map_err(|e| ArchiveError::io("set times", io_path(path), e))?;
+                .map_err(|e| ArchiveError::io("set times", shown(), e))?;
         }
         Ok(())
     }
