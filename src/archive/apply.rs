@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
@@ -397,7 +397,11 @@ impl Applier<'_> {
     }
 
     /// Applies owner, mode, xattrs and (except for directories, done last)
-    /// mtime to `parent/name`, never following a final symlink.
+    /// mtime to `parent/name`, never following a final symlink. All but the
+    /// mtime go through one descriptor of the entry: a process sharing the
+    /// tree (a live container under `strata cp`) can swap the name for a
+    /// symlink at any moment, and a mode set by name would then land on
+    /// whatever the symlink names, outside the root included.
     fn set_meta(
         &self,
         parent: &OwnedFd,
@@ -407,38 +411,27 @@ impl Applier<'_> {
         symlink: bool,
     ) -> Result<()> {
         let p = || io_path(path);
-        nix::unistd::fchownat(
+        let fd = nix::fcntl::openat(
             parent.as_fd(),
             name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::io("open", p(), e))?;
+        nix::unistd::fchownat(
+            fd.as_fd(),
+            "",
             Some(Uid::from_raw(meta.uid)),
             Some(Gid::from_raw(meta.gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
+            AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| ArchiveError::io("chown", p(), e))?;
         if !symlink {
-            // The entry was just created (or verified to be a directory) by
-            // us, so following is safe here; fchmodat has no nofollow mode
-            // for non-symlinks on older kernels.
-            nix::sys::stat::fchmodat(
-                parent.as_fd(),
-                name,
-                Mode::from_bits_truncate(meta.mode & 0o7777),
-                FchmodatFlags::FollowSymlink,
-            )
-            .map_err(|e| ArchiveError::io("chmod", p(), e))?;
+            sys::chmod_fd(fd.as_fd(), meta.mode & 0o7777)
+                .map_err(|e| ArchiveError::io("chmod", p(), e))?;
         }
-        if !meta.xattrs.is_empty() {
-            let fd = nix::fcntl::openat(
-                parent.as_fd(),
-                name,
-                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| ArchiveError::io("open", p(), e))?;
-            for (k, v) in &meta.xattrs {
-                sys::set_xattr(fd.as_fd(), k, v)
-                    .map_err(|e| ArchiveError::io("setxattr", p(), e))?;
-            }
+        for (k, v) in &meta.xattrs {
+            sys::set_xattr(fd.as_fd(), k, v).map_err(|e| ArchiveError::io("setxattr", p(), e))?;
         }
         nix::sys::stat::utimensat(
             parent.as_fd(),
