@@ -479,3 +479,28 @@ fn documents_read_many_times_are_capped_in_total() {
         "{err}"
     );
 }
+
+#[test]
+fn entry_names_kept_by_the_index_are_capped_in_total() {
+    // 5000 files named by 4000 bytes each: a 25 MB archive (a few KB
+    // compressed, which `load` first expands to a temporary file). The
+    // index kept every name, so memory grew with the expanded archive.
+    let f = Fixture::new();
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..5000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(0);
+        let name = format!("{}{i}", "n".repeat(4000));
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    }
+    fs::write(f.p("names.tar"), b.into_inner().unwrap()).unwrap();
+    let err = ImageArchive::open(&f.p("names.tar"))
+        .err()
+        .expect("an archive of long names opened");
+    assert!(
+        err.to_string()
+            .contains("names of the archive's file entries"),
+        "{err}"
+    );
+}

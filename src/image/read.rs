@@ -526,11 +526,21 @@ fn tags_for(
     }
 }
 
+/// Most bytes the index of an archive keeps: each file or link entry
+/// counts its name, its link target and [`INDEX_ENTRY_OVERHEAD`]. The names an image needs
+/// are short (`blobs/sha256/<hex>`, `<hex>/layer.tar`); without a cap, an
+/// archive of long names (tiny once compressed) costs memory in proportion
+/// to its expanded size.
+const MAX_INDEX_BYTES: usize = 16 << 20;
+/// What an index entry costs beyond its name, for [`MAX_INDEX_BYTES`].
+const INDEX_ENTRY_OVERHEAD: usize = 64;
+
 /// Maps entry names of a tar file to (data offset, size). Symlinks (docker
 /// save dedups layers with them) map to their target's range.
 fn index_tar(file: &Arc<File>) -> io::Result<HashMap<String, (u64, u64)>> {
     let mut out = HashMap::new();
     let mut links = Vec::new();
+    let mut kept = 0usize;
     // The guard caps long names and PAX headers (each read into memory by
     // the tar crate) and leaves offsets as they are.
     let limits = ApplyLimits {
@@ -548,8 +558,32 @@ fn index_tar(file: &Arc<File>) -> io::Result<HashMap<String, (u64, u64)>> {
     ));
     for e in ar.entries()? {
         let e = e?;
+        let kind = e.header().entry_type();
+        if !matches!(
+            kind,
+            tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::Symlink
+                | tar::EntryType::Link
+        ) {
+            continue;
+        }
         let name = normalize_entry(&String::from_utf8_lossy(&e.path_bytes()));
-        match e.header().entry_type() {
+        let link_len = e.link_name_bytes().map_or(0, |l| l.len());
+        kept = kept.saturating_add(name.len() + link_len + INDEX_ENTRY_OVERHEAD);
+        if kept > MAX_INDEX_BYTES {
+            return Err(io::Error::other(crate::archive::LimitExceeded {
+                what: format!(
+                    "names of the archive's file entries, up to {}",
+                    escape_name(name.as_bytes())
+                ),
+                size: kept as u64,
+                limit: MAX_INDEX_BYTES as u64,
+                setting: "the limit on entry names an image archive may hold".to_owned(),
+                exact: false,
+            }));
+        }
+        match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 out.insert(name, (e.raw_file_position(), e.size()));
             }
