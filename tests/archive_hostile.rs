@@ -629,3 +629,50 @@ fn a_file_swapped_for_a_symlink_while_applied_keeps_host_modes() {
     let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
     assert_eq!(mode & 0o7777, 0o600, "the host file's mode was changed");
 }
+
+#[test]
+fn whiting_out_a_very_deep_tree_does_not_crash() {
+    if !is_root() {
+        return;
+    }
+    // Each entry names at most 4 KB, but a symlink to a deep directory makes
+    // the next one start there: 3 hops make an 8000-deep tree from a 40 KB
+    // tar. The whiteout of its top removed it by recursion, one frame (and
+    // one descriptor) per level: past a few thousand levels, with a high
+    // open-file limit, the process overflowed its stack and aborted.
+    let deep = "a/".repeat(1998);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |kind: tar::EntryType, name: String, link: Option<String>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o755);
+        h.set_size(0);
+        match link {
+            Some(l) => b.append_link(&mut h, name, l).unwrap(),
+            None => b.append_data(&mut h, name, &[][..]).unwrap(),
+        }
+    };
+    add(tar::EntryType::Directory, format!("x0/{deep}"), None);
+    for k in 1..=3 {
+        let target = format!("x{}/{}", k - 1, &deep[..deep.len() - 1]);
+        add(tar::EntryType::Symlink, format!("x{k}"), Some(target));
+        add(tar::EntryType::Directory, format!("x{k}/{deep}"), None);
+    }
+    add(tar::EntryType::Regular, ".wh.x0".to_owned(), None);
+    let tar = b.into_inner().unwrap();
+    let sb = Sandbox::new();
+    let before = sb.outside();
+    let root = sb.root();
+    let res = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || apply_layer(&root, &tar[..], &ApplyOptions::default()).map(|_| ()))
+        .unwrap()
+        .join()
+        .expect("apply panicked");
+    assert_eq!(before, sb.outside(), "something outside the root changed");
+    res.expect("apply of a deep tree and its whiteout");
+    assert!(
+        !sb.root().join("x0").exists(),
+        "the whited-out tree is left"
+    );
+}

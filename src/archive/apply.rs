@@ -652,21 +652,14 @@ fn write_segments(src: &mut impl Read, dst: &mut File, map: &SparseMap) -> Resul
 }
 
 /// Removes `parent/name` and, for a directory, everything beneath it, using
-/// only descriptors opened without following symlinks.
+/// only descriptors opened without following symlinks, at any depth (a
+/// layer can nest directories far deeper than its names are long, through
+/// symlinks, and a recursion per level overflowed the stack).
 pub(super) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> io::Result<()> {
     if is_dir {
-        let fd = nix::fcntl::openat(
-            parent,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        for (child, child_dir) in sys::list_dir(fd.as_fd())? {
-            remove_all_at(fd.as_fd(), &child, child_dir)?;
-        }
-        nix::unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)?;
+        strata_driver_api::tree::remove_tree_at(parent, name)
     } else {
         nix::unistd::unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)?;
+        Ok(())
     }
-    Ok(())
 }

@@ -8,7 +8,7 @@
 //! `..` and checking it reaches the directory it came down from.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
@@ -84,13 +84,25 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let name = std::os::unix::ffi::OsStrExt::as_bytes(name);
     let top = nix::fcntl::open(
         parent,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )?;
-    let mut cur = open_dir(&top, name)?;
+    remove_tree_at(top.as_fd(), std::os::unix::ffi::OsStrExt::as_bytes(name)).map_err(|e| {
+        if e.kind() == io::ErrorKind::Other {
+            io::Error::other(format!("{}: {e}", path.display()))
+        } else {
+            e
+        }
+    })
+}
+
+/// Removes the directory `name` in `parent` and everything below it, as
+/// [`remove_tree`] does; `name` itself must be a directory, not a symlink
+/// (`ELOOP`/`ENOTDIR` otherwise).
+pub fn remove_tree_at(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let mut cur = open_dir(parent, name)?;
     let mut stack = vec![Level::read(&cur)?];
     while let Some(level) = stack.last_mut() {
         if let Some((child, is_dir)) = level.names.get(level.next).cloned() {
@@ -107,20 +119,19 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         let Some(up) = stack.last() else {
             break;
         };
-        let parent = open_dir(&cur, b"..")?;
-        let st = nix::sys::stat::fstat(parent.as_fd())?;
+        let up_fd = open_dir(&cur, b"..")?;
+        let st = nix::sys::stat::fstat(up_fd.as_fd())?;
         if (st.st_dev, st.st_ino) != up.id {
-            return Err(io::Error::other(format!(
-                "{}: a directory below it moved while it was being removed",
-                path.display()
-            )));
+            return Err(io::Error::other(
+                "a directory below it moved while it was being removed",
+            ));
         }
-        cur = parent;
+        cur = up_fd;
         let done = &up.names[up.next - 1].0;
         nix::unistd::unlinkat(cur.as_fd(), done.as_slice(), UnlinkatFlags::RemoveDir)?;
     }
     drop(cur);
-    nix::unistd::unlinkat(top.as_fd(), name, UnlinkatFlags::RemoveDir)?;
+    nix::unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)?;
     Ok(())
 }
 
