@@ -509,3 +509,170 @@ fn huge_sparse_maps_are_refused() {
     assert!(msg.contains("sparse map of entry holes"), "{msg}");
     assert!(!sb.root().join("holes").exists());
 }
+
+// ---- `strata cp` into a live container ----
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use strata::archive::apply_staged_beneath;
+
+/// The tar of `cp`, which a process in the container races: once the tar
+/// is read to its end (the entries are applied), every `.strata-cp-*`
+/// staging directory in `dir` is renamed away and replaced by a symlink to
+/// `target`, as a process watching the directory with inotify can do.
+struct SwapStageAtEnd {
+    tar: std::io::Cursor<Vec<u8>>,
+    dir: PathBuf,
+    target: PathBuf,
+    swapped: bool,
+}
+
+impl Read for SwapStageAtEnd {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tar.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.swapped {
+            self.swapped = true;
+            for e in std::fs::read_dir(&self.dir).unwrap() {
+                let path = e.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with(".strata-cp-") {
+                    std::fs::rename(&path, self.dir.join(format!("moved{name}"))).unwrap();
+                    std::os::unix::fs::symlink(&self.target, &path).unwrap();
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_swapped_staging_directory_does_not_move_host_files() {
+    if !is_root() {
+        return;
+    }
+    // `strata cp ./file ctr:/file`: the staged `file` is renamed onto
+    // `/file`. With the staging directory swapped for a symlink to a host
+    // directory, the rename took the host's `file` into the container.
+    let sb = Sandbox::new();
+    let before = sb.outside();
+    let tar = RawTar::new().file("file", b"from the host user").finish();
+    let reader = SwapStageAtEnd {
+        tar: std::io::Cursor::new(tar),
+        dir: sb.root(),
+        target: sb.canary(),
+        swapped: false,
+    };
+    let res = apply_staged_beneath(
+        &sb.root(),
+        std::path::Path::new(""),
+        std::path::Path::new("file"),
+        reader,
+        &ApplyOptions::default(),
+    );
+    assert_eq!(before, sb.outside(), "a host file was moved: {res:?}");
+    if res.is_ok() {
+        assert_eq!(
+            std::fs::read(sb.root().join("file")).unwrap(),
+            b"from the host user"
+        );
+    }
+}
+
+#[test]
+fn a_file_swapped_for_a_symlink_while_applied_keeps_host_modes() {
+    if !is_root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // `strata cp - ctr:/dir` into a live container: a process in it swaps
+    // each file cp creates for a symlink to a host file. The mode of the
+    // entry must never land on what the symlink names.
+    let sb = Sandbox::new();
+    let secret = sb.canary().join("file");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tar = {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o4777);
+        h.set_size(64 << 10);
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut h, "x", &vec![7u8; 64 << 10][..])
+            .unwrap();
+        b.into_inner().unwrap()
+    };
+    let stop = AtomicBool::new(false);
+    let root = sb.root();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let tmp = root.join(".link");
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::os::unix::fs::symlink(&secret, &tmp);
+                let _ = std::fs::rename(&tmp, root.join("x"));
+            }
+        });
+        let started = Instant::now();
+        for _ in 0..3000 {
+            let _ = strata::archive::apply_beneath(
+                &root,
+                std::path::Path::new(""),
+                &tar[..],
+                &ApplyOptions::default(),
+            );
+            let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+            if mode & 0o7777 != 0o600 || started.elapsed().as_secs() > 20 {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o600, "the host file's mode was changed");
+}
+
+#[test]
+fn whiting_out_a_very_deep_tree_does_not_crash() {
+    if !is_root() {
+        return;
+    }
+    // Each entry names at most 4 KB, but a symlink to a deep directory makes
+    // the next one start there: 3 hops make an 8000-deep tree from a 40 KB
+    // tar. The whiteout of its top removed it by recursion, one frame (and
+    // one descriptor) per level: past a few thousand levels, with a high
+    // open-file limit, the process overflowed its stack and aborted.
+    let deep = "a/".repeat(1998);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |kind: tar::EntryType, name: String, link: Option<String>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o755);
+        h.set_size(0);
+        match link {
+            Some(l) => b.append_link(&mut h, name, l).unwrap(),
+            None => b.append_data(&mut h, name, &[][..]).unwrap(),
+        }
+    };
+    add(tar::EntryType::Directory, format!("x0/{deep}"), None);
+    for k in 1..=3 {
+        let target = format!("x{}/{}", k - 1, &deep[..deep.len() - 1]);
+        add(tar::EntryType::Symlink, format!("x{k}"), Some(target));
+        add(tar::EntryType::Directory, format!("x{k}/{deep}"), None);
+    }
+    add(tar::EntryType::Regular, ".wh.x0".to_owned(), None);
+    let tar = b.into_inner().unwrap();
+    let sb = Sandbox::new();
+    let before = sb.outside();
+    let root = sb.root();
+    let res = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || apply_layer(&root, &tar[..], &ApplyOptions::default()).map(|_| ()))
+        .unwrap()
+        .join()
+        .expect("apply panicked");
+    assert_eq!(before, sb.outside(), "something outside the root changed");
+    res.expect("apply of a deep tree and its whiteout");
+    assert!(
+        !sb.root().join("x0").exists(),
+        "the whited-out tree is left"
+    );
+}

@@ -446,3 +446,61 @@ fn empty_indexes_and_big_documents_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn documents_read_many_times_are_capped_in_total() {
+    // One 2 MiB config named by 100 manifest.json entries (a 6 KiB list):
+    // each entry read it again and kept its own copy, so a few MiB of
+    // archive cost memory and hashing in proportion to entries × config.
+    let f = Fixture::new();
+    let config = format!(
+        r#"{{"rootfs":{{"type":"layers","diff_ids":[]}},"pad":"{}"}}"#,
+        "y".repeat(2 << 20)
+    );
+    let entries: Vec<_> = (0..100)
+        .map(|_| serde_json::json!({"Config": "c.json", "Layers": []}))
+        .collect();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("c.json", config.into_bytes()),
+        ("manifest.json", serde_json::to_vec(&entries).unwrap()),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    fs::write(f.p("repeated.tar"), b.into_inner().unwrap()).unwrap();
+    let err = ImageArchive::open(&f.p("repeated.tar"))
+        .err()
+        .expect("100 copies of a 2 MiB config read");
+    assert!(
+        err.to_string().contains("indexes, manifests and configs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn entry_names_kept_by_the_index_are_capped_in_total() {
+    // 5000 files named by 4000 bytes each: a 25 MB archive (a few KB
+    // compressed, which `load` first expands to a temporary file). The
+    // index kept every name, so memory grew with the expanded archive.
+    let f = Fixture::new();
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..5000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(0);
+        let name = format!("{}{i}", "n".repeat(4000));
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    }
+    fs::write(f.p("names.tar"), b.into_inner().unwrap()).unwrap();
+    let err = ImageArchive::open(&f.p("names.tar"))
+        .err()
+        .expect("an archive of long names opened");
+    assert!(
+        err.to_string()
+            .contains("names of the archive's file entries"),
+        "{err}"
+    );
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
@@ -85,10 +85,12 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<A
 struct Applier<'a> {
     root: BorrowedFd<'a>,
     opts: &'a ApplyOptions,
-    /// Paths created by this layer: an opaque marker or whiteout must not
-    /// delete them.
-    written: HashSet<RelPath>,
-    dir_times: Vec<(RelPath, TimeSpec)>,
+    /// Paths created by this layer, as [`RelPath::as_bytes`]: an opaque
+    /// marker or whiteout must not delete them. Kept joined, one allocation
+    /// per path: a component each would cost tens of times the name's bytes.
+    written: HashSet<Vec<u8>>,
+    /// Directories to stamp at the end, as [`RelPath::as_bytes`].
+    dir_times: Vec<(Vec<u8>, TimeSpec)>,
     stats: ApplyStats,
     /// Maps of sparse entries the guard turned into regular ones.
     sparse: std::rc::Rc<std::cell::RefCell<Shared>>,
@@ -179,7 +181,7 @@ impl Applier<'_> {
                 })
             }
         }
-        self.written.insert(path);
+        self.written.insert(path.as_bytes());
         Ok(())
     }
 
@@ -271,7 +273,7 @@ impl Applier<'_> {
                 .map_err(|e| ArchiveError::io("mkdir", io_path(path), e))?;
         }
         self.set_meta(parent, path, name, meta, false)?;
-        self.dir_times.push((path.clone(), meta.mtime));
+        self.dir_times.push((path.as_bytes(), meta.mtime));
         Ok(())
     }
 
@@ -395,7 +397,11 @@ impl Applier<'_> {
     }
 
     /// Applies owner, mode, xattrs and (except for directories, done last)
-    /// mtime to `parent/name`, never following a final symlink.
+    /// mtime to `parent/name`, never following a final symlink. All but the
+    /// mtime go through one descriptor of the entry: a process sharing the
+    /// tree (a live container under `strata cp`) can swap the name for a
+    /// symlink at any moment, and a mode set by name would then land on
+    /// whatever the symlink names, outside the root included.
     fn set_meta(
         &self,
         parent: &OwnedFd,
@@ -405,38 +411,27 @@ impl Applier<'_> {
         symlink: bool,
     ) -> Result<()> {
         let p = || io_path(path);
-        nix::unistd::fchownat(
+        let fd = nix::fcntl::openat(
             parent.as_fd(),
             name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::io("open", p(), e))?;
+        nix::unistd::fchownat(
+            fd.as_fd(),
+            "",
             Some(Uid::from_raw(meta.uid)),
             Some(Gid::from_raw(meta.gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
+            AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| ArchiveError::io("chown", p(), e))?;
         if !symlink {
-            // The entry was just created (or verified to be a directory) by
-            // us, so following is safe here; fchmodat has no nofollow mode
-            // for non-symlinks on older kernels.
-            nix::sys::stat::fchmodat(
-                parent.as_fd(),
-                name,
-                Mode::from_bits_truncate(meta.mode & 0o7777),
-                FchmodatFlags::FollowSymlink,
-            )
-            .map_err(|e| ArchiveError::io("chmod", p(), e))?;
+            sys::chmod_fd(fd.as_fd(), meta.mode & 0o7777)
+                .map_err(|e| ArchiveError::io("chmod", p(), e))?;
         }
-        if !meta.xattrs.is_empty() {
-            let fd = nix::fcntl::openat(
-                parent.as_fd(),
-                name,
-                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| ArchiveError::io("open", p(), e))?;
-            for (k, v) in &meta.xattrs {
-                sys::set_xattr(fd.as_fd(), k, v)
-                    .map_err(|e| ArchiveError::io("setxattr", p(), e))?;
-            }
+        for (k, v) in &meta.xattrs {
+            sys::set_xattr(fd.as_fd(), k, v).map_err(|e| ArchiveError::io("setxattr", p(), e))?;
         }
         nix::sys::stat::utimensat(
             parent.as_fd(),
@@ -462,14 +457,15 @@ impl Applier<'_> {
         for (k, v) in &meta.xattrs {
             sys::set_xattr(fd.as_fd(), k, v).map_err(|e| ArchiveError::io("setxattr", ".", e))?;
         }
-        self.dir_times.push((RelPath(Vec::new()), meta.mtime));
+        self.dir_times
+            .push((RelPath(Vec::new()).as_bytes(), meta.mtime));
         Ok(())
     }
 
     /// `.wh.NAME` in `dir`.
     fn whiteout(&mut self, dir: &RelPath, name: &[u8]) -> Result<()> {
         let victim = dir.join(name);
-        if self.written.contains(&victim) {
+        if self.written.contains(&victim.as_bytes()) {
             return Ok(());
         }
         if self.opts.overlay_whiteouts {
@@ -477,7 +473,7 @@ impl Applier<'_> {
             self.replace(&parent, &victim, name, false)?;
             nix::sys::stat::mknodat(parent.as_fd(), name, SFlag::S_IFCHR, Mode::empty(), 0)
                 .map_err(|e| ArchiveError::io("mknod whiteout", io_path(&victim), e))?;
-            self.written.insert(victim);
+            self.written.insert(victim.as_bytes());
             return Ok(());
         }
         let parent =
@@ -512,7 +508,7 @@ impl Applier<'_> {
             .map_err(|e| ArchiveError::io("read directory", io_path(dir), e))?;
         for (name, is_dir) in names {
             let child = dir.join(&name);
-            if self.written.contains(&child) {
+            if self.written.contains(&child.as_bytes()) {
                 continue;
             }
             remove_all_at(fd.as_fd(), &name, is_dir)
@@ -524,9 +520,10 @@ impl Applier<'_> {
     /// Sets directory mtimes, deepest last-written first, after all contents.
     fn finish_dir_times(&mut self) -> Result<()> {
         for (path, mtime) in self.dir_times.iter().rev() {
+            let shown = || PathBuf::from(escape_name(path));
             let fd = match sys::open_in_root(
                 self.root,
-                &path.as_bytes(),
+                path,
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
             ) {
                 Ok(fd) => fd,
@@ -539,10 +536,10 @@ impl Applier<'_> {
                 {
                     continue
                 }
-                Err(e) => return Err(ArchiveError::io("open directory", io_path(path), e)),
+                Err(e) => return Err(ArchiveError::io("open directory", shown(), e)),
             };
             nix::sys::stat::futimens(fd.as_fd(), mtime, mtime)
-                .map_err(|e| ArchiveError::io("set times", io_path(path), e))?;
+                .map_err(|e| ArchiveError::io("set times", shown(), e))?;
         }
         Ok(())
     }
@@ -655,21 +652,14 @@ fn write_segments(src: &mut impl Read, dst: &mut File, map: &SparseMap) -> Resul
 }
 
 /// Removes `parent/name` and, for a directory, everything beneath it, using
-/// only descriptors opened without following symlinks.
+/// only descriptors opened without following symlinks, at any depth (a
+/// layer can nest directories far deeper than its names are long, through
+/// symlinks, and a recursion per level overflowed the stack).
 pub(super) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> io::Result<()> {
     if is_dir {
-        let fd = nix::fcntl::openat(
-            parent,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        for (child, child_dir) in sys::list_dir(fd.as_fd())? {
-            remove_all_at(fd.as_fd(), &child, child_dir)?;
-        }
-        nix::unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)?;
+        strata_driver_api::tree::remove_tree_at(parent, name)
     } else {
         nix::unistd::unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)?;
+        Ok(())
     }
-    Ok(())
 }

@@ -7,10 +7,11 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::changes::{Change, ChangeKind};
 use super::error::{ArchiveError, Result};
+use super::path::escape_name;
 use super::{apply_layer, sys, write_layer, ApplyOptions, ApplyStats};
 
 /// What an in-root path names, followed as the container would.
@@ -100,6 +101,15 @@ pub fn apply_staged_beneath(
     tar: impl Read,
     opts: &ApplyOptions,
 ) -> Result<ApplyStats> {
+    if !matches!(
+        name.components().collect::<Vec<_>>()[..],
+        [Component::Normal(_)]
+    ) {
+        return Err(ArchiveError::UnsafePath {
+            path: escape_name(name.as_os_str().as_bytes()),
+            reason: "a staged copy names one entry of its directory",
+        });
+    }
     let fd = open_dir_in(root, dir)?;
     let stage = PathBuf::from(format!(
         ".strata-cp-{}-{}",
@@ -113,12 +123,19 @@ pub fn apply_staged_beneath(
     )
     .map_err(|e| ArchiveError::io("create a staging directory in", dir, e))?;
     let stage_path = fd_path(&fd).join(&stage);
-    let result = apply_layer(&stage_path, tar, opts).and_then(|stats| {
-        crate::interrupt::check()?;
-        nix::fcntl::renameat(fd.as_fd(), &stage.join(name), fd.as_fd(), name)
-            .map_err(|e| ArchiveError::io("rename into place", dir.join(name), e))?;
-        Ok(stats)
-    });
+    // From here on the staging directory is reached only through its own
+    // descriptor: a process in the container can rename it and put a
+    // symlink in its place, and a path through that symlink would apply
+    // onto, or rename from, a directory of the host.
+    let result = sys::open_dir_nofollow(fd.as_fd(), stage.as_os_str().as_bytes())
+        .map_err(|e| ArchiveError::io("open the staging directory in", dir, e))
+        .and_then(|stage_fd| {
+            let stats = apply_layer(&fd_path(&stage_fd), tar, opts)?;
+            crate::interrupt::check()?;
+            nix::fcntl::renameat(stage_fd.as_fd(), name, fd.as_fd(), name)
+                .map_err(|e| ArchiveError::io("rename into place", dir.join(name), e))?;
+            Ok(stats)
+        });
     if let Err(e) = std::fs::remove_dir_all(&stage_path) {
         tracing::warn!(dir = %dir.display(), error = %e, "removing a staging directory");
     }

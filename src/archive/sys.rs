@@ -5,6 +5,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// `struct open_how` of openat2(2) (libc's is non-exhaustive).
@@ -75,6 +76,21 @@ pub fn set_xattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Sets the permission bits of the inode behind `fd`, an `O_PATH`
+/// descriptor, through `/proc/self/fd/N` (which names the inode itself, so
+/// nothing is resolved by name). A symlink is refused (`ELOOP`): its mode
+/// means nothing, and only a swap after the entry was made can put one here.
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    let st = nix::sys::stat::fstat(fd)?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    std::fs::set_permissions(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()),
+        std::fs::Permissions::from_mode(mode),
+    )
 }
 
 /// Reads the extended attributes of `name` in the directory `dir` (without

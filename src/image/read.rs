@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
 use super::error::{ImageError, Result};
 use super::spec::{self, media, ConfigRootfs, Descriptor, DockerEntry, Index, Manifest};
-use super::verify::{into_image_error, read_verified, Section, Verify};
+use super::verify::{into_image_error, read_verified, Section, Verify, MAX_DOCUMENTS_TOTAL};
 use crate::archive::{detect_compression, escape_name, ApplyLimits, Compression, Guard};
 use crate::model::{chain_ids, ChainId, Digest, ImageId};
 
@@ -20,6 +21,8 @@ pub struct ImageArchive {
     file: Arc<File>,
     entries: HashMap<String, (u64, u64)>,
     images: Vec<ArchiveImage>,
+    /// Bytes of documents read so far (see [`MAX_DOCUMENTS_TOTAL`]).
+    documents: AtomicU64,
 }
 
 /// One image in an archive.
@@ -178,6 +181,7 @@ impl ImageArchive {
             file,
             entries,
             images: Vec::new(),
+            documents: AtomicU64::new(0),
         };
         archive.images = archive.parse_images()?;
         Ok(archive)
@@ -232,7 +236,27 @@ impl ImageArchive {
     }
 
     fn read_entry(&self, entry: &str, what: &str) -> Result<Vec<u8>> {
-        read_verified(self.section(entry, what)?, None, None, what)
+        let doc = read_verified(self.section(entry, what)?, None, None, what)?;
+        self.charge(&doc, what)?;
+        Ok(doc)
+    }
+
+    /// Counts a document read against [`MAX_DOCUMENTS_TOTAL`].
+    fn charge(&self, doc: &[u8], what: &str) -> Result<()> {
+        let total = self
+            .documents
+            .fetch_add(doc.len() as u64, Ordering::Relaxed)
+            + doc.len() as u64;
+        if total > MAX_DOCUMENTS_TOTAL {
+            return Err(ImageError::invalid(
+                what,
+                format!(
+                    "reading it makes {total} bytes of indexes, manifests and configs read from {}, over the limit of {MAX_DOCUMENTS_TOTAL} bytes for one archive",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn read_blob(&self, d: &Descriptor, what: &str) -> Result<Vec<u8>> {
@@ -240,7 +264,9 @@ impl ImageArchive {
         let what = format!("{what} {digest}");
         let entry = blob_entry(&digest);
         let section = self.section(&entry, &what)?;
-        read_verified(section, Some(digest), Some(d.size), &what)
+        let doc = read_verified(section, Some(digest), Some(d.size), &what)?;
+        self.charge(&doc, &what)?;
+        Ok(doc)
     }
 
     fn parse_images(&self) -> Result<Vec<ArchiveImage>> {
@@ -500,11 +526,21 @@ fn tags_for(
     }
 }
 
+/// Most bytes the index of an archive keeps: each file or link entry
+/// counts its name, its link target and [`INDEX_ENTRY_OVERHEAD`]. The names an image needs
+/// are short (`blobs/sha256/<hex>`, `<hex>/layer.tar`); without a cap, an
+/// archive of long names (tiny once compressed) costs memory in proportion
+/// to its expanded size.
+const MAX_INDEX_BYTES: usize = 16 << 20;
+/// What an index entry costs beyond its name, for [`MAX_INDEX_BYTES`].
+const INDEX_ENTRY_OVERHEAD: usize = 64;
+
 /// Maps entry names of a tar file to (data offset, size). Symlinks (docker
 /// save dedups layers with them) map to their target's range.
 fn index_tar(file: &Arc<File>) -> io::Result<HashMap<String, (u64, u64)>> {
     let mut out = HashMap::new();
     let mut links = Vec::new();
+    let mut kept = 0usize;
     // The guard caps long names and PAX headers (each read into memory by
     // the tar crate) and leaves offsets as they are.
     let limits = ApplyLimits {
@@ -522,8 +558,32 @@ fn index_tar(file: &Arc<File>) -> io::Result<HashMap<String, (u64, u64)>> {
     ));
     for e in ar.entries()? {
         let e = e?;
+        let kind = e.header().entry_type();
+        if !matches!(
+            kind,
+            tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::Symlink
+                | tar::EntryType::Link
+        ) {
+            continue;
+        }
         let name = normalize_entry(&String::from_utf8_lossy(&e.path_bytes()));
-        match e.header().entry_type() {
+        let link_len = e.link_name_bytes().map_or(0, |l| l.len());
+        kept = kept.saturating_add(name.len() + link_len + INDEX_ENTRY_OVERHEAD);
+        if kept > MAX_INDEX_BYTES {
+            return Err(io::Error::other(crate::archive::LimitExceeded {
+                what: format!(
+                    "names of the archive's file entries, up to {}",
+                    escape_name(name.as_bytes())
+                ),
+                size: kept as u64,
+                limit: MAX_INDEX_BYTES as u64,
+                setting: "the limit on entry names an image archive may hold".to_owned(),
+                exact: false,
+            }));
+        }
+        match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 out.insert(name, (e.raw_file_position(), e.size()));
             }

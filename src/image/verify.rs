@@ -129,6 +129,13 @@ impl<R: Read> Read for Verify<R> {
 /// Real configs are a few KiB; the record of an image keeps its config.
 pub const MAX_DOCUMENT_SIZE: u64 = 4 << 20;
 
+/// Most bytes of documents read from one archive, all of them together:
+/// a document named many times (one config behind every entry of a
+/// `manifest.json`, one manifest behind every entry of an index) is read
+/// and kept once per mention, so without this cap a few MiB of archive
+/// cost memory and hashing in proportion to mentions × document size.
+pub const MAX_DOCUMENTS_TOTAL: u64 = 64 << 20;
+
 /// Reads a whole small blob (at most [`MAX_DOCUMENT_SIZE`]), verifying it.
 /// A bigger one is refused before it is read.
 pub fn read_verified(

@@ -33,6 +33,7 @@ pub mod scratch;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tree;
 pub mod xattr;
 
 pub use failpoint::failpoint;

@@ -236,7 +236,7 @@ impl Driver for Overlay2Driver {
         if let Some(quotas) = &self.quotas {
             quotas.clear(&snap)?;
         }
-        remove_if_exists(&snap, fs::remove_dir_all(&snap))
+        remove_if_exists(&snap, strata_driver_api::tree::remove_tree(&snap))
     }
 
     fn mounts(&self, target: Target<'_>) -> Result<Vec<Mount>> {

@@ -127,7 +127,7 @@ impl Driver for VfsDriver {
 
     fn remove(&self, id: SnapshotId) -> Result<()> {
         let dir = self.snapshot_dir(id);
-        match fs::remove_dir_all(&dir) {
+        match strata_driver_api::tree::remove_tree(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(Error::io("remove", &dir, e))
             }

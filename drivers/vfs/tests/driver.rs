@@ -152,3 +152,38 @@ fn reflink_is_used_on_xfs() {
     assert_eq!(status["backing filesystem"], "xfs");
     assert!(status["copy"].starts_with("reflink"), "{status:?}");
 }
+
+/// A chain of directories below `dir` one deeper than this process may
+/// hold descriptors open, as a layer (`a/a/a/...`) or a container makes.
+fn deeper_than_the_fd_limit(dir: &Path) {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    let (soft, _) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let depth = soft.min(1 << 20) as usize + 100;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut cur = nix::fcntl::open(dir, flags, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        nix::sys::stat::mkdirat(cur.as_fd(), "a", Mode::from_bits_truncate(0o755)).unwrap();
+        cur = nix::fcntl::openat(cur.as_fd(), "a", flags, Mode::empty()).unwrap();
+    }
+}
+
+#[test]
+fn remove_takes_trees_deeper_than_the_fd_limit() {
+    if !require_root("remove_takes_trees_deeper_than_the_fd_limit") {
+        return;
+    }
+    // remove_dir_all holds a descriptor per level: it failed with EMFILE
+    // and the snapshot (and every byte in it) stayed on disk for good.
+    let scratch = ScratchDir::new("vfs-deep-remove");
+    let d = open(&scratch.path().join("home"));
+    d.create(target(1, Kind::Active, &[]), &CreateOptions::default())
+        .unwrap();
+    let dir = d.snapshot_dir(SnapshotId(1));
+    fs::write(dir.join("data"), vec![1u8; 1 << 20]).unwrap();
+    deeper_than_the_fd_limit(&dir);
+    d.remove(SnapshotId(1)).expect("remove a deep snapshot");
+    assert!(!dir.exists(), "{} is left", dir.display());
+}
