@@ -136,7 +136,7 @@ pub fn apply_staged_beneath(
                 .map_err(|e| ArchiveError::io("rename into place", dir.join(name), e))?;
             Ok(stats)
         });
-    if let Err(e) = std::fs::remove_dir_all(&stage_path) {
+    if let Err(e) = strata_driver_api::tree::remove_tree(&stage_path) {
         tracing::warn!(dir = %dir.display(), error = %e, "removing a staging directory");
     }
     result

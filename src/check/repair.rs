@@ -126,7 +126,7 @@ fn remove_tree_unless_mounted(dir: &Path) -> Result<()> {
             .or_else(ignore_missing)
             .map_err(|e| StoreError::io("remove", dir, e));
     }
-    std::fs::remove_dir_all(dir)
+    strata_driver_api::tree::remove_tree(dir)
         .or_else(ignore_missing)
         .map_err(|e| StoreError::io("remove", dir, e))
 }

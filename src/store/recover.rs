@@ -159,7 +159,7 @@ pub fn remove_scratch_dir(dir: &Path) -> bool {
     if still_mounted {
         return false;
     }
-    match std::fs::remove_dir_all(dir) {
+    match strata_driver_api::tree::remove_tree(dir) {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "could not remove scratch dir");
