@@ -262,3 +262,83 @@ fn serve_clients_hammer_the_socket_blockfile() {
 fn serve_clients_hammer_the_socket_devmapper() {
     serve_hammer("devmapper");
 }
+
+/// An import whose layer is in the store already (another image has it)
+/// and an `rmi` of that other image, interleaved the way two processes
+/// can: the import finds the layer, the rmi removes its image and the
+/// layers no recorded image needs, then the import records its image.
+/// The image must not end up naming a layer that is gone: either the
+/// layer stays or recording the image fails.
+#[test]
+fn rmi_never_removes_a_layer_an_import_is_about_to_record() {
+    let test = "concurrency::rmi_vs_import";
+    let Some((scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let tar = scratch.path().join("again.tar");
+    busybox_rootfs_tar(&tar, "shared\n");
+    strata_ok(&root, &["import", tar.to_str().unwrap(), "first"]);
+
+    let store = strata::Store::open(&root).expect("open the store");
+    let limits = store.limits().expect("limits").apply_limits(u64::MAX);
+    let mut made = strata::store::NewLayers::default();
+    let layer = store
+        .layers()
+        .apply_and_keep(
+            None,
+            std::fs::File::open(&tar).unwrap(),
+            None,
+            limits,
+            &mut made,
+        )
+        .expect("apply the layer again");
+    strata_ok(&root, &["rmi", "first"]);
+    let config = strata::ops::import::image_config(&[&layer], "test");
+    let image = strata::model::ImageRecord {
+        id: strata::model::Digest::of(&config),
+        config,
+        layers: vec![layer.clone()],
+        tags: vec![strata::model::Reference::lookup("second")],
+        created_ns: strata::now_ns(),
+    };
+    let recorded = store.meta().and_then(|m| m.put_image(&image));
+    if recorded.is_err() {
+        // What the import does when its record fails.
+        made.roll_back(&store.layers());
+    }
+    let key = strata::store::keys::layer_snapshot_key(&layer.chain_id);
+    let layer_there = store.snapshots().stat(&key).is_ok();
+    drop(store);
+    assert!(
+        recorded.is_err() || layer_there,
+        "image second was recorded with its layer {key} removed by the rmi"
+    );
+    // The shared kept tar, marked by the import while the rmi ran, is left
+    // for check to remove.
+    check(&root, &["--repair"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}
+
+/// The other interleaving: an rmi (or a prune, or a failed load's
+/// rollback) decided a layer was unused, then another process recorded an
+/// image naming it. The removal must then refuse: it checks the images in
+/// the transaction that starts it.
+#[test]
+fn a_layer_an_image_names_is_never_removed() {
+    let test = "concurrency::layer_named_by_image";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let store = strata::Store::open(&root).expect("open the store");
+    let image = store.resolve_image("base").expect("base");
+    let chain = image.layers[0].chain_id.clone();
+    let removed = store.layers().remove(&chain);
+    let key = strata::store::keys::layer_snapshot_key(&chain);
+    let layer_there = store.snapshots().stat(&key).is_ok();
+    drop(store);
+    assert!(
+        removed.is_err() && layer_there,
+        "layer {key} of image base was removed: {removed:?}"
+    );
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}

@@ -291,10 +291,23 @@ impl<'a> LayerStore<'a> {
     /// Removes layer `chain`: its snapshot, then its manifest. Fails,
     /// removing nothing, when the snapshot is missing
     /// ([`strata_driver_api::Error::NotFound`]) or has children
-    /// ([`strata_driver_api::Error::FailedPrecondition`]). Kept tars are
-    /// by diff id, shared between chains: see [`LayerStore::prune_tars`].
+    /// ([`strata_driver_api::Error::FailedPrecondition`]), or an image
+    /// names it (checked in the transaction that starts the removal, so an
+    /// image another process records meanwhile keeps it, also FailedPrecondition).
+    /// Kept tars are by diff id, shared between chains: see
+    /// [`LayerStore::prune_tars`].
     pub fn remove(&self, chain: &ChainId) -> Result<()> {
-        self.store.snapshots().remove(&layer_snapshot_key(chain))?;
+        let key = layer_snapshot_key(chain);
+        self.store
+            .snapshots()
+            .remove_unless(&key, |t| {
+                match super::meta::image_with_layer_in(t, chain)? {
+                    Some(image) => Err(strata_driver_api::Error::FailedPrecondition(format!(
+                        "cannot remove layer {key}: image {image} uses it"
+                    ))),
+                    None => Ok(()),
+                }
+            })?;
         // Named after the verb the crash test kills here.
         failpoint("image.rmi.layer_removed");
         manifest::remove(self.store.layout(), chain)
