@@ -235,13 +235,19 @@ impl<'a> LayerStore<'a> {
 
     /// Keeps the complete tar `tmp` as the tar of layer `diff_id` (marked
     /// as this session's until an image record claims it); a tar that did
-    /// not exist before is added to `made`.
+    /// not exist before is added to `made`. The tar is written to disk
+    /// first: the image record that follows is durable, and a kept tar a
+    /// power loss left empty or torn would fail every later `save` (a
+    /// missing one is regenerated).
     pub fn keep_tar(&self, tmp: &Path, diff_id: &Digest, made: &mut NewLayers) -> Result<()> {
         let dst = self.tar_path(diff_id);
         if let Some(dir) = dst.parent() {
             crate::perms::private_dir(dir)?;
         }
         let existed = dst.exists();
+        fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io("fsync", tmp, e))?;
         super::owned::mark(self.store.session(), tmp);
         fs::rename(tmp, &dst).map_err(|e| StoreError::io("rename", tmp, e))?;
         if !existed {
