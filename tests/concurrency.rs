@@ -342,3 +342,74 @@ fn a_layer_an_image_names_is_never_removed() {
     );
     check_clean(&root, &[], &format!("{test}: store not clean"));
 }
+
+/// A check's repair acts on what its scan read, and another process may
+/// have changed it since: a `create` wrote its container and snapshot
+/// records, a `mount` mounted a container and recorded it. Each repair
+/// here replays that interleaving (the scan, the other process's step,
+/// the repair) and must leave the live container as it is.
+#[test]
+fn repairs_leave_what_a_live_process_did_since_the_scan() {
+    let test = "concurrency::repair_after_scan";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let id = last_line(&strata_ok(&root, &["create", "--name", "web", "base"]));
+    let store = strata::Store::open(&root).expect("open the store");
+    let web = store.resolve_container(&id).expect("web");
+    let rootfs = strata::ops::container::rootfs_path(&store, &web.id);
+    let found = |want: &dyn Fn(&strata::check::Problem) -> bool| {
+        strata::check::scan(&store)
+            .expect("scan")
+            .into_iter()
+            .find(|p| want(p))
+            .expect("the scan finds the problem")
+    };
+
+    // A mount record left by a reboot; `strata mount web` then mounts it.
+    let mut stale = web.clone();
+    stale.mounted_at = Some(rootfs.clone());
+    store.meta().unwrap().put_container(&stale).unwrap();
+    let problem = found(&|p| matches!(p, strata::check::Problem::StaleMountRecord(_)));
+    strata_ok(&root, &["mount", "web"]);
+    strata::check::repair(&store, &problem).expect("repair");
+    let now = store.resolve_container("web").unwrap();
+    assert!(
+        now.mounted_at.is_some(),
+        "web is mounted but its record now says it is not"
+    );
+
+    // A mount the scan saw before `strata mount` recorded it.
+    let mut unrecorded = now.clone();
+    unrecorded.mounted_at = None;
+    store.meta().unwrap().put_container(&unrecorded).unwrap();
+    let problem = found(&|p| matches!(p, strata::check::Problem::UnrecordedMount(_)));
+    store.meta().unwrap().put_container(&now).unwrap();
+    strata::check::repair(&store, &problem).expect("repair");
+    assert!(
+        !mounts_below(&rootfs).is_empty(),
+        "web's recorded mount was unmounted"
+    );
+    strata_ok(&root, &["umount", "web"]);
+
+    // A container the scan saw before `create` had written its snapshot.
+    let key = web.snapshot.clone();
+    let mut early = web.clone();
+    early.snapshot = strata_driver_api::SnapshotKey(format!("{key}-being-created"));
+    store.meta().unwrap().put_container(&early).unwrap();
+    let problem = found(&|p| matches!(p, strata::check::Problem::ContainerWithoutSnapshot(_)));
+    let image = store.resolve_image("base").unwrap();
+    let top = strata::store::keys::layer_snapshot_key(&image.layers[0].chain_id);
+    store
+        .snapshots()
+        .prepare(&early.snapshot, Some(&top), store.session_labels())
+        .expect("the create's snapshot");
+    strata::check::repair(&store, &problem).expect("repair");
+    let kept = store.meta().unwrap().container(&web.id).unwrap();
+    store.meta().unwrap().put_container(&web).unwrap();
+    store.snapshots().remove(&early.snapshot).unwrap();
+    drop(store);
+    assert!(kept.is_some(), "the new container's record was removed");
+    strata_ok(&root, &["rm", "web"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}

@@ -270,6 +270,25 @@ impl<'a> Meta<'a> {
         })
     }
 
+    /// Changes container `id`'s record as it is now, in one transaction:
+    /// `change` edits it and says whether to store the edit. Returns the
+    /// record as stored, `None` when there is none.
+    pub fn update_container(
+        &self,
+        id: &ContainerId,
+        change: impl FnOnce(&mut ContainerRecord) -> bool,
+    ) -> Result<Option<ContainerRecord>> {
+        self.db.write(|t| {
+            let Some(mut record) = t.get_json::<ContainerRecord>(CONTAINERS, &id.0)? else {
+                return Ok(None);
+            };
+            if change(&mut record) {
+                t.put_json(CONTAINERS, &id.0, &record)?;
+            }
+            Ok(Some(record))
+        })
+    }
+
     /// Stores a container record.
     pub fn put_container(&self, container: &ContainerRecord) -> Result<()> {
         self.db
