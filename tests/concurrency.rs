@@ -413,3 +413,50 @@ fn repairs_leave_what_a_live_process_did_since_the_scan() {
     strata_ok(&root, &["rm", "web"]);
     check_clean(&root, &[], &format!("{test}: store not clean"));
 }
+
+/// `check --repair --prune` while an import has committed its layer but
+/// not yet recorded its image: the layer is the live import's, not unused.
+#[test]
+fn prune_leaves_the_layer_a_live_import_has_not_recorded_yet() {
+    let test = "concurrency::prune_vs_import";
+    let Some((scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let tar = scratch.path().join("new.tar");
+    busybox_rootfs_tar(&tar, "new\n");
+    let store = strata::Store::open(&root).expect("open the store");
+    let limits = store.limits().expect("limits").apply_limits(u64::MAX);
+    let mut made = strata::store::NewLayers::default();
+    let layer = store
+        .layers()
+        .apply_and_keep(
+            None,
+            std::fs::File::open(&tar).unwrap(),
+            None,
+            limits,
+            &mut made,
+        )
+        .expect("apply the layer");
+    check(&root, &["--repair", "--prune"]);
+    let config = strata::ops::import::image_config(&[&layer], "test");
+    let image = strata::model::ImageRecord {
+        id: strata::model::Digest::of(&config),
+        config,
+        layers: vec![layer.clone()],
+        tags: vec![strata::model::Reference::lookup("new")],
+        created_ns: strata::now_ns(),
+    };
+    let recorded = store.meta().and_then(|m| m.put_image(&image));
+    let key = strata::store::keys::layer_snapshot_key(&layer.chain_id);
+    let layer_there = store.snapshots().stat(&key).is_ok();
+    if recorded.is_err() {
+        made.roll_back(&store.layers());
+    }
+    drop(store);
+    assert!(
+        recorded.is_ok() && layer_there,
+        "the prune removed layer {key} of the import in flight: {recorded:?}"
+    );
+    strata_ok(&root, &["rmi", "new"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}
