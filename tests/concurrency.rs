@@ -460,3 +460,36 @@ fn prune_leaves_the_layer_a_live_import_has_not_recorded_yet() {
     strata_ok(&root, &["rmi", "new"]);
     check_clean(&root, &[], &format!("{test}: store not clean"));
 }
+
+/// `rm` (and `container prune`, which removes what `rm` would) while
+/// another process's `strata mount` has mounted the container but not yet
+/// recorded it: the container is in use, not unmounted, and stays.
+#[test]
+fn rm_refuses_a_container_a_live_process_is_mounting() {
+    let test = "concurrency::rm_vs_mount";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    strata_ok(&root, &["create", "--name", "web", "base"]);
+    let store = strata::Store::open(&root).expect("open the store");
+    let mut web = store.resolve_container("web").unwrap();
+    let target = strata::ops::container::rootfs_path(&store, &web.id);
+    let mounts = store.snapshots().mounts(&web.snapshot).unwrap();
+    web.mounting = Some(store.session().id().to_owned());
+    store.meta().unwrap().put_container(&web).unwrap();
+    strata::mounts::mount_persistent(&mounts, &target, Default::default()).unwrap();
+    let rm = strata(&root, &["rm", "web"]);
+    let kept = store.meta().unwrap().container(&web.id).unwrap();
+    strata::mounts::unmount_persistent(&target).unwrap();
+    if kept.is_some() {
+        web.mounting = None;
+        store.meta().unwrap().put_container(&web).unwrap();
+    }
+    drop(store);
+    assert!(
+        !rm.status.success() && kept.is_some(),
+        "rm removed web while a live process was mounting it"
+    );
+    strata_ok(&root, &["rm", "web"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}
