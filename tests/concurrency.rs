@@ -493,3 +493,40 @@ fn rm_refuses_a_container_a_live_process_is_mounting() {
     strata_ok(&root, &["rm", "web"]);
     check_clean(&root, &[], &format!("{test}: store not clean"));
 }
+
+/// A snapshot a client removes while check scans (its storage gone, its
+/// record not yet) and then makes again under the same key (containerd
+/// reuses a container's key): the repair of the dangling record must not
+/// remove the new snapshot.
+#[test]
+fn a_dangling_repair_leaves_a_snapshot_made_again_under_its_key() {
+    let test = "concurrency::dangling_remade";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let store = strata::Store::open(&root).expect("open the store");
+    let key = SnapshotKey("default/1/web".into());
+    let sn = store.snapshots();
+    sn.prepare(&key, None, Labels::new()).expect("prepare");
+    let old = sn.id_of(&key).unwrap();
+    store
+        .driver()
+        .remove(old)
+        .expect("the remove's storage step");
+    let problem = strata::check::scan(&store)
+        .expect("scan")
+        .into_iter()
+        .find(|p| matches!(p, strata::check::Problem::Dangling { .. }))
+        .expect("the scan finds the dangling record");
+    sn.remove(&key).expect("the remove's last step");
+    sn.prepare(&key, None, Labels::new())
+        .expect("prepare again");
+    let _ = strata::check::repair(&store, &problem);
+    let kept = sn.stat(&key).is_ok();
+    if kept {
+        sn.remove(&key).unwrap();
+    }
+    drop(store);
+    assert!(kept, "the repair removed the new {key}");
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}

@@ -38,7 +38,12 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             store.layers().remove(&chain)?;
             format!("pruned layer {key}")
         }
-        Problem::Dangling { key, .. } | Problem::DeadSnapshot { key, .. } => {
+        Problem::Dangling { key, id, .. } => match sn.remove_if_id(key, *id) {
+            Ok(()) | Err(Error::NotFound(_)) => format!("removed snapshot {key}"),
+            Err(Error::FailedPrecondition(why)) => format!("{why}; left alone"),
+            Err(e) => return Err(e.into()),
+        },
+        Problem::DeadSnapshot { key, .. } => {
             match sn.remove(key) {
                 Ok(()) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),

@@ -482,6 +482,19 @@ impl<D: Driver> Snapshots<D> {
         self.write_unsynced(|t| Ok(t.remove(SNAPSHOTS, key.as_str()).map(drop)?))
     }
 
+    /// [`Snapshotter::remove`] of `key` only while its storage id is `id`
+    /// (else FailedPrecondition, changing nothing): a repair found `key`
+    /// broken, and another process may have removed it and made a new
+    /// `key` since.
+    pub fn remove_if_id(&self, key: &SnapshotKey, id: SnapshotId) -> Result<()> {
+        self.remove_unless(key, |t| match record_in(t, key)? {
+            Some(r) if r.id == id => Ok(()),
+            _ => Err(Error::FailedPrecondition(format!(
+                "snapshot {key} is no longer storage {id}: it was made again since"
+            ))),
+        })
+    }
+
     /// The storage id of `key`.
     pub fn id_of(&self, key: &SnapshotKey) -> Result<SnapshotId> {
         Ok(self.get_ready(key)?.id)
