@@ -86,6 +86,16 @@ pub enum StoreError {
     /// A name is taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// A layer an image was about to be recorded with is gone: another
+    /// process removed it after this one found it (an `rmi` of the image
+    /// that had it).
+    #[error("layer {layer} of image {image} was removed by another strata process meanwhile; run the command again")]
+    LayerRemoved {
+        /// The layer's snapshot key.
+        layer: String,
+        /// The image id.
+        image: String,
+    },
     /// Bad user input.
     #[error("{0}")]
     Invalid(String),

@@ -262,3 +262,271 @@ fn serve_clients_hammer_the_socket_blockfile() {
 fn serve_clients_hammer_the_socket_devmapper() {
     serve_hammer("devmapper");
 }
+
+/// An import whose layer is in the store already (another image has it)
+/// and an `rmi` of that other image, interleaved the way two processes
+/// can: the import finds the layer, the rmi removes its image and the
+/// layers no recorded image needs, then the import records its image.
+/// The image must not end up naming a layer that is gone: either the
+/// layer stays or recording the image fails.
+#[test]
+fn rmi_never_removes_a_layer_an_import_is_about_to_record() {
+    let test = "concurrency::rmi_vs_import";
+    let Some((scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let tar = scratch.path().join("again.tar");
+    busybox_rootfs_tar(&tar, "shared\n");
+    strata_ok(&root, &["import", tar.to_str().unwrap(), "first"]);
+
+    let store = strata::Store::open(&root).expect("open the store");
+    let limits = store.limits().expect("limits").apply_limits(u64::MAX);
+    let mut made = strata::store::NewLayers::default();
+    let layer = store
+        .layers()
+        .apply_and_keep(
+            None,
+            std::fs::File::open(&tar).unwrap(),
+            None,
+            limits,
+            &mut made,
+        )
+        .expect("apply the layer again");
+    strata_ok(&root, &["rmi", "first"]);
+    let config = strata::ops::import::image_config(&[&layer], "test");
+    let image = strata::model::ImageRecord {
+        id: strata::model::Digest::of(&config),
+        config,
+        layers: vec![layer.clone()],
+        tags: vec![strata::model::Reference::lookup("second")],
+        created_ns: strata::now_ns(),
+    };
+    let recorded = store.meta().and_then(|m| m.put_image(&image));
+    if recorded.is_err() {
+        // What the import does when its record fails.
+        made.roll_back(&store.layers());
+    }
+    let key = strata::store::keys::layer_snapshot_key(&layer.chain_id);
+    let layer_there = store.snapshots().stat(&key).is_ok();
+    drop(store);
+    assert!(
+        recorded.is_err() || layer_there,
+        "image second was recorded with its layer {key} removed by the rmi"
+    );
+    // The shared kept tar, marked by the import while the rmi ran, is left
+    // for check to remove.
+    check(&root, &["--repair"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}
+
+/// The other interleaving: an rmi (or a prune, or a failed load's
+/// rollback) decided a layer was unused, then another process recorded an
+/// image naming it. The removal must then refuse: it checks the images in
+/// the transaction that starts it.
+#[test]
+fn a_layer_an_image_names_is_never_removed() {
+    let test = "concurrency::layer_named_by_image";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let store = strata::Store::open(&root).expect("open the store");
+    let image = store.resolve_image("base").expect("base");
+    let chain = image.layers[0].chain_id.clone();
+    let removed = store.layers().remove(&chain);
+    let key = strata::store::keys::layer_snapshot_key(&chain);
+    let layer_there = store.snapshots().stat(&key).is_ok();
+    drop(store);
+    assert!(
+        removed.is_err() && layer_there,
+        "layer {key} of image base was removed: {removed:?}"
+    );
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}
+
+/// A check's repair acts on what its scan read, and another process may
+/// have changed it since: a `create` wrote its container and snapshot
+/// records, a `mount` mounted a container and recorded it. Each repair
+/// here replays that interleaving (the scan, the other process's step,
+/// the repair) and must leave the live container as it is.
+#[test]
+fn repairs_leave_what_a_live_process_did_since_the_scan() {
+    let test = "concurrency::repair_after_scan";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let id = last_line(&strata_ok(&root, &["create", "--name", "web", "base"]));
+    let store = strata::Store::open(&root).expect("open the store");
+    let web = store.resolve_container(&id).expect("web");
+    let rootfs = strata::ops::container::rootfs_path(&store, &web.id);
+    let found = |want: &dyn Fn(&strata::check::Problem) -> bool| {
+        strata::check::scan(&store)
+            .expect("scan")
+            .into_iter()
+            .find(|p| want(p))
+            .expect("the scan finds the problem")
+    };
+
+    // A mount record left by a reboot; `strata mount web` then mounts it.
+    let mut stale = web.clone();
+    stale.mounted_at = Some(rootfs.clone());
+    store.meta().unwrap().put_container(&stale).unwrap();
+    let problem = found(&|p| matches!(p, strata::check::Problem::StaleMountRecord(_)));
+    strata_ok(&root, &["mount", "web"]);
+    strata::check::repair(&store, &problem).expect("repair");
+    let now = store.resolve_container("web").unwrap();
+    assert!(
+        now.mounted_at.is_some(),
+        "web is mounted but its record now says it is not"
+    );
+
+    // A mount the scan saw before `strata mount` recorded it.
+    let mut unrecorded = now.clone();
+    unrecorded.mounted_at = None;
+    store.meta().unwrap().put_container(&unrecorded).unwrap();
+    let problem = found(&|p| matches!(p, strata::check::Problem::UnrecordedMount(_)));
+    store.meta().unwrap().put_container(&now).unwrap();
+    strata::check::repair(&store, &problem).expect("repair");
+    assert!(
+        !mounts_below(&rootfs).is_empty(),
+        "web's recorded mount was unmounted"
+    );
+    strata_ok(&root, &["umount", "web"]);
+
+    // A container the scan saw before `create` had written its snapshot.
+    let key = web.snapshot.clone();
+    let mut early = web.clone();
+    early.snapshot = strata_driver_api::SnapshotKey(format!("{key}-being-created"));
+    store.meta().unwrap().put_container(&early).unwrap();
+    let problem = found(&|p| matches!(p, strata::check::Problem::ContainerWithoutSnapshot(_)));
+    let image = store.resolve_image("base").unwrap();
+    let top = strata::store::keys::layer_snapshot_key(&image.layers[0].chain_id);
+    store
+        .snapshots()
+        .prepare(&early.snapshot, Some(&top), store.session_labels())
+        .expect("the create's snapshot");
+    strata::check::repair(&store, &problem).expect("repair");
+    let kept = store.meta().unwrap().container(&web.id).unwrap();
+    store.meta().unwrap().put_container(&web).unwrap();
+    store.snapshots().remove(&early.snapshot).unwrap();
+    drop(store);
+    assert!(kept.is_some(), "the new container's record was removed");
+    strata_ok(&root, &["rm", "web"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}
+
+/// `check --repair --prune` while an import has committed its layer but
+/// not yet recorded its image: the layer is the live import's, not unused.
+#[test]
+fn prune_leaves_the_layer_a_live_import_has_not_recorded_yet() {
+    let test = "concurrency::prune_vs_import";
+    let Some((scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let tar = scratch.path().join("new.tar");
+    busybox_rootfs_tar(&tar, "new\n");
+    let store = strata::Store::open(&root).expect("open the store");
+    let limits = store.limits().expect("limits").apply_limits(u64::MAX);
+    let mut made = strata::store::NewLayers::default();
+    let layer = store
+        .layers()
+        .apply_and_keep(
+            None,
+            std::fs::File::open(&tar).unwrap(),
+            None,
+            limits,
+            &mut made,
+        )
+        .expect("apply the layer");
+    check(&root, &["--repair", "--prune"]);
+    let config = strata::ops::import::image_config(&[&layer], "test");
+    let image = strata::model::ImageRecord {
+        id: strata::model::Digest::of(&config),
+        config,
+        layers: vec![layer.clone()],
+        tags: vec![strata::model::Reference::lookup("new")],
+        created_ns: strata::now_ns(),
+    };
+    let recorded = store.meta().and_then(|m| m.put_image(&image));
+    let key = strata::store::keys::layer_snapshot_key(&layer.chain_id);
+    let layer_there = store.snapshots().stat(&key).is_ok();
+    if recorded.is_err() {
+        made.roll_back(&store.layers());
+    }
+    drop(store);
+    assert!(
+        recorded.is_ok() && layer_there,
+        "the prune removed layer {key} of the import in flight: {recorded:?}"
+    );
+    strata_ok(&root, &["rmi", "new"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}
+
+/// `rm` (and `container prune`, which removes what `rm` would) while
+/// another process's `strata mount` has mounted the container but not yet
+/// recorded it: the container is in use, not unmounted, and stays.
+#[test]
+fn rm_refuses_a_container_a_live_process_is_mounting() {
+    let test = "concurrency::rm_vs_mount";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    strata_ok(&root, &["create", "--name", "web", "base"]);
+    let store = strata::Store::open(&root).expect("open the store");
+    let mut web = store.resolve_container("web").unwrap();
+    let target = strata::ops::container::rootfs_path(&store, &web.id);
+    let mounts = store.snapshots().mounts(&web.snapshot).unwrap();
+    web.mounting = Some(store.session().id().to_owned());
+    store.meta().unwrap().put_container(&web).unwrap();
+    strata::mounts::mount_persistent(&mounts, &target, Default::default()).unwrap();
+    let rm = strata(&root, &["rm", "web"]);
+    let kept = store.meta().unwrap().container(&web.id).unwrap();
+    strata::mounts::unmount_persistent(&target).unwrap();
+    if kept.is_some() {
+        web.mounting = None;
+        store.meta().unwrap().put_container(&web).unwrap();
+    }
+    drop(store);
+    assert!(
+        !rm.status.success() && kept.is_some(),
+        "rm removed web while a live process was mounting it"
+    );
+    strata_ok(&root, &["rm", "web"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}
+
+/// A snapshot a client removes while check scans (its storage gone, its
+/// record not yet) and then makes again under the same key (containerd
+/// reuses a container's key): the repair of the dangling record must not
+/// remove the new snapshot.
+#[test]
+fn a_dangling_repair_leaves_a_snapshot_made_again_under_its_key() {
+    let test = "concurrency::dangling_remade";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    let store = strata::Store::open(&root).expect("open the store");
+    let key = SnapshotKey("default/1/web".into());
+    let sn = store.snapshots();
+    sn.prepare(&key, None, Labels::new()).expect("prepare");
+    let old = sn.id_of(&key).unwrap();
+    store
+        .driver()
+        .remove(old)
+        .expect("the remove's storage step");
+    let problem = strata::check::scan(&store)
+        .expect("scan")
+        .into_iter()
+        .find(|p| matches!(p, strata::check::Problem::Dangling { .. }))
+        .expect("the scan finds the dangling record");
+    sn.remove(&key).expect("the remove's last step");
+    sn.prepare(&key, None, Labels::new())
+        .expect("prepare again");
+    let _ = strata::check::repair(&store, &problem);
+    let kept = sn.stat(&key).is_ok();
+    if kept {
+        sn.remove(&key).unwrap();
+    }
+    drop(store);
+    assert!(kept, "the repair removed the new {key}");
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}

@@ -245,3 +245,53 @@ fn serve_and_cli_share_one_store_blockfile() {
 fn serve_and_cli_share_one_store_devmapper() {
     share("devmapper");
 }
+
+/// Two strata processes mounting one blockfile container at once (a `cp`
+/// out of it holds a scratch mount while `strata mount` makes the
+/// persistent one) share one loop device: a second loop device of the
+/// same writable image, mounted too, is a second live instance of its
+/// filesystem, which corrupts it.
+#[test]
+fn blockfile_container_mounted_by_two_processes_is_attached_once() {
+    let test = "shared_store::blockfile_attached_once";
+    let Some((scratch, root)) = scratch_store(test, "blockfile", &[]) else {
+        return;
+    };
+    let base = scratch.path().join("base.tar");
+    busybox_rootfs_tar(&base, "base\n");
+    strata_ok(&root, &["import", base.to_str().unwrap(), "base"]);
+    strata_ok(&root, &["create", "--name", "web", "base"]);
+    let big = scratch.path().join("big");
+    std::fs::write(&big, vec![7u8; 4 << 20]).unwrap();
+    strata_ok(&root, &["cp", big.to_str().unwrap(), "web:/big"]);
+
+    // Nobody reads its stdout: it blocks with the container mounted.
+    let mut copy = command(&root, &["cp", "web:/big", "-"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cp");
+    let scratch_mounts = root.join("tmp");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mounts_below(&scratch_mounts).is_empty() {
+        assert!(Instant::now() < deadline, "cp never mounted web");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mounted = strata(&root, &["mount", "web"]);
+    let twice = files_attached_twice(&root);
+    let _ = copy.kill();
+    let _ = copy.wait();
+    assert!(
+        mounted.status.success(),
+        "mount web while cp has it mounted: {}",
+        String::from_utf8_lossy(&mounted.stderr)
+    );
+    assert_eq!(
+        twice,
+        Vec::new(),
+        "web's image attached to two loop devices, both mounted"
+    );
+    strata_ok(&root, &["umount", "web"]);
+    strata_ok(&root, &["rm", "web"]);
+    strata_ok(&root, &["rmi", "base"]);
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}

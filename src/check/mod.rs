@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::Store;
 
+pub use repair::repair;
 pub use scan::{scan, Problem};
 
 /// What to do.

@@ -38,7 +38,12 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             store.layers().remove(&chain)?;
             format!("pruned layer {key}")
         }
-        Problem::Dangling { key, .. } | Problem::DeadSnapshot { key, .. } => {
+        Problem::Dangling { key, id, .. } => match sn.remove_if_id(key, *id) {
+            Ok(()) | Err(Error::NotFound(_)) => format!("removed snapshot {key}"),
+            Err(Error::FailedPrecondition(why)) => format!("{why}; left alone"),
+            Err(e) => return Err(e.into()),
+        },
+        Problem::DeadSnapshot { key, .. } => {
             match sn.remove(key) {
                 Ok(()) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -46,6 +51,18 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             format!("removed snapshot {key}")
         }
         Problem::ContainerWithoutSnapshot(c) => {
+            // Read again: a `create` that wrote both records since the
+            // scan read the snapshots (its snapshot record comes first,
+            // so one missing now stays missing).
+            let Some(c) = store.meta()?.container(&c.id)? else {
+                return Ok(format!("container {} is gone already", c.id.short()));
+            };
+            if has_snapshot(store, &c.snapshot)? {
+                return Ok(format!(
+                    "container {} has its snapshot; left alone",
+                    c.id.short()
+                ));
+            }
             if let Some(at) = &c.mounted_at {
                 unmount_persistent(at)?;
             }
@@ -55,14 +72,34 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             format!("removed the record of container {}", c.id.short())
         }
         Problem::UnrecordedMount(path) => {
+            if claimed_mount(store, path)? {
+                return Ok(format!(
+                    "{} is a container's mount now; left alone",
+                    path.display()
+                ));
+            }
             unmount_persistent(path)?;
             format!("unmounted {}", path.display())
         }
         Problem::StaleMountRecord(c) => {
-            let mut record = c.clone();
-            record.mounted_at = None;
-            store.meta()?.put_container(&record)?;
-            format!("recorded container {} as not mounted", c.id.short())
+            // Only the stale record, as it is now: a `mount` since the
+            // scan recorded a live mount there.
+            let stored = store.meta()?.update_container(&c.id, |record| {
+                let live = record.mounted_at != c.mounted_at
+                    || record
+                        .mounted_at
+                        .as_deref()
+                        .is_some_and(|p| mounted(p).unwrap_or(true));
+                if !live {
+                    record.mounted_at = None;
+                }
+                !live
+            })?;
+            if stored.is_some_and(|r| r.mounted_at.is_some()) {
+                format!("container {} is mounted now; left alone", c.id.short())
+            } else {
+                format!("recorded container {} as not mounted", c.id.short())
+            }
         }
         Problem::LeftoverTemp(path) => {
             if crate::store::remove_scratch_dir(path) {
@@ -98,6 +135,34 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             return Err(StoreError::Invalid("not repairable".into()))
         }
     })
+}
+
+/// Whether snapshot `key` has a record now (being created counts, being
+/// removed does not), as the scan counts a container's snapshot.
+fn has_snapshot(store: &Store, key: &strata_driver_api::SnapshotKey) -> Result<bool> {
+    use crate::snapshotter::State;
+    Ok(store.snapshots().records()?.iter().any(|(k, r)| {
+        k == key && matches!(r.state, State::Ready | State::Committing | State::Creating)
+    }))
+}
+
+/// Whether a container record claims mount point `path` now: recorded as
+/// mounted there, or being mounted there by a live process.
+fn claimed_mount(store: &Store, path: &Path) -> Result<bool> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    Ok(store.meta()?.containers()?.iter().any(|c| {
+        c.mounted_at.as_deref().map(canonical).as_deref() == Some(path)
+            || (c
+                .mounting
+                .as_deref()
+                .is_some_and(|s| store.session().is_alive(s))
+                && canonical(&store.layout().container_rootfs(&c.id.0)) == path)
+    }))
+}
+
+/// Whether `path` is a mount point.
+fn mounted(path: &Path) -> Result<bool> {
+    Ok(strata_driver_api::mount::is_mountpoint(path)?)
 }
 
 fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {

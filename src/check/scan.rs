@@ -368,10 +368,19 @@ fn snapshots(store: &Store, s: &State0, out: &mut Vec<Problem>) {
             && layer_chain(key).is_some()
             && !needed.contains(key)
             && !parents.contains(key)
+            && !made_by_live_session(store, r)
         {
             out.push(Problem::UnusedLayer(key.clone()));
         }
     }
+}
+
+/// Whether a live process made `r` (its session label): a layer a `load`
+/// or `import` committed is in no image until that process records it.
+fn made_by_live_session(store: &Store, r: &Record) -> bool {
+    r.labels
+        .get(LABEL_SESSION)
+        .is_some_and(|s| store.session().is_alive(s))
 }
 
 /// Why an uncommitted Strata snapshot is dead, if it is. Snapshots of a

@@ -152,11 +152,20 @@ pub fn remove(store: &Store, text: &str, force: bool) -> Result<ContainerRecord>
     // The only safe point: once the unmount or the removal has begun,
     // finishing is shorter than undoing.
     crate::interrupt::check()?;
-    if let Some(path) = &record.mounted_at {
+    // A live `strata mount` records the mount only once it is made.
+    let being_mounted = record
+        .mounting
+        .as_deref()
+        .is_some_and(|s| store.session().is_alive(s));
+    let mounted = record
+        .mounted_at
+        .clone()
+        .or_else(|| being_mounted.then(|| rootfs_path(store, &record.id)));
+    if let Some(path) = mounted {
         if !force {
             return Err(StoreError::StillMounted {
                 id: record.id.short().to_owned(),
-                path: path.clone(),
+                path,
             });
         }
         umount(store, &record.id.0)?;

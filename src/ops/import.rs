@@ -65,7 +65,10 @@ pub fn import_from(
         tags: vec![reference.clone()],
         created_ns: crate::now_ns(),
     };
-    store.meta()?.put_image(&image)?;
+    if let Err(e) = store.meta()?.put_image(&image) {
+        made.roll_back(&store.layers());
+        return Err(e);
+    }
     Ok(image)
 }
 

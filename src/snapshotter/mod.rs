@@ -11,7 +11,7 @@ mod snapshots;
 
 pub use filter::Filters;
 pub use serialised::{Serialised, StepGuard, StepLock};
-pub use snapshots::{Incomplete, Record, Snapshots, State};
+pub use snapshots::{is_committed_in, Incomplete, Record, Snapshots, State};
 
 use strata_driver_api::{Info, Kind, Labels, Mount, Result, SnapshotKey, Usage};
 

@@ -100,6 +100,12 @@ fn is_ready(r: &Record) -> bool {
     r.state == State::Ready || r.state == State::Committing
 }
 
+/// Whether `key` is a committed snapshot (its commit done or being
+/// finished) in the transaction `txn`: what an image record may name.
+pub fn is_committed_in(txn: &Txn<'_>, key: &SnapshotKey) -> Result<bool> {
+    Ok(record_in(txn, key)?.is_some_and(|r| r.kind == Kind::Committed && is_ready(&r)))
+}
+
 impl<D: Driver> Snapshots<D> {
     /// Wraps `driver`, keeping snapshot records in `db`.
     pub fn open(driver: D, db: Arc<Database>) -> Result<Self> {
@@ -444,6 +450,51 @@ impl<D: Driver> Snapshots<D> {
         Ok(true)
     }
 
+    /// [`Snapshotter::remove`], refused with what `still_needed` returns
+    /// when it fails: it runs in the transaction that marks `key` Removing,
+    /// so a reason to keep the snapshot recorded in another table of the
+    /// store's database (an image naming a layer) holds across processes.
+    pub fn remove_unless(
+        &self,
+        key: &SnapshotKey,
+        still_needed: impl Fn(&Txn<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let record = self.write(|t| {
+            let mut record = match record_in(t, key)? {
+                Some(r) if is_ready(&r) => r,
+                _ => return Err(Error::NotFound(key.to_string())),
+            };
+            let children = t.count_snapshot_children(key.as_str())?;
+            if children > 0 {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot remove snapshot {key}: {children} snapshot(s) are based on it"
+                )));
+            }
+            still_needed(t)?;
+            record.state = State::Removing;
+            record.owner = self.owner();
+            t.put_json(SNAPSHOTS, key.as_str(), &record)?;
+            Ok(record)
+        })?;
+        failpoint("snapshots.remove.recorded");
+        self.driver.remove(record.id)?;
+        failpoint("snapshots.remove.stored");
+        self.write_unsynced(|t| Ok(t.remove(SNAPSHOTS, key.as_str()).map(drop)?))
+    }
+
+    /// [`Snapshotter::remove`] of `key` only while its storage id is `id`
+    /// (else FailedPrecondition, changing nothing): a repair found `key`
+    /// broken, and another process may have removed it and made a new
+    /// `key` since.
+    pub fn remove_if_id(&self, key: &SnapshotKey, id: SnapshotId) -> Result<()> {
+        self.remove_unless(key, |t| match record_in(t, key)? {
+            Some(r) if r.id == id => Ok(()),
+            _ => Err(Error::FailedPrecondition(format!(
+                "snapshot {key} is no longer storage {id}: it was made again since"
+            ))),
+        })
+    }
+
     /// The storage id of `key`.
     pub fn id_of(&self, key: &SnapshotKey) -> Result<SnapshotId> {
         Ok(self.get_ready(key)?.id)
@@ -524,26 +575,7 @@ impl<D: Driver> Snapshotter for Snapshots<D> {
     }
 
     fn remove(&self, key: &SnapshotKey) -> Result<()> {
-        let record = self.write(|t| {
-            let mut record = match record_in(t, key)? {
-                Some(r) if is_ready(&r) => r,
-                _ => return Err(Error::NotFound(key.to_string())),
-            };
-            let children = t.count_snapshot_children(key.as_str())?;
-            if children > 0 {
-                return Err(Error::FailedPrecondition(format!(
-                    "cannot remove snapshot {key}: {children} snapshot(s) are based on it"
-                )));
-            }
-            record.state = State::Removing;
-            record.owner = self.owner();
-            t.put_json(SNAPSHOTS, key.as_str(), &record)?;
-            Ok(record)
-        })?;
-        failpoint("snapshots.remove.recorded");
-        self.driver.remove(record.id)?;
-        failpoint("snapshots.remove.stored");
-        self.write_unsynced(|t| Ok(t.remove(SNAPSHOTS, key.as_str()).map(drop)?))
+        self.remove_unless(key, |_| Ok(()))
     }
 
     fn mounts(&self, key: &SnapshotKey) -> Result<Vec<Mount>> {

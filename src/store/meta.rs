@@ -3,11 +3,15 @@
 //! whole operation in one transaction, so a crash never leaves half of it
 //! and another process never sees half of it.
 
-use crate::db::{Database, Txn};
+use crate::db::{Database, DbResult, Txn};
+use crate::snapshotter::is_committed_in;
+use crate::store::keys::layer_snapshot_key;
 use strata_driver_api::failpoint;
 
 use crate::error::{Result, StoreError};
-use crate::model::{ContainerId, ContainerRecord, Digest, ImageId, ImageRecord, Reference};
+use crate::model::{
+    ChainId, ContainerId, ContainerRecord, Digest, ImageId, ImageRecord, Reference,
+};
 
 const IMAGES: &str = "images";
 const TAGS: &str = "tags";
@@ -20,6 +24,31 @@ pub struct Meta<'a> {
 
 fn image_in(t: &Txn<'_>, id: &str) -> Result<Option<ImageRecord>> {
     Ok(t.get_json(IMAGES, id)?)
+}
+
+/// An image in `t` whose layers include `chain`, if any.
+pub(crate) fn image_with_layer_in(t: &Txn<'_>, chain: &ChainId) -> DbResult<Option<ImageId>> {
+    Ok(t.scan_json::<ImageRecord>(IMAGES)?
+        .into_iter()
+        .find(|(_, i)| i.layers.iter().any(|l| &l.chain_id == chain))
+        .map(|(_, i)| i.id))
+}
+
+/// Refuses `image` unless every layer it names is a committed snapshot in
+/// `t`: a layer another process removed after this one found it (an
+/// `rmi` of the image that had it) fails the record instead of leaving an
+/// image whose layer is gone.
+fn require_layers_in(t: &Txn<'_>, image: &ImageRecord) -> Result<()> {
+    for layer in &image.layers {
+        let key = layer_snapshot_key(&layer.chain_id);
+        if !is_committed_in(t, &key)? {
+            return Err(StoreError::LayerRemoved {
+                layer: key.to_string(),
+                image: image.id.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn containers_in(t: &Txn<'_>) -> Result<Vec<ContainerRecord>> {
@@ -70,6 +99,7 @@ impl<'a> Meta<'a> {
     /// from images that had them.
     pub fn put_image(&self, image: &ImageRecord) -> Result<()> {
         self.db.write(|t| {
+            require_layers_in(t, image)?;
             for tag in &image.tags {
                 move_tag(t, tag, &image.id)?;
             }
@@ -94,6 +124,7 @@ impl<'a> Meta<'a> {
         self.db.write(|t| {
             let mut stored = Vec::new();
             for image in &images {
+                require_layers_in(t, image)?;
                 let mut image = image.clone();
                 if let Some(existing) = image_in(t, &image.id.0)? {
                     for tag in existing.tags {
@@ -236,6 +267,25 @@ impl<'a> Meta<'a> {
             record.name = name.to_owned();
             t.put_json(CONTAINERS, &record.id.0, &record)?;
             Ok(record)
+        })
+    }
+
+    /// Changes container `id`'s record as it is now, in one transaction:
+    /// `change` edits it and says whether to store the edit. Returns the
+    /// record as stored, `None` when there is none.
+    pub fn update_container(
+        &self,
+        id: &ContainerId,
+        change: impl FnOnce(&mut ContainerRecord) -> bool,
+    ) -> Result<Option<ContainerRecord>> {
+        self.db.write(|t| {
+            let Some(mut record) = t.get_json::<ContainerRecord>(CONTAINERS, &id.0)? else {
+                return Ok(None);
+            };
+            if change(&mut record) {
+                t.put_json(CONTAINERS, &id.0, &record)?;
+            }
+            Ok(Some(record))
         })
     }
 

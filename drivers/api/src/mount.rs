@@ -1,6 +1,9 @@
 //! Performs mount specs: bind, overlay (new mount API, so long lowerdir
 //! chains fit), loop-backed filesystem images and plain block filesystems.
-//! Nothing is left mounted or attached when a step fails.
+//! Nothing is left mounted or attached when a step fails. A loop mount
+//! (a blockfile snapshot's image) mounts from the loop device already
+//! attached to its file when there is one ([`BackingLock::attach_for_mount`]):
+//! two processes mounting one image share one live filesystem.
 //!
 //! Also the drivers' backing files (a loop-backed filesystem, a thin pool's
 //! files): [`attach_loop_once`] and [`mount_backing`] attach each to one
@@ -132,9 +135,12 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
     }
     if opts.use_loop {
         let read_only = opts.flags.contains(MsFlags::MS_RDONLY);
-        let dev = attach_loop(Path::new(&m.source), read_only, true)?;
+        // Under the file's lock until mounted: a process mounting the same
+        // image now or later finds this device and mounts from it too.
+        let lock = BackingLock::acquire(Path::new(&m.source), read_only)?;
+        let dev = lock.attach_for_mount(read_only)?;
         // The device stays attached while mounted; `dev` drops after mounting,
-        // so a failed mount detaches it through autoclear.
+        // so a failed mount detaches a device it attached through autoclear.
         return mount_fs(&dev.path, target, &m.fstype, &opts_to_strings(&m.options));
     }
     mount_fs(Path::new(&m.source), target, &m.fstype, &m.options)
@@ -638,7 +644,7 @@ impl BackingLock {
     /// lock's handle: the loop device keeps the open file it was given for
     /// as long as it exists, and with it that file's `flock`, so every
     /// later process would wait for the lock forever.
-    fn attach_new(&self, read_only: bool) -> Result<LoopDevice> {
+    fn attach_new(&self, read_only: bool, autoclear: bool) -> Result<LoopDevice> {
         let backing = OpenOptions::new()
             .read(true)
             .write(!read_only)
@@ -653,7 +659,7 @@ impl BackingLock {
                 std::io::Error::other("the file was replaced while its lock was held"),
             ));
         }
-        let dev = attach_fd(&self.path, &backing, read_only, false)?;
+        let dev = attach_fd(&self.path, &backing, read_only, autoclear)?;
         crate::failpoint("backing.attached");
         Ok(dev)
     }
@@ -663,9 +669,22 @@ impl BackingLock {
     /// the one carrying mounts or holders is used (the first when none
     /// does); two carrying mounts is [`BackingError::AttachedTwice`].
     pub fn attach_once(&self, read_only: bool) -> Result<LoopDevice> {
+        self.attach_once_with(read_only, false)
+    }
+
+    /// The loop device to mount this file (a filesystem image) from for
+    /// one mount: the one already attached, so every mount of the image
+    /// on the host shares one device and one live filesystem, or a new one
+    /// with autoclear (it goes with its last mount) when there is none.
+    pub fn attach_for_mount(&self, read_only: bool) -> Result<LoopDevice> {
+        self.attach_once_with(read_only, true)
+    }
+
+    /// [`BackingLock::attach_once`], attaching a new device with `autoclear`.
+    fn attach_once_with(&self, read_only: bool, autoclear: bool) -> Result<LoopDevice> {
         let loops = self.loops();
         match loops.len() {
-            0 => self.attach_new(read_only),
+            0 => self.attach_new(read_only, autoclear),
             1 => self.open_existing(&loops[0]),
             _ => {
                 let table = mount_table()?;

@@ -235,13 +235,19 @@ impl<'a> LayerStore<'a> {
 
     /// Keeps the complete tar `tmp` as the tar of layer `diff_id` (marked
     /// as this session's until an image record claims it); a tar that did
-    /// not exist before is added to `made`.
+    /// not exist before is added to `made`. The tar is written to disk
+    /// first: the image record that follows is durable, and a kept tar a
+    /// power loss left empty or torn would fail every later `save` (a
+    /// missing one is regenerated).
     pub fn keep_tar(&self, tmp: &Path, diff_id: &Digest, made: &mut NewLayers) -> Result<()> {
         let dst = self.tar_path(diff_id);
         if let Some(dir) = dst.parent() {
             crate::perms::private_dir(dir)?;
         }
         let existed = dst.exists();
+        fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io("fsync", tmp, e))?;
         super::owned::mark(self.store.session(), tmp);
         fs::rename(tmp, &dst).map_err(|e| StoreError::io("rename", tmp, e))?;
         if !existed {
@@ -291,10 +297,23 @@ impl<'a> LayerStore<'a> {
     /// Removes layer `chain`: its snapshot, then its manifest. Fails,
     /// removing nothing, when the snapshot is missing
     /// ([`strata_driver_api::Error::NotFound`]) or has children
-    /// ([`strata_driver_api::Error::FailedPrecondition`]). Kept tars are
-    /// by diff id, shared between chains: see [`LayerStore::prune_tars`].
+    /// ([`strata_driver_api::Error::FailedPrecondition`]), or an image
+    /// names it (checked in the transaction that starts the removal, so an
+    /// image another process records meanwhile keeps it, also FailedPrecondition).
+    /// Kept tars are by diff id, shared between chains: see
+    /// [`LayerStore::prune_tars`].
     pub fn remove(&self, chain: &ChainId) -> Result<()> {
-        self.store.snapshots().remove(&layer_snapshot_key(chain))?;
+        let key = layer_snapshot_key(chain);
+        self.store
+            .snapshots()
+            .remove_unless(&key, |t| {
+                match super::meta::image_with_layer_in(t, chain)? {
+                    Some(image) => Err(strata_driver_api::Error::FailedPrecondition(format!(
+                        "cannot remove layer {key}: image {image} uses it"
+                    ))),
+                    None => Ok(()),
+                }
+            })?;
         // Named after the verb the crash test kills here.
         failpoint("image.rmi.layer_removed");
         manifest::remove(self.store.layout(), chain)
