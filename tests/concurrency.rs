@@ -408,9 +408,45 @@ fn repairs_leave_what_a_live_process_did_since_the_scan() {
     let kept = store.meta().unwrap().container(&web.id).unwrap();
     store.meta().unwrap().put_container(&web).unwrap();
     store.snapshots().remove(&early.snapshot).unwrap();
-    drop(store);
     assert!(kept.is_some(), "the new container's record was removed");
+
+    // A container's snapshot the scan saw before `create` recorded the
+    // container, read as dead because that process ended meanwhile.
+    store.meta().unwrap().delete_container(&web.id).unwrap();
+    let problem =
+        found(&|p| matches!(p, strata::check::Problem::DeadSnapshot { key: k, .. } if *k == key));
+    store.meta().unwrap().put_container(&web).unwrap();
+    strata::check::repair(&store, &problem).expect("repair");
+    let records = store.snapshots().records().unwrap();
+    drop(store);
+    assert!(
+        records.iter().any(|(k, _)| *k == key),
+        "the snapshot of a container recorded since the scan was removed"
+    );
     strata_ok(&root, &["rm", "web"]);
+
+    // A kept tar the scan saw before `load` recorded the image naming it,
+    // read as an orphan because that process ended meanwhile.
+    let store = strata::Store::open(&root).expect("open the store");
+    let base = store.resolve_image("base").unwrap();
+    let tar = store.layers().tar_path(&base.layers[0].diff_id);
+    store
+        .meta()
+        .unwrap()
+        .remove_image_unless_used(&base.id)
+        .unwrap();
+    let problem = strata::check::scan(&store)
+        .unwrap()
+        .into_iter()
+        .find(|p| matches!(p, strata::check::Problem::OrphanLayerTar(t) if *t == tar))
+        .expect("the scan finds the unused tar");
+    store.meta().unwrap().put_image(&base).unwrap();
+    strata::check::repair(&store, &problem).expect("repair");
+    drop(store);
+    assert!(
+        tar.exists(),
+        "the tar of an image recorded since the scan was removed"
+    );
     check_clean(&root, &[], &format!("{test}: store not clean"));
 }
 

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use crate::snapshotter::Snapshotter;
 use strata_driver_api::Error;
 
 use super::Problem;
@@ -44,11 +43,22 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             Err(e) => return Err(e.into()),
         },
         Problem::DeadSnapshot { key, .. } => {
-            match sn.remove(key) {
-                Ok(()) | Err(Error::NotFound(_)) => {}
+            // Checked again in the transaction that starts the removal: a
+            // `create` whose process ended since the scan may have recorded
+            // its container, which owns the snapshot now.
+            let unclaimed =
+                |t: &crate::db::Txn<'_>| match crate::store::container_with_snapshot_in(t, key)? {
+                    Some(c) => Err(Error::FailedPrecondition(format!(
+                        "snapshot {key} is container {} now",
+                        c.short()
+                    ))),
+                    None => Ok(()),
+                };
+            match sn.remove_unless(key, unclaimed) {
+                Ok(()) | Err(Error::NotFound(_)) => format!("removed snapshot {key}"),
+                Err(Error::FailedPrecondition(why)) => format!("{why}; left alone"),
                 Err(e) => return Err(e.into()),
             }
-            format!("removed snapshot {key}")
         }
         Problem::ContainerWithoutSnapshot(c) => {
             // Read again: a `create` that wrote both records since the
@@ -112,6 +122,9 @@ pub fn repair(store: &Store, problem: &Problem) -> Result<String> {
             }
         }
         Problem::OrphanManifest(path) | Problem::OrphanLayerTar(path) => {
+            if !still_orphan(store, problem, path)? {
+                return Ok(format!("{} is in use now; left alone", path.display()));
+            }
             std::fs::remove_file(path)
                 .or_else(ignore_missing)
                 .map_err(|e| StoreError::io("remove", path, e))?;
@@ -158,6 +171,28 @@ fn claimed_mount(store: &Store, path: &Path) -> Result<bool> {
                 .is_some_and(|s| store.session().is_alive(s))
                 && canonical(&store.layout().container_rootfs(&c.id.0)) == path)
     }))
+}
+
+/// Whether the kept tar or manifest `path` is still an orphan by the
+/// records as they are now: a `load` or `import` whose process ended since
+/// the scan (its session mark no longer counts) recorded the image that
+/// names the tar, or committed the layer the manifest describes, first.
+fn still_orphan(store: &Store, problem: &Problem, path: &Path) -> Result<bool> {
+    let layers = store.layers();
+    if matches!(problem, Problem::OrphanLayerTar(_)) {
+        let images = store.meta()?.images()?;
+        return Ok(layers.unused_tars(&images)?.iter().any(|p| p == path));
+    }
+    let records = store.snapshots().records()?;
+    let committed = records
+        .iter()
+        .filter(|(_, r)| r.kind == strata_driver_api::Kind::Committed)
+        .map(|(k, _)| k)
+        .collect();
+    Ok(layers
+        .orphan_manifests(&committed)?
+        .iter()
+        .any(|p| p == path))
 }
 
 /// Whether `path` is a mount point.

@@ -6,7 +6,7 @@
 use crate::db::{Database, DbResult, Txn};
 use crate::snapshotter::is_committed_in;
 use crate::store::keys::layer_snapshot_key;
-use strata_driver_api::failpoint;
+use strata_driver_api::{failpoint, SnapshotKey};
 
 use crate::error::{Result, StoreError};
 use crate::model::{
@@ -32,6 +32,17 @@ pub(crate) fn image_with_layer_in(t: &Txn<'_>, chain: &ChainId) -> DbResult<Opti
         .into_iter()
         .find(|(_, i)| i.layers.iter().any(|l| &l.chain_id == chain))
         .map(|(_, i)| i.id))
+}
+
+/// The container in `t` whose writable layer is snapshot `key`, if any.
+pub(crate) fn container_with_snapshot_in(
+    t: &Txn<'_>,
+    key: &SnapshotKey,
+) -> DbResult<Option<ContainerId>> {
+    Ok(t.scan_json::<ContainerRecord>(CONTAINERS)?
+        .into_iter()
+        .find(|(_, c)| &c.snapshot == key)
+        .map(|(_, c)| c.id))
 }
 
 /// Refuses `image` unless every layer it names is a committed snapshot in

@@ -33,6 +33,7 @@ use strata_driver_api::{Driver, Labels};
 pub use config::StoreConfig;
 pub use layers::{LayerStore, NewLayers};
 pub use layout::Layout;
+pub(crate) use meta::container_with_snapshot_in;
 pub use meta::Meta;
 pub use recover::{remove_scratch_dir, Recovered};
 
