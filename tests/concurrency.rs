@@ -566,3 +566,67 @@ fn a_dangling_repair_leaves_a_snapshot_made_again_under_its_key() {
     assert!(kept, "the repair removed the new {key}");
     check_clean(&root, &[], &format!("{test}: store not clean"));
 }
+
+/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
+/// `rm --force` of a container while another process mounts it: that
+/// process stops after making the mount, before recording it (its intent
+/// is recorded). The removal stands: the mount process must not write the
+/// container's record back, and fails, leaving nothing mounted.
+#[test]
+fn a_container_removed_while_being_mounted_stays_removed() {
+    let test = "concurrency::rm_during_mount";
+    let Some((_scratch, root)) = store_with_base(test, "vfs") else {
+        return;
+    };
+    strata_ok(&root, &["create", "--name", "web", "base"]);
+    let mount = command(&root, &["mount", "web"])
+        .env("STRATA_FAILPOINT_STOP", "container.mount.mounted")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mount");
+    let pid = mount.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !stopped(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mount never reached its failpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    strata_ok(&root, &["rm", "--force", "web"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .expect("SIGCONT");
+    let out = mount.wait_with_output().expect("wait for mount");
+    assert!(
+        !out.status.success(),
+        "the mount of a removed container succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left = json(&root, &["ps"]);
+    assert_eq!(
+        left.as_array().unwrap().len(),
+        0,
+        "the removed container came back: {left}"
+    );
+    assert_eq!(
+        mounts_below(&root.join("containers")),
+        Vec::<String>::new(),
+        "a container mount was left"
+    );
+    check_clean(&root, &[], &format!("{test}: store not clean"));
+}

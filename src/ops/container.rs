@@ -98,51 +98,73 @@ pub fn rootfs_path(store: &Store, id: &ContainerId) -> PathBuf {
 }
 
 /// Mounts the container's merged view and returns its path (idempotent:
-/// an existing mount is returned as it is, whatever `options` say).
+/// an existing mount is returned as it is, whatever `options` say). Its
+/// record is changed as it is at each step, never written back whole: an
+/// `rm` or `rename` by another process meanwhile stands, and a container
+/// removed while it was being mounted fails the mount and is unmounted.
 pub fn mount(store: &Store, text: &str, options: ContainerMountOptions) -> Result<PathBuf> {
-    let mut record = store.resolve_container(text)?;
+    let record = store.resolve_container(text)?;
     if let Some(path) = &record.mounted_at {
         if strata_driver_api::mount::is_mountpoint(path)? {
             return Ok(path.clone());
         }
     }
-    let target = rootfs_path(store, &record.id);
+    let id = record.id.clone();
+    let target = rootfs_path(store, &id);
     let mounts = store.snapshots().mounts(&record.snapshot)?;
     crate::interrupt::check()?;
     // The intent first: a mount this process makes and dies before
     // recording is then known to be its, and undone by the next command.
-    record.mounting = Some(store.session().id().to_owned());
-    store.meta()?.put_container(&record)?;
+    let session = store.session().id().to_owned();
+    change_container(store, &id, |r| r.mounting = Some(session))?;
     if let Err(e) = mount_persistent(&mounts, &target, options) {
-        record.mounting = None;
-        let _ = store.meta().and_then(|m| m.put_container(&record));
+        let _ = change_container(store, &id, |r| r.mounting = None);
         return Err(e);
     }
     failpoint("container.mount.mounted");
-    record.mounted_at = Some(target.clone());
-    record.mounting = None;
     let recorded = crate::interrupt::check()
         .map_err(StoreError::from)
-        .and_then(|()| store.meta()?.put_container(&record));
+        .and_then(|()| {
+            change_container(store, &id, |r| {
+                r.mounted_at = Some(target.clone());
+                r.mounting = None;
+            })
+        });
     if let Err(e) = recorded {
         let _ = unmount_persistent(&target);
         let _ = std::fs::remove_dir(&target);
-        record.mounted_at = None;
-        let _ = store.meta().and_then(|m| m.put_container(&record));
+        let _ = change_container(store, &id, |r| {
+            r.mounted_at = None;
+            r.mounting = None;
+        });
         return Err(e.undone(format!("{} unmounted", target.display())));
     }
     Ok(target)
 }
 
+/// Applies `change` to container `id`'s record as it is now; a record
+/// another process removed meanwhile is [`StoreError::UnknownContainer`].
+fn change_container(
+    store: &Store,
+    id: &ContainerId,
+    change: impl FnOnce(&mut ContainerRecord),
+) -> Result<ContainerRecord> {
+    store
+        .meta()?
+        .update_container(id, |r| {
+            change(r);
+            true
+        })?
+        .ok_or_else(|| StoreError::UnknownContainer(id.0.clone()))
+}
+
 /// Unmounts the container's merged view (idempotent).
 pub fn umount(store: &Store, text: &str) -> Result<ContainerRecord> {
-    let mut record = store.resolve_container(text)?;
+    let record = store.resolve_container(text)?;
     let target = rootfs_path(store, &record.id);
     unmount_persistent(&target)?;
     failpoint("container.umount.unmounted");
-    record.mounted_at = None;
-    store.meta()?.put_container(&record)?;
-    Ok(record)
+    change_container(store, &record.id, |r| r.mounted_at = None)
 }
 
 /// Removes a container and its writable layer. A mounted one is refused
