@@ -30,8 +30,8 @@ echo "== vm tier: dm-thin under a stock kernel in qemu"
 # kernel) a signal with its checks costs ~6 s, so devmapper gets fewer
 # (STRATA_VM_CRASH_* to change), worked on two stores at once, one per vCPU;
 # and a smaller archive for the shared-store test.
-STRATA_CRASH_KILLS=${STRATA_VM_CRASH_KILLS:-60} \
-STRATA_CRASH_INTERRUPTS=${STRATA_VM_CRASH_INTERRUPTS:-60} \
+STRATA_CRASH_KILLS=${STRATA_VM_CRASH_KILLS:-50} \
+STRATA_CRASH_INTERRUPTS=${STRATA_VM_CRASH_INTERRUPTS:-50} \
 STRATA_CRASH_SHARDS=${STRATA_VM_CRASH_SHARDS:-2} \
 STRATA_SHARED_LOAD_MB=${STRATA_SHARED_LOAD_MB:-16} \
     scripts/vm-test.sh
