@@ -9,7 +9,7 @@ scripts/setup.sh --tests
 scripts/build-ctrd-snapshotter.sh
 export STRATA_TEST_STRICT=${STRATA_TEST_STRICT:-1}
 # The interrupt loop (tests/crash.rs): 200 SIGKILLs and 200 SIGINTs at
-# random moments per host driver, on top of the 31 failpoint kills.
+# random moments per host driver, on top of the 33 failpoint kills.
 export STRATA_CRASH_KILLS=${STRATA_CRASH_KILLS:-200}
 export STRATA_CRASH_INTERRUPTS=${STRATA_CRASH_INTERRUPTS:-200}
 # Every skip is also appended here and listed at the end (none under STRICT).
