@@ -120,32 +120,9 @@ pub fn open_dir_nofollow(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd
 }
 
 /// Lists the entries of the open directory `dir` as (name, is a directory),
-/// without `.` and `..`, not following symlinks.
+/// without `.` and `..`, not following symlinks, sorted by name.
 pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, bool)>> {
-    let fd = nix::fcntl::openat(
-        dir,
-        ".",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    let mut d = nix::dir::Dir::from_fd(fd)?;
-    let mut out = Vec::new();
-    for e in d.iter() {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let is_dir = match e.file_type() {
-            Some(t) => t == nix::dir::Type::Directory,
-            None => {
-                let st =
-                    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                st.st_mode & libc::S_IFMT == libc::S_IFDIR
-            }
-        };
-        out.push((name.to_vec(), is_dir));
-    }
+    let mut out = strata_driver_api::tree::list_dir(dir)?;
     out.sort();
     Ok(out)
 }

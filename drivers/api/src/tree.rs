@@ -26,38 +26,41 @@ struct Level {
 impl Level {
     fn read(dir: &OwnedFd) -> io::Result<Level> {
         let st = nix::sys::stat::fstat(dir.as_fd())?;
-        let listing = nix::fcntl::openat(
-            dir.as_fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        let mut names = Vec::new();
-        for e in nix::dir::Dir::from_fd(listing)?.iter() {
-            let e = e?;
-            let name = e.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            let is_dir = match e.file_type() {
-                Some(t) => t == nix::dir::Type::Directory,
-                None => {
-                    let st = nix::sys::stat::fstatat(
-                        dir.as_fd(),
-                        name,
-                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                    )?;
-                    st.st_mode & libc::S_IFMT == libc::S_IFDIR
-                }
-            };
-            names.push((name.to_vec(), is_dir));
-        }
         Ok(Level {
-            names,
+            names: list_dir(dir.as_fd())?,
             next: 0,
             id: (st.st_dev, st.st_ino),
         })
     }
+}
+
+/// The entries of the open directory `dir` as (name, is a directory),
+/// without `.` and `..`, in directory order, not following symlinks.
+pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, bool)>> {
+    let listing = nix::fcntl::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for e in nix::dir::Dir::from_fd(listing)?.iter() {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match e.file_type() {
+            Some(t) => t == nix::dir::Type::Directory,
+            None => {
+                let st =
+                    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                st.st_mode & libc::S_IFMT == libc::S_IFDIR
+            }
+        };
+        names.push((name.to_vec(), is_dir));
+    }
+    Ok(names)
 }
 
 fn open_dir(dir: impl AsFd, name: &[u8]) -> io::Result<OwnedFd> {
