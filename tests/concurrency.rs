@@ -23,6 +23,39 @@ fn store_with_base(test: &str, driver: &str) -> Option<(ScratchDir, std::path::P
     Some((scratch, root))
 }
 
+/// Applies `tar` as a layer the way `load` does, up to the point before its
+/// image is recorded: the layer and what to roll back.
+fn apply_as_a_load(
+    store: &strata::Store,
+    tar: &std::path::Path,
+) -> (strata::model::LayerRecord, strata::store::NewLayers) {
+    let limits = store.limits().expect("limits").apply_limits(u64::MAX);
+    let mut made = strata::store::NewLayers::default();
+    let layer = store
+        .layers()
+        .apply_and_keep(
+            None,
+            std::fs::File::open(tar).unwrap(),
+            None,
+            limits,
+            &mut made,
+        )
+        .expect("apply the layer");
+    (layer, made)
+}
+
+/// The record of a one-layer image of `layer` tagged `tag`.
+fn image_of(layer: &strata::model::LayerRecord, tag: &str) -> strata::model::ImageRecord {
+    let config = strata::ops::import::image_config(&[layer], "test");
+    strata::model::ImageRecord {
+        id: strata::model::Digest::of(&config),
+        config,
+        layers: vec![layer.clone()],
+        tags: vec![strata::model::Reference::lookup(tag)],
+        created_ns: strata::now_ns(),
+    }
+}
+
 #[test]
 fn many_cli_processes_at_once_serialise_cleanly() {
     let Some((scratch, root)) = store_with_base("concurrency::cli", "vfs") else {
@@ -280,27 +313,9 @@ fn rmi_never_removes_a_layer_an_import_is_about_to_record() {
     strata_ok(&root, &["import", tar.to_str().unwrap(), "first"]);
 
     let store = strata::Store::open(&root).expect("open the store");
-    let limits = store.limits().expect("limits").apply_limits(u64::MAX);
-    let mut made = strata::store::NewLayers::default();
-    let layer = store
-        .layers()
-        .apply_and_keep(
-            None,
-            std::fs::File::open(&tar).unwrap(),
-            None,
-            limits,
-            &mut made,
-        )
-        .expect("apply the layer again");
+    let (layer, made) = apply_as_a_load(&store, &tar);
     strata_ok(&root, &["rmi", "first"]);
-    let config = strata::ops::import::image_config(&[&layer], "test");
-    let image = strata::model::ImageRecord {
-        id: strata::model::Digest::of(&config),
-        config,
-        layers: vec![layer.clone()],
-        tags: vec![strata::model::Reference::lookup("second")],
-        created_ns: strata::now_ns(),
-    };
+    let image = image_of(&layer, "second");
     let recorded = store.meta().and_then(|m| m.put_image(&image));
     if recorded.is_err() {
         // What the import does when its record fails.
@@ -461,27 +476,9 @@ fn prune_leaves_the_layer_a_live_import_has_not_recorded_yet() {
     let tar = scratch.path().join("new.tar");
     busybox_rootfs_tar(&tar, "new\n");
     let store = strata::Store::open(&root).expect("open the store");
-    let limits = store.limits().expect("limits").apply_limits(u64::MAX);
-    let mut made = strata::store::NewLayers::default();
-    let layer = store
-        .layers()
-        .apply_and_keep(
-            None,
-            std::fs::File::open(&tar).unwrap(),
-            None,
-            limits,
-            &mut made,
-        )
-        .expect("apply the layer");
+    let (layer, made) = apply_as_a_load(&store, &tar);
     check(&root, &["--repair", "--prune"]);
-    let config = strata::ops::import::image_config(&[&layer], "test");
-    let image = strata::model::ImageRecord {
-        id: strata::model::Digest::of(&config),
-        config,
-        layers: vec![layer.clone()],
-        tags: vec![strata::model::Reference::lookup("new")],
-        created_ns: strata::now_ns(),
-    };
+    let image = image_of(&layer, "new");
     let recorded = store.meta().and_then(|m| m.put_image(&image));
     let key = strata::store::keys::layer_snapshot_key(&layer.chain_id);
     let layer_there = store.snapshots().stat(&key).is_ok();
