@@ -314,26 +314,19 @@ pub const FIRST_SUBVOLUME_ID: u64 = 256;
 /// `ROOT_BACKREF` item in the root tree): deleting a subvolume unlinks it at
 /// once, long before btrfs' cleaner drops its tree.
 pub fn subvolume_linked(dir: &File, subvolid: u64) -> io::Result<bool> {
-    let items = tree_search(
-        dir,
-        ROOT_TREE_OBJECTID,
-        subvolid,
-        ROOT_BACKREF_KEY,
-        0..=u64::MAX,
-    )?;
-    Ok(!items.is_empty())
+    root_tree_has(dir, subvolid, ROOT_BACKREF_KEY)
 }
 
 /// Whether subvolume `subvolid`'s tree still exists (has a `ROOT_ITEM` in
 /// the root tree): true while btrfs' cleaner has yet to drop a deleted one.
 pub fn subvolume_tree_exists(dir: &File, subvolid: u64) -> io::Result<bool> {
-    let items = tree_search(
-        dir,
-        ROOT_TREE_OBJECTID,
-        subvolid,
-        ROOT_ITEM_KEY,
-        0..=u64::MAX,
-    )?;
+    root_tree_has(dir, subvolid, ROOT_ITEM_KEY)
+}
+
+/// Whether the root tree holds an item of type `key` for subvolume
+/// `subvolid` (any offset).
+fn root_tree_has(dir: &File, subvolid: u64, key: u32) -> io::Result<bool> {
+    let items = tree_search(dir, ROOT_TREE_OBJECTID, subvolid, key, 0..=u64::MAX)?;
     Ok(!items.is_empty())
 }
 
